@@ -1,0 +1,1 @@
+"""Provider plugins and the shared action pipeline (side-effect free on import)."""

@@ -1,0 +1,167 @@
+"""Proactive rate limiting: wait for a slot instead of failing (in-process or Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most `limit` calls in any window of `period` seconds for one key of a scope.
+
+    A sliding-window log rather than a token bucket: providers state their limits as
+    "N per window" (80 msg/s, 600/min, 10,000 per 10 min), and a bucket's burst on top of its
+    refill rate can exceed such a window. The log never does.
+    """
+
+    scope: str
+    key: str
+    limit: int
+    period: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.scope}:{self.key}"
+
+
+@dataclass(frozen=True)
+class Concurrency:
+    """At most `limit` calls in flight at once for one key (Graph: 4 per mailbox)."""
+
+    scope: str
+    key: str
+    limit: int
+
+
+class Limiter(Protocol):
+    async def acquire(self, limits: Sequence[Limit]) -> float:
+        """Wait until every limit has room, take one slot in each; return seconds waited."""
+
+    def concurrency(self, limits: Sequence[Concurrency]) -> Any:
+        """Async context manager holding one in-flight slot per limit."""
+
+
+class MemoryLimiter:
+    """In-process sliding-window limiter; one per worker process."""
+
+    def __init__(self, clock: Any = time.monotonic) -> None:
+        self._clock = clock
+        self._logs: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = asyncio.Lock()
+        self._sems: dict[str, asyncio.Semaphore] = {}
+        self.waited_total = 0.0
+
+    def _wait_needed(self, lim: Limit, now: float) -> float:
+        log = self._logs[lim.name]
+        while log and log[0] <= now - lim.period:
+            log.popleft()
+        if len(log) < lim.limit:
+            return 0.0
+        return log[0] + lim.period - now
+
+    async def acquire(self, limits: Sequence[Limit]) -> float:
+        waited = 0.0
+        while True:
+            async with self._lock:
+                now = self._clock()
+                wait = max((self._wait_needed(lim, now) for lim in limits), default=0.0)
+                if wait <= 0:
+                    for lim in limits:
+                        self._logs[lim.name].append(now)
+                    self.waited_total += waited
+                    return waited
+            # Small margin so a slot freed exactly at the boundary is really free at the provider.
+            await asyncio.sleep(wait + 0.002)
+            waited += wait + 0.002
+
+    @asynccontextmanager
+    async def concurrency(self, limits: Sequence[Concurrency]) -> AsyncIterator[None]:
+        sems = []
+        for c in sorted(limits, key=lambda c: f"{c.scope}:{c.key}"):  # fixed order: no deadlock
+            name = f"{c.scope}:{c.key}"
+            sem = self._sems.setdefault(name, asyncio.Semaphore(c.limit))
+            await sem.acquire()
+            sems.append(sem)
+        try:
+            yield
+        finally:
+            for sem in sems:
+                sem.release()
+
+
+_REDIS_ACQUIRE = """
+local now = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+local member = ARGV[3]
+local wait = 0
+for i = 1, n do
+  local key = KEYS[i]
+  local limit = tonumber(ARGV[3 + 2 * i - 1])
+  local period = tonumber(ARGV[3 + 2 * i])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - period)
+  if redis.call('ZCARD', key) >= limit then
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    local w = tonumber(oldest[2]) + period - now
+    if w > wait then wait = w end
+  end
+end
+if wait > 0 then return tostring(wait) end
+for i = 1, n do
+  local period = tonumber(ARGV[3 + 2 * i])
+  redis.call('ZADD', KEYS[i], now, member .. ':' .. i)
+  redis.call('PEXPIRE', KEYS[i], math.ceil(period * 1000) + 1000)
+end
+return '0'
+"""
+
+
+class RedisLimiter:
+    """Sliding-window limiter shared by all workers through Redis (atomic Lua script)."""
+
+    def __init__(self, url: str, prefix: str = "osi:rl:") -> None:
+        import redis.asyncio as aioredis
+
+        self._redis = aioredis.from_url(url)
+        self._prefix = prefix
+        self._script = self._redis.register_script(_REDIS_ACQUIRE)
+        self._local = MemoryLimiter()  # concurrency stays per process
+        self._seq = 0
+        self.waited_total = 0.0
+
+    async def acquire(self, limits: Sequence[Limit]) -> float:
+        if not limits:
+            return 0.0
+        waited = 0.0
+        keys = [self._prefix + lim.name for lim in limits]
+        args: list[Any] = []
+        for lim in limits:
+            args += [lim.limit, lim.period]
+        while True:
+            self._seq += 1
+            now = time.time()
+            res = await self._script(keys=keys, args=[now, len(limits), f"{id(self)}:{self._seq}:{now}", *args])
+            wait = float(res)
+            if wait <= 0:
+                self.waited_total += waited
+                return waited
+            await asyncio.sleep(wait + 0.002)
+            waited += wait + 0.002
+
+    def concurrency(self, limits: Sequence[Concurrency]) -> Any:
+        return self._local.concurrency(limits)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def make_limiter(backend: str) -> MemoryLimiter | RedisLimiter:
+    """`memory` for the embedded stack, a `redis://` URL in production."""
+    if backend.startswith("redis://") or backend.startswith("rediss://"):
+        return RedisLimiter(backend)
+    return MemoryLimiter()

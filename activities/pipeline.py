@@ -1,0 +1,322 @@
+"""The action pipeline every provider call goes through: resolve, credentials, gates, limit,
+breaker, HTTP, classify, record."""
+
+from __future__ import annotations
+
+import json as jsonlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from temporalio import activity
+
+from activities.errors import ConfigurationError, ErrorClass, IntegrationError, TemporaryError
+from activities.limiter import Concurrency, Limit
+from activities.policies import retry_delay
+from store.db import ConnectionNotFound
+from store.models import Connection, ConnectionStatus, Health, UsageRecord
+from vault.client import CredentialsMissing, VaultError
+from vault.credentials import Credentials, OAuth2Credentials
+
+if TYPE_CHECKING:
+    from activities.runtime import Runtime
+    from activities.spec import Plugin
+
+log = logging.getLogger("osi.pipeline")
+
+
+@dataclass
+class Response:
+    """A provider answer that the plugin classified as success."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    body: Any
+    latency_ms: float
+
+    def json(self) -> dict[str, Any]:
+        return self.body if isinstance(self.body, dict) else {}
+
+
+@dataclass
+class CallResult:
+    """What happened on one call, kept for usage rows (flushed once per action)."""
+
+    usage: list[UsageRecord] = field(default_factory=list)
+
+
+Gate = Callable[["Action"], Awaitable[None]]
+
+
+def _parse_body(resp: httpx.Response) -> Any:
+    if not resp.content:
+        return None
+    try:
+        return resp.json()
+    except (ValueError, jsonlib.JSONDecodeError):
+        return resp.text
+
+
+class Action:
+    """One action of one activity on one connection; use as `async with rt.action(...) as act`."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        plugin: Plugin,
+        organization_id: str,
+        connection_name: str,
+        name: str,
+        *,
+        actor: str = "workflow",
+        target: str | None = None,
+    ) -> None:
+        self.rt = rt
+        self.plugin = plugin
+        self.organization_id = organization_id
+        self.connection_name = connection_name
+        self.name = name
+        self.actor = actor
+        self.target = target
+        self.connection: Connection
+        self._credentials: Credentials | None = None
+        self._usage: list[UsageRecord] = []
+        self.detail: dict[str, Any] = {}
+        self.calls = 0
+
+    # ---- 1. resolve ----------------------------------------------------------------------
+    async def __aenter__(self) -> Action:
+        if activity.in_activity():
+            self.actor = f"workflow:{activity.info().workflow_id}"
+        try:
+            self.connection = await self.rt.store.run(
+                self.rt.store.find_connection,
+                self.organization_id,
+                self.plugin.spec.integration_type.value,
+                self.connection_name,
+            )
+        except ConnectionNotFound as exc:
+            # Resolution is scoped to the organization, so another organization's connection
+            # with the same name is "not found" here: it can never be used across tenants.
+            raise ConfigurationError(str(exc), code="connection_not_found",
+                                     provider=self.plugin.spec.name).to_application_error() from None
+        if self.connection.status == ConnectionStatus.NEEDS_REAUTH.value:
+            raise ConfigurationError(
+                f"connection {self.connection_name!r} needs re-authentication"
+                + (f": {self.reauth_url()}" if self.reauth_url() else ""),
+                code="needs_reauth",
+                provider=self.plugin.spec.name,
+            ).to_application_error() from None
+        if self.connection.status == ConnectionStatus.DISABLED.value:
+            raise ConfigurationError(f"connection {self.connection_name!r} is disabled",
+                                     code="disabled", provider=self.plugin.spec.name).to_application_error()
+        return self
+
+    def reauth_url(self) -> str | None:
+        """Where an administrator re-authenticates this connection (OAuth providers)."""
+        if self.plugin.spec.auth_kind != "oauth2":
+            return None
+        base = self.rt.settings.gateway_public_url.rstrip("/")
+        return (f"{base}/oauth/{self.plugin.spec.name}/install?organization_id={self.organization_id}"
+                f"&name={self.connection_name}")
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.connection.settings
+
+    def base_url(self) -> str:
+        return self.rt.base_url(self.plugin, self.connection)
+
+    # ---- 2. credentials ------------------------------------------------------------------
+    async def credentials(self, *, stale_access_token: str | None = None) -> Credentials:
+        if self._credentials is not None and stale_access_token is None:
+            return self._credentials
+        try:
+            self._credentials = await self.rt.credentials_for(
+                self.plugin, self.connection, stale_access_token=stale_access_token
+            )
+        except CredentialsMissing:
+            raise ConfigurationError(
+                f"no credentials stored for connection {self.connection_name!r}",
+                code="credentials_missing", provider=self.plugin.spec.name,
+            ) from None
+        except VaultError as exc:
+            raise TemporaryError(str(exc), code="vault_unavailable", provider="vault") from None
+        return self._credentials
+
+    # ---- 3. compliance gates --------------------------------------------------------------
+    async def gate(self, *gates: Gate) -> None:
+        """Run compliance gates (each raises a classified error to refuse the action)."""
+        for g in gates:
+            await g(self)
+
+    # ---- 4-7. limit, breaker, HTTP, classify, record ---------------------------------------
+    async def call(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        limits: Sequence[Limit] = (),
+        concurrency: Sequence[Concurrency] = (),
+        cost_units: float = 1.0,
+        category: str | None = None,
+        reference: Callable[[Any], str | None] | None = None,
+        authenticate: bool = True,
+    ) -> Response:
+        """One provider call; raises a classified IntegrationError on failure."""
+        try:
+            return await self._call_once(method, url, json=json, params=params, data=data, headers=headers,
+                                         limits=limits, concurrency=concurrency, cost_units=cost_units,
+                                         category=category, reference=reference, authenticate=authenticate)
+        except IntegrationError as err:
+            # An expired access token with a refreshable credential: refresh once and retry once.
+            if not (authenticate and err.details.get("refresh") and self.plugin.refresh is not None):
+                raise
+            creds = await self.credentials()
+            if not isinstance(creds, OAuth2Credentials) or creds.refresh_token is None:
+                raise
+            await self.credentials(stale_access_token=creds.access_token.get_secret_value())
+            return await self._call_once(method, url, json=json, params=params, data=data, headers=headers,
+                                         limits=limits, concurrency=concurrency, cost_units=cost_units,
+                                         category=category, reference=reference, authenticate=authenticate)
+
+    async def _call_once(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any,
+        params: Mapping[str, Any] | None,
+        data: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        limits: Sequence[Limit],
+        concurrency: Sequence[Concurrency],
+        cost_units: float,
+        category: str | None,
+        reference: Callable[[Any], str | None] | None,
+        authenticate: bool,
+    ) -> Response:
+        spec = self.plugin.spec
+        req_headers = dict(headers or {})
+        if authenticate:
+            req_headers.update(self.plugin.auth_headers(await self.credentials()))
+        await self.rt.limiter.acquire(limits)
+        breaker = self.rt.breakers.get(spec.name, self.connection.id)
+        breaker.before_call(f"{spec.name}/{self.connection_name}")
+        self.calls += 1
+        t0 = time.perf_counter()
+        status: int | None = None
+        body: Any = None
+        resp_headers: Mapping[str, str] = {}
+        err: IntegrationError | None
+        try:
+            async with self.rt.limiter.concurrency(concurrency):
+                resp = await self.rt.http.request(
+                    method, url, json=json, params=params, data=data, headers=req_headers
+                )
+            status, resp_headers, body = resp.status_code, resp.headers, _parse_body(resp)
+            err = self.plugin.classify(status, resp_headers, body)
+            if err is not None and err.retry_after is None:
+                err.retry_after = _retry_after(resp_headers.get(spec.retry_after_header))
+        except httpx.TimeoutException:
+            err = TemporaryError(f"{spec.name} timed out", code="timeout")
+        except httpx.TransportError as exc:
+            err = TemporaryError(f"{spec.name} unreachable: {type(exc).__name__}", code="transport_error")
+        latency = (time.perf_counter() - t0) * 1000
+        if err is not None:
+            err.provider = err.provider or spec.name
+        # Only provider-side trouble trips the breaker; 4xx and throttling are not outages.
+        provider_down = err is not None and err.error_class is ErrorClass.TEMPORARY and (
+            status is None or status >= 500)
+        breaker.record(healthy=not provider_down)
+        self._usage.append(
+            UsageRecord(
+                organization_id=self.organization_id,
+                connection_id=self.connection.id,
+                provider=spec.name,
+                action=self.name,
+                outcome="ok" if err is None else err.error_class.value,
+                status_code=status,
+                error_code=None if err is None or err.code is None else str(err.code),
+                latency_ms=round(latency, 2),
+                cost_units=cost_units,
+                category=category,
+                reference=reference(body) if (reference and err is None) else None,
+            )
+        )
+        if err is not None:
+            raise err
+        return Response(status or 0, resp_headers, body, latency)
+
+    # ---- exit: convert, record, alert ----------------------------------------------------
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.flush_usage()
+        if exc is None:
+            await self._record(outcome="ok")
+            if self.connection.health != Health.HEALTHY.value and self.calls:
+                await self.rt.store.run(self.rt.store.set_health, self.connection.id, Health.HEALTHY,
+                                        {"last_ok_action": self.name})
+            return
+        if not isinstance(exc, IntegrationError):
+            return  # unexpected bugs propagate as-is (Temporal retries them as failures)
+        await self._record(outcome=exc.error_class.value, detail=exc.to_dict())
+        attempt, max_attempts = _attempts()
+        if exc.error_class is ErrorClass.CONFIGURATION:
+            await self.rt.mark_unhealthy(self.connection, exc, reauth=bool(exc.details.get("reauth")),
+                                         reauth_url=self.reauth_url())
+        elif exc.error_class is ErrorClass.TEMPORARY and max_attempts and attempt >= max_attempts:
+            await self.rt.retries_exhausted(self.connection, self.name, exc, attempt)
+        delay = None
+        if exc.error_class is ErrorClass.TEMPORARY:
+            delay = timedelta(seconds=retry_delay(attempt, exc.retry_after))
+        raise exc.to_application_error(delay) from None
+
+    async def flush_usage(self) -> None:
+        if not self._usage:
+            return
+        rows, self._usage = self._usage, []
+        failed = sum(1 for r in rows if r.outcome != "ok")
+        await self.rt.store.run(self.rt.store.record_usages, rows)
+        await self.rt.store.run(self.rt.store.count_use, self.connection.id, failed > 0)
+
+    async def _record(self, outcome: str, detail: dict[str, Any] | None = None) -> None:
+        await self.rt.store.run(
+            self.rt.store.audit,
+            self.organization_id,
+            self.actor,
+            self.name,
+            outcome,
+            connection_id=self.connection.id,
+            target=self.target,
+            detail={**self.detail, **(detail or {})},
+        )
+
+
+def _attempts() -> tuple[int, int]:
+    if not activity.in_activity():
+        return 1, 1
+    info = activity.info()
+    max_attempts = info.retry_policy.maximum_attempts if info.retry_policy else 0
+    return info.attempt, max_attempts
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (fractional allowed, Graph sends '2.128'); garbage is ignored."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None

@@ -1,0 +1,1 @@
+"""HTTP gateway: provider webhooks to signals, OAuth flows, admin API, codec endpoint."""

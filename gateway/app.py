@@ -1,0 +1,70 @@
+"""The FastAPI application: health, readiness and every provider's routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+from temporalio.client import Client
+
+from activities.runtime import Runtime
+from gateway import whatsapp
+from worker.settings import Settings, get_settings
+from worker.temporal import connect
+
+log = logging.getLogger("osi.gateway")
+
+
+def create_app(settings: Settings | None = None, *, rt: Runtime | None = None,
+               temporal: Client | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_rt = rt is None
+        app.state.rt = rt or Runtime(settings)
+        # One Temporal client per process, connected at start-up (never per request).
+        app.state.temporal = temporal or await connect(settings)
+        yield
+        if own_rt:
+            await app.state.rt.close()
+
+    app = FastAPI(title="OpenSyte Integrations gateway", lifespan=lifespan)
+    app.state.settings = settings
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        state = request.app.state
+        checks: dict[str, Any] = {}
+        try:
+            await asyncio.wait_for(
+                state.temporal.workflow_service.get_system_info(GetSystemInfoRequest()), timeout=3)
+            checks["temporal"] = "ok"
+        except Exception as exc:
+            checks["temporal"] = f"error: {type(exc).__name__}"
+        checks["vault"] = "ok" if await asyncio.to_thread(state.rt.vault.is_ready) else "error"
+        try:
+            def ping() -> None:
+                with state.rt.store.engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+            await asyncio.to_thread(ping)
+            checks["store"] = "ok"
+        except Exception as exc:
+            checks["store"] = f"error: {type(exc).__name__}"
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks},
+                            status_code=200 if ok else 503)
+
+    app.include_router(whatsapp.router(), prefix="/webhooks/whatsapp")
+    return app

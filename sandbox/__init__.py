@@ -1,0 +1,1 @@
+"""Faithful local fakes of the providers (a product feature: run everything without accounts)."""

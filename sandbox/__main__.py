@@ -1,0 +1,9 @@
+"""`python -m sandbox` serves the provider fakes on OSI_SANDBOX_PORT."""
+
+import uvicorn
+
+from sandbox.app import create_app
+from worker.settings import get_settings
+
+settings = get_settings()
+uvicorn.run(create_app(), host=settings.host, port=settings.sandbox_port, log_level="warning")

@@ -1,0 +1,77 @@
+"""The sandbox HTTP app: every provider fake under its prefix, plus /_sandbox controls."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+
+from sandbox.state import FaultConfig, RecordedRequest, SandboxState, fingerprint, now, parse_body
+from sandbox.whatsapp import WhatsAppFake
+
+PREFIXES = {"/whatsapp": "whatsapp"}
+
+
+def _provider_of(path: str) -> str | None:
+    for prefix, name in PREFIXES.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return name
+    return None
+
+
+def create_app(state: SandboxState | None = None) -> FastAPI:
+    state = state or SandboxState()
+    app = FastAPI(title="OpenSyte Integrations sandbox", docs_url="/_sandbox/docs")
+    app.state.sandbox = state
+
+    whatsapp = WhatsAppFake(state)
+    state.providers["whatsapp"] = whatsapp
+    app.include_router(whatsapp.router(), prefix="/whatsapp")
+    app.include_router(whatsapp.control_router(), prefix="/_sandbox/whatsapp")
+
+    @app.middleware("http")
+    async def record(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        provider = _provider_of(request.url.path)
+        if provider is None:
+            return await call_next(request)
+        raw = await request.body()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        auth = headers.pop("authorization", None)
+        if auth:
+            # The provider sees the token; the record keeps only a fingerprint of it.
+            headers["authorization"] = f"{auth.split(' ', 1)[0]} fp:{fingerprint(auth.split(' ', 1)[-1])}"
+        rec = RecordedRequest(
+            seq=state.recorder.next_seq(), at=now(), provider=provider, method=request.method,
+            path=request.url.path, query=dict(request.query_params), headers=headers,
+            body=parse_body(raw, headers.get("content-type", "")),
+        )
+        response = await call_next(request)
+        rec.status = response.status_code
+        state.recorder.add(rec)
+        return response
+
+    @app.get("/_sandbox/requests")
+    async def requests(provider: str | None = None, since: int = 0) -> list[dict[str, Any]]:
+        return state.recorder.dump(provider, since)
+
+    @app.delete("/_sandbox/requests")
+    async def clear() -> dict[str, Any]:
+        state.recorder.requests.clear()
+        return {"ok": True}
+
+    @app.put("/_sandbox/faults/{provider}")
+    async def set_faults(provider: str, cfg: FaultConfig) -> dict[str, Any]:
+        state.set_faults(provider, cfg)
+        return {"ok": True}
+
+    @app.delete("/_sandbox/faults")
+    async def clear_faults() -> dict[str, Any]:
+        state.faults.clear()
+        return {"ok": True}
+
+    @app.get("/_sandbox/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,1 @@
+"""Connections registry, append-only audit log, usage ledger and notifications (sqlmodel)."""

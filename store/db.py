@@ -1,0 +1,345 @@
+"""Engine creation, schema setup (with append-only guards) and the Store facade."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, event, text
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, SQLModel, col, create_engine, select
+
+from store.models import (
+    AdminNotification,
+    AuditEvent,
+    Connection,
+    IdempotencyRecord,
+    ConnectionStatus,
+    Health,
+    UsageRecord,
+    utcnow,
+)
+
+T = TypeVar("T")
+
+
+class ConnectionExists(Exception):
+    """A connection with this (organization, type, name) already exists."""
+
+
+class ConnectionNotFound(LookupError):
+    """No connection with this (organization, type, name)."""
+
+
+APPEND_ONLY_SQLITE = [
+    "CREATE TRIGGER IF NOT EXISTS audit_event_no_update BEFORE UPDATE ON audit_event "
+    "BEGIN SELECT RAISE(ABORT, 'audit_event is append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS audit_event_no_delete BEFORE DELETE ON audit_event "
+    "BEGIN SELECT RAISE(ABORT, 'audit_event is append-only'); END",
+]
+APPEND_ONLY_POSTGRES = [
+    "CREATE OR REPLACE FUNCTION audit_event_append_only() RETURNS trigger AS $$ "
+    "BEGIN RAISE EXCEPTION 'audit_event is append-only'; END; $$ LANGUAGE plpgsql",
+    "DROP TRIGGER IF EXISTS audit_event_append_only ON audit_event",
+    "CREATE TRIGGER audit_event_append_only BEFORE UPDATE OR DELETE ON audit_event "
+    "FOR EACH ROW EXECUTE FUNCTION audit_event_append_only()",
+]
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for SQLite (file created, WAL mode) or PostgreSQL (`postgresql+psycopg://`)."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def init_schema(engine: Engine) -> None:
+    """Create tables (idempotent) and the append-only guard on the audit log."""
+    # Plugins add their own tables in store modules; import them so metadata is complete.
+    import store.tables  # noqa: F401
+
+    SQLModel.metadata.create_all(engine)
+    statements = APPEND_ONLY_POSTGRES if engine.dialect.name == "postgresql" else APPEND_ONLY_SQLITE
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # Serialise concurrent start-ups creating the same trigger.
+            conn.execute(text("SELECT pg_advisory_xact_lock(424242)"))
+        for stmt in statements:
+            conn.execute(text(stmt))
+
+
+class Store:
+    """Synchronous queries with async wrappers (`await store.run(fn)`) for the event loop."""
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        if create:
+            init_schema(self.engine)
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking query in a thread so activities never block the event loop."""
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # ---- connections -------------------------------------------------------------------
+    def add_connection(
+        self, organization_id: str, integration_type: str, name: str, settings: dict[str, Any]
+    ) -> Connection:
+        conn = Connection(
+            organization_id=organization_id, integration_type=integration_type, name=name, settings=settings
+        )
+        with self.session() as s:
+            s.add(conn)
+            try:
+                s.commit()
+            except IntegrityError as exc:
+                raise ConnectionExists(f"connection {integration_type}/{name} already exists") from exc
+            s.refresh(conn)
+        return conn
+
+    def upsert_connection(
+        self, organization_id: str, integration_type: str, name: str, settings: dict[str, Any]
+    ) -> Connection:
+        """Create or update settings (used by OAuth installs and the demo seed)."""
+        with self.session() as s:
+            conn = s.exec(
+                select(Connection).where(
+                    Connection.organization_id == organization_id,
+                    Connection.integration_type == integration_type,
+                    Connection.name == name,
+                )
+            ).first()
+            if conn is None:
+                conn = Connection(
+                    organization_id=organization_id, integration_type=integration_type, name=name
+                )
+            conn.settings = {**(conn.settings or {}), **settings}
+            conn.status = ConnectionStatus.ACTIVE.value
+            conn.updated_at = utcnow()
+            s.add(conn)
+            s.commit()
+            s.refresh(conn)
+            return conn
+
+    def find_connection(self, organization_id: str, integration_type: str, name: str) -> Connection:
+        with self.session() as s:
+            conn = s.exec(
+                select(Connection).where(
+                    Connection.organization_id == organization_id,
+                    Connection.integration_type == integration_type,
+                    Connection.name == name,
+                )
+            ).first()
+        if conn is None:
+            raise ConnectionNotFound(
+                f"no {integration_type} connection named {name!r} in organization {organization_id}"
+            )
+        return conn
+
+    def get_connection(self, connection_id: str) -> Connection | None:
+        with self.session() as s:
+            return s.get(Connection, connection_id)
+
+    def list_connections(
+        self, organization_id: str | None = None, integration_type: str | None = None
+    ) -> Sequence[Connection]:
+        with self.session() as s:
+            q = select(Connection)
+            if organization_id:
+                q = q.where(Connection.organization_id == organization_id)
+            if integration_type:
+                q = q.where(Connection.integration_type == integration_type)
+            return s.exec(q.order_by(Connection.organization_id, Connection.name)).all()
+
+    def find_connections_by_setting(self, integration_type: str, key: str, value: str) -> list[Connection]:
+        """Connections whose settings[key] == value (e.g. the phone number id of a webhook)."""
+        return [
+            c for c in self.list_connections(integration_type=integration_type) if c.settings.get(key) == value
+        ]
+
+    def update_connection(self, connection_id: str, **fields: Any) -> Connection:
+        with self.session() as s:
+            conn = s.get(Connection, connection_id)
+            if conn is None:
+                raise ConnectionNotFound(connection_id)
+            for k, v in fields.items():
+                setattr(conn, k, v)
+            conn.updated_at = utcnow()
+            s.add(conn)
+            s.commit()
+            s.refresh(conn)
+            return conn
+
+    def delete_connection(self, connection_id: str) -> None:
+        with self.session() as s:
+            conn = s.get(Connection, connection_id)
+            if conn is not None:
+                s.delete(conn)
+                s.commit()
+
+    def set_health(
+        self, connection_id: str, health: Health, detail: dict[str, Any], status: ConnectionStatus | None = None
+    ) -> None:
+        fields: dict[str, Any] = {"health": health.value, "health_detail": detail, "last_health_check": utcnow()}
+        if status is not None:
+            fields["status"] = status.value
+        self.update_connection(connection_id, **fields)
+
+    def count_use(self, connection_id: str, failed: bool) -> None:
+        with self.session() as s:
+            conn = s.get(Connection, connection_id)
+            if conn is None:
+                return
+            conn.request_count += 1
+            conn.error_count += 1 if failed else 0
+            conn.last_used_at = utcnow()
+            s.add(conn)
+            s.commit()
+
+    # ---- audit, usage, notifications ----------------------------------------------------
+    def audit(
+        self,
+        organization_id: str,
+        actor: str,
+        action: str,
+        outcome: str,
+        *,
+        connection_id: str | None = None,
+        target: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> AuditEvent:
+        ev = AuditEvent(
+            organization_id=organization_id,
+            actor=actor,
+            action=action,
+            outcome=outcome,
+            connection_id=connection_id,
+            target=target,
+            detail=detail or {},
+        )
+        with self.session() as s:
+            s.add(ev)
+            s.commit()
+            s.refresh(ev)
+        return ev
+
+    def audit_log(
+        self, organization_id: str | None = None, connection_id: str | None = None, limit: int = 200
+    ) -> Sequence[AuditEvent]:
+        with self.session() as s:
+            q = select(AuditEvent)
+            if organization_id:
+                q = q.where(AuditEvent.organization_id == organization_id)
+            if connection_id:
+                q = q.where(AuditEvent.connection_id == connection_id)
+            return s.exec(q.order_by(col(AuditEvent.id).desc()).limit(limit)).all()
+
+    def record_usage(self, rec: UsageRecord) -> None:
+        with self.session() as s:
+            s.add(rec)
+            s.commit()
+
+    def record_usages(self, recs: Sequence[UsageRecord]) -> None:
+        with self.session() as s:
+            s.add_all(list(recs))
+            s.commit()
+
+    def usage(
+        self,
+        organization_id: str | None = None,
+        connection_id: str | None = None,
+        since: datetime | None = None,
+        action: str | None = None,
+    ) -> Sequence[UsageRecord]:
+        with self.session() as s:
+            q = select(UsageRecord)
+            if organization_id:
+                q = q.where(UsageRecord.organization_id == organization_id)
+            if connection_id:
+                q = q.where(UsageRecord.connection_id == connection_id)
+            if since:
+                q = q.where(UsageRecord.at >= since)
+            if action:
+                q = q.where(UsageRecord.action == action)
+            return s.exec(q.order_by(col(UsageRecord.id))).all()
+
+    def update_usage_by_reference(self, reference: str, **fields: Any) -> int:
+        """Late outcome (e.g. a delivery status webhook) for the call that produced `reference`."""
+        with self.session() as s:
+            rows = s.exec(select(UsageRecord).where(UsageRecord.reference == reference)).all()
+            for r in rows:
+                for k, v in fields.items():
+                    setattr(r, k, v)
+                s.add(r)
+            s.commit()
+            return len(rows)
+
+    def notify_admins(
+        self,
+        organization_id: str,
+        kind: str,
+        message: str,
+        *,
+        connection_id: str | None = None,
+        severity: str = "error",
+        action_url: str | None = None,
+    ) -> AdminNotification:
+        n = AdminNotification(
+            organization_id=organization_id,
+            connection_id=connection_id,
+            kind=kind,
+            message=message,
+            severity=severity,
+            action_url=action_url,
+        )
+        with self.session() as s:
+            s.add(n)
+            s.commit()
+            s.refresh(n)
+        return n
+
+    def notifications(
+        self, organization_id: str | None = None, connection_id: str | None = None
+    ) -> Sequence[AdminNotification]:
+        with self.session() as s:
+            q = select(AdminNotification)
+            if organization_id:
+                q = q.where(AdminNotification.organization_id == organization_id)
+            if connection_id:
+                q = q.where(AdminNotification.connection_id == connection_id)
+            return s.exec(q.order_by(col(AdminNotification.id))).all()
+
+    # ---- idempotency ----------------------------------------------------------------------
+    def get_idempotent(self, key: str) -> dict[str, Any] | None:
+        with self.session() as s:
+            rec = s.get(IdempotencyRecord, key)
+            return dict(rec.result) if rec else None
+
+    def put_idempotent(self, key: str, organization_id: str, action: str, result: dict[str, Any]) -> None:
+        with self.session() as s:
+            if s.get(IdempotencyRecord, key) is None:
+                s.add(IdempotencyRecord(key=key, organization_id=organization_id, action=action, result=result))
+                s.commit()

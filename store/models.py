@@ -1,0 +1,134 @@
+"""Table definitions; no secret is ever a column here."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now; stored as naive UTC by SQLite, aware by PostgreSQL."""
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class IntegrationType(StrEnum):
+    """OpenSyte's IntegrationType values that this service executes."""
+
+    WHATSAPP_BUSINESS = "WHATSAPP_BUSINESS"
+    SLACK = "SLACK"
+    GOOGLE_CALENDAR = "GOOGLE_CALENDAR"
+    OUTLOOK_CALENDAR = "OUTLOOK_CALENDAR"
+
+
+class ConnectionStatus(StrEnum):
+    ACTIVE = "active"
+    NEEDS_REAUTH = "needs_reauth"
+    DISABLED = "disabled"
+
+
+class Health(StrEnum):
+    UNKNOWN = "unknown"
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+
+
+class Connection(SQLModel, table=True):
+    """One integration account of an organization: `(organization_id, integration_type, name)`."""
+
+    __tablename__ = "connection"
+    __table_args__ = (UniqueConstraint("organization_id", "integration_type", "name"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    organization_id: str = Field(index=True)
+    integration_type: str = Field(index=True)
+    name: str
+    settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default=ConnectionStatus.ACTIVE.value)
+    health: str = Field(default=Health.UNKNOWN.value)
+    health_detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    last_health_check: datetime | None = None
+    request_count: int = 0
+    error_count: int = 0
+    last_used_at: datetime | None = None
+    credentials_expire_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only: who did what, when, to which connection, with what outcome (never a secret)."""
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    organization_id: str = Field(index=True)
+    actor: str
+    action: str = Field(index=True)
+    connection_id: str | None = Field(default=None, index=True)
+    target: str | None = None
+    outcome: str
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class UsageRecord(SQLModel, table=True):
+    """One row per provider call: connection, action, outcome class, latency, cost units."""
+
+    __tablename__ = "usage_record"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    organization_id: str = Field(index=True)
+    connection_id: str = Field(index=True)
+    provider: str
+    action: str = Field(index=True)
+    outcome: str
+    status_code: int | None = None
+    error_code: str | None = None
+    latency_ms: float = 0.0
+    cost_units: float = 1.0
+    category: str | None = None
+    cost_amount: float | None = None
+    currency: str | None = None
+    reference: str | None = Field(default=None, index=True)
+    # Late outcome reported asynchronously (e.g. WhatsApp sent/delivered/read/failed webhooks).
+    delivery_status: str | None = None
+    delivered_at: datetime | None = None
+
+
+class AdminNotification(SQLModel, table=True):
+    """An alert for the organization's administrators (delivery channels read from here)."""
+
+    __tablename__ = "admin_notification"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    organization_id: str = Field(index=True)
+    connection_id: str | None = Field(default=None, index=True)
+    severity: str = "error"
+    kind: str
+    message: str
+    action_url: str | None = None
+    acknowledged: bool = False
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """The result of a side effect already performed under a key, so a retry never repeats it."""
+
+    __tablename__ = "idempotency_record"
+
+    key: str = Field(primary_key=True)
+    organization_id: str = Field(index=True)
+    action: str
+    result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,3 @@
+"""Imports every table module so `SQLModel.metadata` is complete before create_all."""
+
+from store import models  # noqa: F401

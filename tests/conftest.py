@@ -1,0 +1,120 @@
+"""Session fixtures: a real Temporal dev server, real OpenBao, the sandbox, gateway and worker."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.runtime import Runtime
+from gateway.app import create_app as create_gateway
+from sandbox.app import create_app as create_sandbox
+from sandbox.state import SandboxState
+from tests.servers import ServerThread
+from worker.main import build_worker
+from worker.settings import Settings
+from worker.stack import Stack, free_port
+from worker.temporal import connect
+
+
+@dataclass
+class StackInfo:
+    temporal_address: str
+    vault_addr: str
+    data_dir: Path
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
+    data = tmp_path_factory.mktemp("stack")
+    st = Stack()
+    tport, vport = free_port(), free_port()
+    st.temporal(tport, free_port(), None, headless=True, log=data / "temporal.log")
+    st.vault(vport, log=data / "bao.log")
+    try:
+        yield StackInfo(f"127.0.0.1:{tport}", f"http://127.0.0.1:{vport}", data)
+    finally:
+        st.stop()
+
+
+@dataclass
+class SandboxHandle:
+    url: str
+    state: SandboxState
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[SandboxHandle]:
+    state = SandboxState()
+    srv = ServerThread(create_sandbox(state), free_port()).start()
+    yield SandboxHandle(srv.url, state)
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def settings(stack: StackInfo, sandbox: SandboxHandle, gateway_port: int) -> Settings:
+    return Settings(
+        data_dir=stack.data_dir,
+        temporal_address=stack.temporal_address,
+        task_queue=f"it-{uuid.uuid4().hex[:8]}",
+        vault_addr=stack.vault_addr,
+        vault_cache_ttl_seconds=300,
+        database_url=f"sqlite:///{stack.data_dir / 'osi.db'}",
+        gateway_port=gateway_port,
+        gateway_public_url=f"http://127.0.0.1:{gateway_port}",
+        sandbox_port=int(sandbox.url.rsplit(":", 1)[1]),
+        whatsapp_base_url=f"{sandbox.url}/whatsapp",
+        slack_base_url=f"{sandbox.url}/slack/api/",
+        google_calendar_base_url=f"{sandbox.url}/google/calendar/v3/",
+        google_token_url=f"{sandbox.url}/google/token",
+        graph_base_url=f"{sandbox.url}/graph/v1.0/",
+        breaker_failure_threshold=50,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+
+@pytest.fixture(scope="session")
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    rt = Runtime(settings)
+    rt.vault.ensure_engines(settings.vault_transit_key)
+    yield rt
+    await rt.close()
+
+
+@pytest.fixture(scope="session")
+async def client(settings: Settings, runtime: Runtime) -> Client:
+    return await connect(settings)
+
+
+@pytest.fixture(scope="session")
+async def worker(client: Client, runtime: Runtime) -> AsyncIterator[Worker]:
+    w = build_worker(client, runtime)
+    async with w:
+        yield w
+
+
+@pytest.fixture(scope="session")
+def gateway(settings: Settings, runtime: Runtime) -> Iterator[str]:
+    srv = ServerThread(create_gateway(settings), settings.gateway_port).start()
+    yield srv.url
+    srv.stop()
+
+
+@pytest.fixture
+def task_queue(settings: Settings) -> str:
+    return settings.task_queue
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("OSI_PAYLOAD_ENCRYPTION", "true")

@@ -1,0 +1,1 @@
+"""Worker process, settings and the Temporal client factory."""

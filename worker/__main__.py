@@ -1,0 +1,5 @@
+"""`python -m worker` runs the worker."""
+
+from worker.main import main
+
+main()

@@ -1,0 +1,100 @@
+"""Connection management shared by the CLI, the admin API and the demo: store row + Vault secret."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from activities.registry import plugin_for
+from activities.runtime import Runtime
+from store.db import ConnectionNotFound
+from store.models import Connection, Health, IntegrationType
+from vault.client import CredentialsMissing
+from vault.credentials import Credentials, OAuth2Credentials
+
+
+def _check_type(integration_type: str) -> str:
+    try:
+        return IntegrationType(integration_type).value
+    except ValueError:
+        allowed = ", ".join(t.value for t in IntegrationType)
+        raise ValueError(f"unknown integration type {integration_type!r} (one of {allowed})") from None
+
+
+async def add_connection(
+    rt: Runtime, organization_id: str, integration_type: str, name: str, settings: dict[str, Any],
+    credentials: Credentials, *, actor: str = "operator", replace: bool = False,
+) -> Connection:
+    """Secrets to Vault first, then the store row (so a row never points at nothing)."""
+    itype = _check_type(integration_type)
+    path = rt.vault.connection_path(organization_id, itype, name)
+    plugin = plugin_for(itype)
+    missing = [k for k in plugin.spec.required_settings if not settings.get(k)]
+    if missing:
+        raise ValueError(f"{itype} connection needs settings: {', '.join(missing)}")
+    await rt.vault.write(path, credentials)
+    if replace:
+        conn = await rt.store.run(rt.store.upsert_connection, organization_id, itype, name, settings)
+    else:
+        conn = await rt.store.run(rt.store.add_connection, organization_id, itype, name, settings)
+    expires = getattr(credentials, "expires_at", None)
+    if expires is not None or isinstance(credentials, OAuth2Credentials):
+        conn = await rt.store.run(rt.store.update_connection, conn.id, credentials_expire_at=expires)
+    await rt.store.run(rt.store.audit, organization_id, actor, "connection.add", "ok",
+                       connection_id=conn.id, target=f"{itype}/{name}",
+                       detail={"settings": sorted(settings), "credential_kind": credentials.kind})
+    return conn
+
+
+async def remove_connection(rt: Runtime, organization_id: str, integration_type: str, name: str,
+                            *, actor: str = "operator") -> None:
+    itype = _check_type(integration_type)
+    conn = await rt.store.run(rt.store.find_connection, organization_id, itype, name)
+    await rt.vault.delete(rt.credentials_path(conn))
+    await rt.store.run(rt.store.delete_connection, conn.id)
+    await rt.store.run(rt.store.audit, organization_id, actor, "connection.remove", "ok",
+                       connection_id=conn.id, target=f"{itype}/{name}")
+
+
+async def test_connection(rt: Runtime, organization_id: str, integration_type: str, name: str,
+                          *, actor: str = "operator") -> dict[str, Any]:
+    """A real provider call through the pipeline; records health either way."""
+    from activities.errors import IntegrationError
+
+    itype = _check_type(integration_type)
+    plugin = plugin_for(itype)
+    try:
+        async with rt.action(plugin, organization_id, name, f"{plugin.spec.name}.test_connection",
+                             actor=actor) as act:
+            result = await plugin.test_connection(act)
+    except IntegrationError as exc:  # pragma: no cover - converted by the Action on exit
+        result = {"ok": False, "error": exc.to_dict()}
+    except Exception as exc:
+        details = getattr(exc, "details", None)
+        err = details[0] if details and isinstance(details[0], dict) else {"message": str(exc)}
+        result = {"ok": False, "error": err}
+    try:
+        conn = await rt.store.run(rt.store.find_connection, organization_id, itype, name)
+    except ConnectionNotFound:
+        return result
+    health = Health.HEALTHY if result.get("ok") else (Health.DEGRADED if "problems" in result else Health.UNHEALTHY)
+    await rt.store.run(rt.store.set_health, conn.id, health, {"test": result})
+    return result
+
+
+async def masked_credentials(rt: Runtime, conn: Connection) -> dict[str, Any]:
+    """What `show` prints: the credential kind and masked secrets, never the values."""
+    try:
+        creds = await rt.vault.read(rt.credentials_path(conn), use_cache=False)
+    except CredentialsMissing:
+        return {"kind": None, "stored": False}
+    out: dict[str, Any] = {"stored": True}
+    for key, value in creds.to_vault().items():
+        if key in creds.model_fields and isinstance(getattr(creds, key), type(None)):
+            continue
+        secret = getattr(creds, key, None)
+        if hasattr(secret, "get_secret_value"):
+            raw = str(value)
+            out[key] = f"{raw[:4]}…({len(raw)} chars)" if len(raw) > 8 else "****"
+        else:
+            out[key] = value
+    return out

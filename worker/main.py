@@ -1,0 +1,51 @@
+"""The worker process: every plugin's activities and workflows on one task queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.registry import all_activities, all_workflows
+from activities.runtime import Runtime
+from worker.settings import Settings, get_settings
+from worker.temporal import connect
+
+log = logging.getLogger("osi.worker")
+
+
+def build_worker(client: Client, rt: Runtime, task_queue: str | None = None) -> Worker:
+    """A worker with every registered plugin (activity names must be unique: the SDK enforces it)."""
+    return Worker(
+        client,
+        task_queue=task_queue or rt.settings.task_queue,
+        workflows=all_workflows(),
+        activities=list(all_activities(rt)),
+        activity_executor=ThreadPoolExecutor(max_workers=16),
+        max_concurrent_activities=200,
+    )
+
+
+async def run_worker(settings: Settings | None = None) -> None:
+    settings = settings or get_settings()
+    client = await connect(settings)
+    rt = Runtime(settings)
+    worker = build_worker(client, rt)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
+    async with worker:
+        await stop.wait()
+        log.info("shutting down: finishing in-flight tasks")
+    await rt.close()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run_worker())

@@ -1,0 +1,78 @@
+"""Process settings read from OSI_* environment variables (documented in README)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; defaults are the embedded local stack."""
+
+    model_config = SettingsConfigDict(env_prefix="OSI_", env_file=".env", extra="ignore")
+
+    # Local stack
+    data_dir: Path = Path(".data")
+    host: str = "127.0.0.1"
+
+    # Temporal
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+    task_queue: str = "integrations"
+    temporal_ui_port: int = 8233
+    payload_encryption: bool = True
+
+    # Vault / OpenBao
+    vault_addr: str = "http://127.0.0.1:8200"
+    vault_token: SecretStr | None = SecretStr("root")
+    vault_role_id: str | None = None
+    vault_secret_id: SecretStr | None = None
+    vault_kv_mount: str = "secret"
+    vault_kv_prefix: str = "osi/connections"
+    vault_transit_mount: str = "transit"
+    vault_transit_key: str = "osi-payloads"
+    vault_cache_ttl_seconds: float = 300.0
+
+    # Store
+    database_url: str = "sqlite:///.data/osi.db"
+
+    # Limiter / breaker state: "memory" (in-process) or a redis:// URL
+    limiter_backend: str = "memory"
+    breaker_failure_threshold: int = 5
+    breaker_reset_seconds: float = 30.0
+
+    # HTTP
+    http_timeout_seconds: float = 20.0
+    http_max_connections: int = 200
+
+    # Gateway and sandbox
+    gateway_port: int = 8080
+    gateway_public_url: str = "http://127.0.0.1:8080"
+    admin_api_key: SecretStr | None = None
+    sandbox_port: int = 8099
+    sandbox_enabled: bool = True
+
+    # Provider base URLs (production defaults; the sandbox overrides them locally)
+    whatsapp_base_url: str = "https://graph.facebook.com"
+    whatsapp_api_version: str = "v23.0"
+    slack_base_url: str = "https://slack.com/api/"
+    slack_authorize_url: str = "https://slack.com/oauth/v2/authorize"
+    google_calendar_base_url: str = "https://www.googleapis.com/calendar/v3/"
+    google_token_url: str = "https://oauth2.googleapis.com/token"
+    google_authorize_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    graph_base_url: str = "https://graph.microsoft.com/v1.0/"
+    entra_authority_host: str = "https://login.microsoftonline.com"
+
+    # Conversations
+    conversation_idle_hours: float = 72.0
+    conversation_history_limit: int = Field(default=2000, ge=100)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; tests build their own Settings)."""
+    return Settings()

