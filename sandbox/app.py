@@ -10,7 +10,12 @@ from fastapi import FastAPI, Request, Response
 from sandbox.state import FaultConfig, RecordedRequest, SandboxState, fingerprint, now, parse_body
 from sandbox.whatsapp import WhatsAppFake
 
-PREFIXES = {"/whatsapp": "whatsapp"}
+# (provider name, API prefix, fake class). Each fake exposes `router()` (the provider API under
+# the prefix) and `control_router()` (test/demo controls under /_sandbox/<name>).
+FAKES: list[tuple[str, str, Callable[[SandboxState], Any]]] = [
+    ("whatsapp", "/whatsapp", WhatsAppFake),
+]
+PREFIXES = {prefix: name for name, prefix, _ in FAKES}
 
 
 def _provider_of(path: str) -> str | None:
@@ -25,10 +30,11 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
     app = FastAPI(title="OpenSyte Integrations sandbox", docs_url="/_sandbox/docs")
     app.state.sandbox = state
 
-    whatsapp = WhatsAppFake(state)
-    state.providers["whatsapp"] = whatsapp
-    app.include_router(whatsapp.router(), prefix="/whatsapp")
-    app.include_router(whatsapp.control_router(), prefix="/_sandbox/whatsapp")
+    for name, prefix, fake_cls in FAKES:
+        fake = fake_cls(state)
+        state.providers[name] = fake
+        app.include_router(fake.router(), prefix=prefix)
+        app.include_router(fake.control_router(), prefix=f"/_sandbox/{name}")
 
     @app.middleware("http")
     async def record(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

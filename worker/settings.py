@@ -67,9 +67,13 @@ class Settings(BaseSettings):
     graph_base_url: str = "https://graph.microsoft.com/v1.0/"
     entra_authority_host: str = "https://login.microsoftonline.com"
 
-    # Conversations
+    # ---- WhatsApp (issue 3) ----
     conversation_idle_hours: float = 72.0
     conversation_history_limit: int = Field(default=2000, ge=100)
+
+    # ---- Slack (issue 4) ----
+
+    # ---- Calendars (issue 5) ----
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,206 @@
+"""`osi`: the operator CLI (connections, schemas, processes, per-provider commands)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import typer
+from pydantic import SecretStr, TypeAdapter
+from rich.console import Console
+from rich.table import Table
+
+from worker.settings import get_settings
+
+T = TypeVar("T")
+app = typer.Typer(help="OpenSyte Integrations operator CLI", no_args_is_help=True)
+connections = typer.Typer(help="Manage integration connections (secrets go to Vault only)", no_args_is_help=True)
+schema = typer.Typer(help="JSON Schemas of workflow inputs and results", no_args_is_help=True)
+app.add_typer(connections, name="connections")
+app.add_typer(schema, name="schema")
+console = Console()
+
+
+def run_with_runtime(fn: Callable[[Any], Awaitable[T]]) -> T:
+    """Build one Runtime for this command, run `fn(rt)`, close it."""
+    from activities.runtime import Runtime
+
+    async def main() -> T:
+        rt = Runtime(get_settings())
+        try:
+            return await fn(rt)
+        finally:
+            await rt.close()
+
+    return asyncio.run(main())
+
+
+def _parse_settings(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise typer.BadParameter(f"--setting expects key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def _read_secrets(fields: tuple[str, ...], from_stdin: bool) -> dict[str, str]:
+    if from_stdin:
+        data = json.loads(sys.stdin.read() or "{}")
+        if not isinstance(data, dict):
+            raise typer.BadParameter("stdin must hold a JSON object of secrets")
+        return {k: str(v) for k, v in data.items()}
+    return {f: typer.prompt(f, hide_input=True, default="", show_default=False) for f in fields}
+
+
+@connections.command("add")
+def connections_add(
+    org: str = typer.Option(..., "--org", help="OpenSyte organization id"),
+    type_: str = typer.Option(..., "--type", help="WHATSAPP_BUSINESS | SLACK | GOOGLE_CALENDAR | OUTLOOK_CALENDAR"),
+    name: str = typer.Option("default", "--name"),
+    setting: list[str] = typer.Option([], "--setting", help="non-secret key=value (repeatable)"),
+    secrets_stdin: bool = typer.Option(False, "--secrets-stdin", help="read secrets as a JSON object on stdin"),
+) -> None:
+    """Add a connection; secrets are prompted (hidden) or read from stdin, never echoed."""
+    from activities.registry import plugin_for
+    from vault.credentials import Credentials
+    from worker.connections import add_connection
+
+    plugin = plugin_for(type_)
+    secrets = {k: v for k, v in _read_secrets(plugin.spec.secret_settings, secrets_stdin).items() if v}
+    kind = {"bearer": "bearer", "oauth2": "oauth2", "api_key": "api_key"}.get(plugin.spec.auth_kind,
+                                                                              plugin.spec.auth_kind)
+    try:
+        creds = TypeAdapter(Credentials).validate_python({"kind": kind, **secrets})
+    except ValueError as exc:
+        raise typer.BadParameter(f"secrets do not fit {kind} credentials: {exc}") from None
+    conn = run_with_runtime(lambda rt: add_connection(rt, org, type_, name, _parse_settings(setting), creds))
+    console.print(f"added {conn.integration_type}/{conn.name} for {conn.organization_id} (id {conn.id})")
+
+
+@connections.command("list")
+def connections_list(org: str | None = typer.Option(None, "--org")) -> None:
+    """List connections with their status and health."""
+    async def go(rt: Any) -> Any:
+        return await rt.store.run(rt.store.list_connections, org)
+
+    table = Table("organization", "type", "name", "status", "health", "requests", "errors", "id")
+    for c in run_with_runtime(go):
+        table.add_row(c.organization_id, c.integration_type, c.name, c.status, c.health,
+                      str(c.request_count), str(c.error_count), c.id)
+    console.print(table)
+
+
+@connections.command("show")
+def connections_show(
+    org: str = typer.Option(..., "--org"), type_: str = typer.Option(..., "--type"),
+    name: str = typer.Option("default", "--name"),
+) -> None:
+    """One connection with settings, health and masked credentials."""
+    from worker.connections import masked_credentials
+
+    async def go(rt: Any) -> dict[str, Any]:
+        conn = await rt.store.run(rt.store.find_connection, org, type_, name)
+        return {**conn.model_dump(mode="json"), "credentials": await masked_credentials(rt, conn)}
+
+    console.print_json(data=run_with_runtime(go))
+
+
+@connections.command("test")
+def connections_test(
+    org: str = typer.Option(..., "--org"), type_: str = typer.Option(..., "--type"),
+    name: str = typer.Option("default", "--name"),
+) -> None:
+    """A real provider call through the pipeline; records the connection's health."""
+    from worker.connections import test_connection
+
+    result = run_with_runtime(lambda rt: test_connection(rt, org, type_, name))
+    console.print_json(data=result)
+    raise typer.Exit(0 if result.get("ok") else 1)
+
+
+@connections.command("remove")
+def connections_remove(
+    org: str = typer.Option(..., "--org"), type_: str = typer.Option(..., "--type"),
+    name: str = typer.Option("default", "--name"), yes: bool = typer.Option(False, "--yes"),
+) -> None:
+    """Delete the connection and its secrets in Vault."""
+    from worker.connections import remove_connection
+
+    if not yes:
+        typer.confirm(f"remove {type_}/{name} of {org} and delete its secrets?", abort=True)
+    run_with_runtime(lambda rt: remove_connection(rt, org, type_, name))
+    console.print("removed")
+
+
+@schema.command("export")
+def schema_export(out: str = typer.Option("docs/schemas", "--out")) -> None:
+    """Write a JSON Schema for every workflow input and result."""
+    from worker.schemas import export_schemas
+
+    for path in export_schemas(out):
+        console.print(str(path))
+
+
+@app.command("worker")
+def worker_cmd() -> None:
+    """Run the Temporal worker (same as `python -m worker`)."""
+    from worker.main import main
+
+    main()
+
+
+@app.command("gateway")
+def gateway_cmd() -> None:
+    """Run the HTTP gateway."""
+    import uvicorn
+
+    from gateway.app import create_app
+
+    s = get_settings()
+    uvicorn.run(create_app(s), host=s.host, port=s.gateway_port)
+
+
+@app.command("sandbox")
+def sandbox_cmd() -> None:
+    """Serve the provider fakes."""
+    import uvicorn
+
+    from sandbox.app import create_app
+
+    s = get_settings()
+    uvicorn.run(create_app(), host=s.host, port=s.sandbox_port, log_level="warning")
+
+
+@app.command("dev")
+def dev_cmd() -> None:
+    """Start the whole local stack, seed the demo organization, run the demos, keep it up."""
+    from worker.dev import main
+
+    main()
+
+
+def _register_provider_commands() -> None:
+    """Per-provider command groups live next to their plugin's CLI module."""
+    import importlib
+
+    for module, name in (("worker.cli_whatsapp", "whatsapp"), ("worker.cli_slack", "slack"),
+                         ("worker.cli_calendar", "calendar")):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        app.add_typer(mod.app, name=name)
+
+
+_register_provider_commands()
+_ = SecretStr  # re-exported for provider CLI modules that build credentials
