@@ -189,7 +189,7 @@ class VaultClient:
     # ---- health and transit --------------------------------------------------------------
     def is_ready(self) -> bool:
         try:
-            return bool(self._client.sys.read_health_status(method="GET").status_code == 200)
+            return not self._client.sys.is_sealed() and self._client.is_authenticated()
         except Exception:
             return False
 

@@ -137,11 +137,9 @@ def main() -> None:
     os.environ.update(child_env(base))
     s = Settings()
     stack = Stack()
-    stop = False
 
     def _stop(*_: object) -> None:
-        nonlocal stop
-        stop = True
+        raise KeyboardInterrupt  # SIGTERM stops the stack exactly like Ctrl-C
 
     signal.signal(signal.SIGTERM, _stop)
     try:
@@ -154,7 +152,7 @@ def main() -> None:
         if os.environ.get("OSI_DEMO_EXIT") == "1":
             return
         print("Stack is up. Press Ctrl-C to stop.")
-        while not stop:
+        while True:
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
@@ -164,3 +162,7 @@ def main() -> None:
         print("stopped.")
 
 
+
+
+if __name__ == "__main__":
+    main()

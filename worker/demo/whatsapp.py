@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 from pydantic import SecretStr
@@ -40,7 +41,7 @@ async def seed(ctx: DemoContext) -> str:
 
 async def run(ctx: DemoContext) -> None:
     conn_id = await seed(ctx)
-    wf_id = f"demo-whatsapp-text-{asyncio.get_running_loop().time():.0f}"
+    wf_id = f"demo-whatsapp-text-{int(time.time())}"
     res: SendWhatsAppMessageResult = await ctx.client.execute_workflow(
         "SendWhatsAppMessage",
         SendWhatsAppMessageInput(organization_id=ctx.organization_id, to="+16505551234",
