@@ -6,6 +6,7 @@ import asyncio
 import os
 import socket
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -15,7 +16,6 @@ from vault.credentials import OAuth2Credentials
 
 Refresher = Callable[[OAuth2Credentials], Awaitable[OAuth2Credentials]]
 
-_WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
 class RefreshTimeout(Exception):
@@ -37,6 +37,8 @@ class TokenRefresher:
         self.poll_seconds = poll_seconds
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.refresh_count = 0  # observed by tests and metrics
+        # Unique per refresher (one per worker runtime), so two runtimes in one process still race fairly.
+        self.claimant = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     async def ensure_fresh(
         self,
@@ -61,7 +63,7 @@ class TokenRefresher:
                 if not self._needs(creds, ahead_seconds, stale_access_token):
                     return creds
                 claim = v.metadata.get("refresh_claim") or {}
-                if claim and float(claim.get("until", 0)) > time.time() and claim.get("by") != _WORKER_ID:
+                if claim and float(claim.get("until", 0)) > time.time() and claim.get("by") != self.claimant:
                     if time.monotonic() > deadline:
                         raise RefreshTimeout(f"refresh of {path} claimed by another worker")
                     await asyncio.sleep(self.poll_seconds)
@@ -71,7 +73,7 @@ class TokenRefresher:
                         path,
                         creds,
                         cas=v.version,
-                        extra={"refresh_claim": {"by": _WORKER_ID, "until": time.time() + self.claim_seconds}},
+                        extra={"refresh_claim": {"by": self.claimant, "until": time.time() + self.claim_seconds}},
                     )
                 except CASConflict:
                     continue  # somebody wrote first: re-read and decide again

@@ -1,0 +1,108 @@
+"""Sliding-window limiter (in-process and Redis) and the circuit breaker."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from activities.breaker import Breaker, BreakerState
+from activities.errors import TemporaryError
+from activities.limiter import Concurrency, Limit, MemoryLimiter, RedisLimiter
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def test_memory_limiter_never_exceeds_window() -> None:
+    lim = MemoryLimiter()
+    limit = Limit("t", uuid.uuid4().hex, 5, 0.2)
+    stamps: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def one() -> None:
+        await lim.acquire([limit])
+        stamps.append(loop.time())
+
+    await asyncio.gather(*(one() for _ in range(15)))
+    stamps.sort()
+    # In any window of 0.2 s at most 5 acquisitions: the 6th is at least 0.2 s after the 1st.
+    for i in range(len(stamps) - 5):
+        assert stamps[i + 5] - stamps[i] >= 0.2 - 1e-3
+    assert lim.waited_total > 0
+
+
+async def test_memory_limiter_takes_all_limits_together() -> None:
+    lim = MemoryLimiter()
+    number, pair = Limit("n", "p1", 100, 1.0), Limit("pair", "p1:c1", 1, 0.3)
+    other = Limit("pair", "p1:c2", 1, 0.3)
+    assert await lim.acquire([number, pair]) == 0
+    assert await lim.acquire([number, other]) == 0  # another customer is not held back
+    waited = await lim.acquire([number, pair])
+    assert waited >= 0.29
+
+
+async def test_concurrency_limit() -> None:
+    lim = MemoryLimiter()
+    inflight = peak = 0
+
+    async def one() -> None:
+        nonlocal inflight, peak
+        async with lim.concurrency([Concurrency("mailbox", "m1", 4)]):
+            inflight += 1
+            peak = max(peak, inflight)
+            await asyncio.sleep(0.01)
+            inflight -= 1
+
+    await asyncio.gather(*(one() for _ in range(20)))
+    assert peak == 4
+
+
+async def test_redis_limiter_is_shared_between_instances() -> None:
+    a, b = RedisLimiter("redis://127.0.0.1:6379/0"), RedisLimiter("redis://127.0.0.1:6379/0")
+    limit = Limit("t", uuid.uuid4().hex, 3, 0.5)
+    try:
+        for lim in (a, b, a):
+            assert await lim.acquire([limit]) == 0
+        waited = await b.acquire([limit])  # the fourth in the window waits, whichever worker asks
+        assert waited >= 0.3
+    finally:
+        await a.close()
+        await b.close()
+
+
+def test_breaker_opens_half_opens_and_closes() -> None:
+    clock = FakeClock()
+    br = Breaker(failure_threshold=3, reset_seconds=10, clock=clock)
+    for _ in range(3):
+        br.before_call("x")
+        br.record(healthy=False)
+    assert br.state is BreakerState.OPEN
+    with pytest.raises(TemporaryError) as exc:
+        br.before_call("x")
+    assert exc.value.retry_after == pytest.approx(10)
+    clock.t += 10.5
+    br.before_call("x")  # trial call allowed
+    assert br.state is BreakerState.HALF_OPEN
+    with pytest.raises(TemporaryError):
+        br.before_call("x")  # only one trial at a time
+    br.record(healthy=True)
+    assert br.state is BreakerState.CLOSED and br.failures == 0
+
+
+def test_breaker_reopens_when_trial_fails() -> None:
+    clock = FakeClock()
+    br = Breaker(failure_threshold=1, reset_seconds=5, clock=clock)
+    br.before_call("x")
+    br.record(healthy=False)
+    clock.t += 6
+    br.before_call("x")
+    br.record(healthy=False)
+    assert br.state is BreakerState.OPEN
+    assert br.transitions == ["closed->open", "open->half_open", "half_open->open"]
