@@ -47,7 +47,9 @@ def _policy(max_attempts: int, maximum_interval: float = BACKOFF_CAP_SECONDS) ->
 
 
 # A provider call that sends something (message, event): bounded attempts, then admins hear of it.
-SEND = ActivityOptions(start_to_close_timeout=timedelta(seconds=60), retry_policy=_policy(8))
+# 30 s bounds one HTTP call (20 s client timeout) plus limiter waits; a crashed worker's attempt is
+# retried elsewhere after at most this long.
+SEND = ActivityOptions(start_to_close_timeout=timedelta(seconds=30), retry_policy=_policy(8))
 # A read or lookup: cheaper to retry, fewer attempts.
 LOOKUP = ActivityOptions(start_to_close_timeout=timedelta(seconds=30), retry_policy=_policy(5))
 # Store-only bookkeeping (audit, health, notifications): our own database, retried generously.

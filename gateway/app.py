@@ -15,7 +15,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
 from activities.runtime import Runtime
-from gateway import whatsapp
+from gateway import codec, whatsapp
 from worker.settings import Settings, get_settings
 from worker.temporal import connect
 
@@ -66,5 +66,6 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None,
         return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks},
                             status_code=200 if ok else 503)
 
+    app.include_router(codec.router(), prefix="/codec")
     app.include_router(whatsapp.router(), prefix="/webhooks/whatsapp")
     return app

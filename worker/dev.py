@@ -115,7 +115,9 @@ def start(s: Settings, stack: Stack) -> None:
     if busy:
         raise SystemExit(f"ports already in use: {busy} (is another `make run` up? set OSI_* ports to move)")
     print(f"starting Temporal dev server (UI {s.temporal_ui_url}, data {data / 'temporal.db'})")
-    stack.temporal(int(tport), s.temporal_ui_port, data / "temporal.db", log=logs / "temporal.log")
+    # The Web UI decrypts payloads through the gateway's codec endpoint.
+    stack.temporal(int(tport), s.temporal_ui_port, data / "temporal.db", log=logs / "temporal.log",
+                   codec_endpoint=f"{s.gateway_public_url}/codec")
     print(f"starting OpenBao dev server at {s.vault_addr}")
     stack.vault(int(s.vault_addr.rsplit(":", 1)[1]), log=logs / "bao.log")
     prepare_vault(s)

@@ -62,11 +62,13 @@ class Stack:
         return proc
 
     def temporal(self, port: int, ui_port: int, db_file: Path | None, *, headless: bool = False,
-                 log: Path | None = None) -> subprocess.Popen[bytes]:
+                 log: Path | None = None, codec_endpoint: str | None = None) -> subprocess.Popen[bytes]:
         args = [binary("temporal"), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
                 "--ui-port", str(ui_port), "--log-level", "warn"]
         if headless:
             args.append("--headless")
+        if codec_endpoint:
+            args += ["--ui-codec-endpoint", codec_endpoint]
         if db_file is not None:
             db_file.parent.mkdir(parents=True, exist_ok=True)
             args += ["--db-filename", str(db_file)]

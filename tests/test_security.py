@@ -1,0 +1,90 @@
+"""Security: a canary secret never leaks; payloads are encrypted at rest; the codec endpoint works."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sqlite3
+import uuid
+
+import httpx
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import text
+
+from activities.whatsapp.models import SendWhatsAppMessageInput, SendWhatsAppMessageResult
+from tests import seed
+from tests.history import history_texts
+from worker.connections import masked_credentials
+
+
+def dump_store(runtime) -> str:
+    rows: list[str] = []
+    with runtime.store.engine.connect() as conn:
+        for table in sa_inspect(runtime.store.engine).get_table_names():
+            rows += [repr(tuple(r)) for r in conn.execute(text(f'SELECT * FROM "{table}"'))]
+    return "\n".join(rows)
+
+
+async def test_canary_secret_never_leaks(client, worker, runtime, sandbox, gateway, task_queue, caplog, stack):
+    caplog.set_level(logging.DEBUG)
+    canary = "EAAcanary" + secrets.token_hex(12)
+    wa = await seed.whatsapp_connection(runtime, sandbox.url, gateway, token=canary)
+    ids = []
+    for to in ("+16505551234", "not-a-number"):
+        wid = f"canary-{uuid.uuid4().hex}"
+        ids.append(wid)
+        await client.execute_workflow("SendWhatsAppMessage", SendWhatsAppMessageInput(
+            organization_id=wa.organization_id, to=to, text="hi"), id=wid, task_queue=task_queue,
+            result_type=SendWhatsAppMessageResult)
+    async with httpx.AsyncClient() as http:
+        await http.post(f"{sandbox.url}/_sandbox/whatsapp/tokens/expire", json={"token": canary})
+    wid = f"canary-{uuid.uuid4().hex}"
+    ids.append(wid)
+    res = await client.execute_workflow("SendWhatsAppMessage", SendWhatsAppMessageInput(
+        organization_id=wa.organization_id, to="+16505551234", text="hi"), id=wid, task_queue=task_queue,
+        result_type=SendWhatsAppMessageResult)
+    assert res.results[0].error and res.results[0].error["code"] == 190  # the failure path ran too
+
+    haystacks = {"store": dump_store(runtime), "logs": caplog.text,
+                 "errors": repr([r.error for r in res.results]),
+                 "masked": repr(await masked_credentials(runtime, runtime.store.get_connection(wa.connection_id)))}
+    for wid in ids:
+        raw, decoded = await history_texts(client, wid)
+        haystacks[f"history:{wid}"] = raw + decoded
+        assert '"text":"hi"' in decoded.replace(" ", "").replace('\\', "")  # decoded view is plaintext
+    for log_file in stack.data_dir.glob("*.log"):
+        haystacks[log_file.name] = log_file.read_text(errors="replace")
+    for where, text_ in haystacks.items():
+        assert canary not in text_, f"canary token leaked into {where}"
+        assert wa.app_secret not in text_, f"app secret leaked into {where}"
+
+
+async def test_payloads_are_encrypted_in_history(client, worker, runtime, sandbox, task_queue):
+    wa = await seed.whatsapp_connection(runtime, sandbox.url)
+    wid = f"enc-{uuid.uuid4().hex}"
+    await client.execute_workflow("SendWhatsAppMessage", SendWhatsAppMessageInput(
+        organization_id=wa.organization_id, to="+16505550199", text="private words"), id=wid,
+        task_queue=task_queue, result_type=SendWhatsAppMessageResult)
+    raw, decoded = await history_texts(client, wid)
+    assert "private words" not in raw and "16505550199" not in raw
+    assert "binary/encrypted" in decoded or "private words" in decoded
+    assert "private words" in decoded
+
+
+async def test_codec_endpoint_round_trip_and_auth(gateway, settings):
+    body = {"payloads": [{"metadata": {"encoding": "anNvbi9wbGFpbg=="}, "data": "eyJhIjoxfQ=="}]}
+    async with httpx.AsyncClient() as http:
+        enc = (await http.post(f"{gateway}/codec/encode", json=body)).json()
+        assert enc["payloads"][0]["metadata"]["encoding"] != "anNvbi9wbGFpbg=="
+        dec = (await http.post(f"{gateway}/codec/decode", json=enc)).json()
+        assert dec == body
+        assert (await http.post(f"{gateway}/codec/decode", content=b"{not json")).status_code == 400
+        pre = await http.options(f"{gateway}/codec/decode")
+        assert pre.headers["access-control-allow-origin"] == settings.temporal_ui_url.rstrip("/")
+
+
+def test_sqlite_store_has_no_secret_columns(runtime):
+    names = {c["name"] for t in sa_inspect(runtime.store.engine).get_table_names()
+             for c in sa_inspect(runtime.store.engine).get_columns(t)}
+    assert not names & {"token", "access_token", "refresh_token", "app_secret", "client_secret", "password"}
+    assert sqlite3.sqlite_version
