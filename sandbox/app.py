@@ -52,7 +52,11 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
             path=request.url.path, query=dict(request.query_params), headers=headers,
             body=parse_body(raw, headers.get("content-type", "")),
         )
-        response = await call_next(request)
+        state.inflight[provider] = state.inflight.get(provider, 0) + 1
+        try:
+            response = await call_next(request)
+        finally:
+            state.inflight[provider] -= 1
         rec.status = response.status_code
         state.recorder.add(rec)
         return response

@@ -73,6 +73,7 @@ class SandboxState:
         self._rng = random.Random()
         self.providers: dict[str, Any] = {}
         self.background: set[asyncio.Task[Any]] = set()
+        self.inflight: dict[str, int] = {}  # requests received but not yet answered, per provider
 
     def set_faults(self, provider: str, cfg: FaultConfig) -> None:
         self.faults[provider] = cfg

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -25,7 +24,7 @@ def build_worker(client: Client, rt: Runtime, task_queue: str | None = None) -> 
         task_queue=task_queue or rt.settings.task_queue,
         workflows=all_workflows(),
         activities=list(all_activities(rt)),
-        activity_executor=ThreadPoolExecutor(max_workers=16),
+        # Every activity is async (I/O on the shared httpx client), so no thread pool is needed.
         max_concurrent_activities=200,
     )
 
