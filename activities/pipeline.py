@@ -132,6 +132,18 @@ class Action:
     def base_url(self) -> str:
         return self.rt.base_url(self.plugin, self.connection)
 
+    def idempotency_key(self, explicit: str | None, *parts: str) -> str | None:
+        """A key scoped to this organization and connection; without an explicit key, the activity's
+        identity (workflow, run, activity id) so Temporal's own retries never repeat a side effect."""
+        if explicit:
+            base = explicit
+        elif activity.in_activity():
+            info = activity.info()
+            base = f"{info.workflow_id}:{info.workflow_run_id}:{info.activity_id}"
+        else:
+            return None
+        return ":".join([self.organization_id, self.connection.id, self.name, base, *parts])
+
     # ---- 2. credentials ------------------------------------------------------------------
     async def credentials(self, *, stale_access_token: str | None = None) -> Credentials:
         if self._credentials is not None and stale_access_token is None:

@@ -106,14 +106,31 @@ async def test_expired_token_is_configuration_and_marks_unhealthy(client, worker
     assert notes and notes[-1].kind == "reauth_required"
 
 
-async def test_undeliverable_is_permanent_without_retry(client, worker, runtime, sandbox, task_queue):
-    wa = await seed.whatsapp_connection(runtime, sandbox.url)
-    r = await sandbox_post_invalid(sandbox.url, wa)
-    assert r.status_code == 400 and r.json()["error"]["code"] == 100
-
-
-async def sandbox_post_invalid(url: str, wa: seed.WhatsAppConn) -> httpx.Response:
+async def test_undeliverable_arrives_as_async_failure(client, worker, runtime: Runtime, sandbox, gateway,
+                                                      task_queue):
+    """131026 comes by status webhook: the send was accepted, the ledger learns it failed."""
+    wa = await seed.whatsapp_connection(runtime, sandbox.url, gateway)
     async with httpx.AsyncClient() as http:
-        return await http.post(f"{url}/whatsapp/v23.0/{wa.phone_number_id}/messages",
-                               headers={"Authorization": f"Bearer {wa.token}"},
-                               json={"messaging_product": "whatsapp", "to": "1650", "type": "text", "text": {}})
+        await http.post(f"{sandbox.url}/_sandbox/whatsapp/undeliverable", json={"numbers": ["+16505550777"]})
+    res = await run_send(client, task_queue, SendWhatsAppMessageInput(
+        organization_id=wa.organization_id, to="+16505550777", text="hello?"))
+    assert res.results[0].status == "accepted"
+    for _ in range(100):
+        rows = runtime.store.usage(connection_id=wa.connection_id, action="whatsapp.send_text")
+        if rows and rows[-1].delivery_status == "failed":
+            break
+        await asyncio.sleep(0.05)
+    assert (rows[-1].delivery_status, rows[-1].error_code) == ("failed", "131026")
+
+
+async def test_sandbox_rejects_malformed_messages_like_meta(runtime, sandbox):
+    wa = await seed.whatsapp_connection(runtime, sandbox.url)
+    async with httpx.AsyncClient() as http:
+        r = await http.post(f"{sandbox.url}/whatsapp/v23.0/{wa.phone_number_id}/messages",
+                            headers={"Authorization": f"Bearer {wa.token}"},
+                            json={"messaging_product": "whatsapp", "to": "1650", "type": "text", "text": {}})
+        assert r.status_code == 400 and r.json()["error"]["code"] == 100
+        r = await http.post(f"{sandbox.url}/whatsapp/v23.0/{wa.phone_number_id}/messages",
+                            headers={"Authorization": "Bearer EAAwrong"}, json={})
+        assert r.status_code == 401 and r.json()["error"]["code"] == 190
+        assert r.json()["error"]["type"] == "OAuthException" and r.json()["error"]["fbtrace_id"]

@@ -16,16 +16,6 @@ if TYPE_CHECKING:
     from activities.runtime import Runtime
 
 
-def idempotency_key(explicit: str | None, recipient: str) -> str | None:
-    """Per recipient; defaults to the activity's identity so Temporal retries never double-send."""
-    if explicit:
-        return f"{explicit}:{recipient}"
-    if activity.in_activity():
-        info = activity.info()
-        return f"{info.workflow_id}:{info.workflow_run_id}:{info.activity_id}:{recipient}"
-    return None
-
-
 class WhatsAppActivities:
     """Activities bound to the worker's runtime (store, Vault, HTTP, limiter)."""
 
@@ -63,7 +53,7 @@ class WhatsAppActivities:
             payload: dict[str, Any] = {"type": "text", "text": {"body": inp.text, "preview_url": inp.preview_url}}
             if inp.reply_to_message_id:
                 payload["context"] = {"message_id": inp.reply_to_message_id}
-            return await self._send(act, payload, inp.to, idempotency_key(inp.idempotency_key, inp.to),
+            return await self._send(act, payload, inp.to, act.idempotency_key(inp.idempotency_key, inp.to),
                                     category="service")
 
     @activity.defn(name="whatsapp.get_phone_number")
