@@ -5,10 +5,19 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypedDict
 
 from temporalio.common import RetryPolicy
 
 from activities.errors import NON_RETRYABLE_TYPES
+
+
+class ActivityKwargs(TypedDict, total=False):
+    """Typed keyword arguments so `**SEND.kwargs()` type-checks against execute_activity."""
+
+    start_to_close_timeout: timedelta
+    retry_policy: RetryPolicy
+    heartbeat_timeout: timedelta
 
 
 @dataclass(frozen=True)
@@ -19,9 +28,9 @@ class ActivityOptions:
     retry_policy: RetryPolicy
     heartbeat_timeout: timedelta | None = None
 
-    def kwargs(self) -> dict[str, object]:
+    def kwargs(self) -> ActivityKwargs:
         """As keyword arguments for `workflow.execute_activity`."""
-        out: dict[str, object] = {
+        out: ActivityKwargs = {
             "start_to_close_timeout": self.start_to_close_timeout,
             "retry_policy": self.retry_policy,
         }

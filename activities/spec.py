@@ -63,7 +63,7 @@ class Plugin:
     client: type
     classify: Classifier
     auth_headers: AuthHeaders
-    activities: Callable[["Runtime"], Sequence[Callable[..., Any]]]
+    activities: Callable[[Runtime], Sequence[Callable[..., Any]]]
     workflows: Sequence[type]
     test_connection: ConnectionTest
     refresh: Refresh | None = None

@@ -16,9 +16,9 @@ from store.models import (
     AdminNotification,
     AuditEvent,
     Connection,
-    IdempotencyRecord,
     ConnectionStatus,
     Health,
+    IdempotencyRecord,
     UsageRecord,
     utcnow,
 )

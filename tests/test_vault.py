@@ -69,7 +69,8 @@ def test_approle_login(stack) -> None:
     root = hvac.Client(url=stack.vault_addr, token="root")
     if "approle/" not in root.sys.list_auth_methods()["data"]:
         root.sys.enable_auth_method("approle")
-    root.sys.create_or_update_policy("osi-worker", 'path "secret/*" { capabilities = ["create","read","update","delete","list"] }')
+    policy = 'path "secret/*" { capabilities = ["create","read","update","delete","list"] }'
+    root.sys.create_or_update_policy("osi-worker", policy)
     root.auth.approle.create_or_update_approle("osi-worker", token_policies=["osi-worker"])
     role_id = root.auth.approle.read_role_id("osi-worker")["data"]["role_id"]
     secret_id = root.auth.approle.generate_secret_id("osi-worker")["data"]["secret_id"]

@@ -126,7 +126,7 @@ class VaultClient:
             hit = self._cache.get(path)
             if hit and hit[0] > now:
                 return hit[1]
-        data, version, meta = self._read_raw(path)
+        data, version, _meta = self._read_raw(path)
         creds = _CREDS.validate_python(data.get("credentials", data))
         entry = Versioned(creds, version, {k: v for k, v in data.items() if k != "credentials"})
         self._cache[path] = (now + self.cache_ttl, entry)

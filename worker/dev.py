@@ -80,8 +80,8 @@ def prepare_vault(s: Settings) -> None:
     backup.chmod(0o600)
 
 
-async def wait_ready(url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_ready(url: str, within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
     async with httpx.AsyncClient() as http:
         while time.monotonic() < deadline:
             try:
@@ -90,7 +90,7 @@ async def wait_ready(url: str, timeout: float = 60.0) -> None:
             except httpx.HTTPError:
                 pass
             await asyncio.sleep(0.2)
-    raise TimeoutError(f"{url} not ready after {timeout}s")
+    raise TimeoutError(f"{url} not ready after {within}s")
 
 
 async def demo(s: Settings) -> dict[str, str]:
@@ -109,7 +109,7 @@ def start(s: Settings, stack: Stack) -> None:
     data.mkdir(parents=True, exist_ok=True)
     logs = data / "logs"
     logs.mkdir(exist_ok=True)
-    thost, tport = s.temporal_address.rsplit(":", 1)
+    tport = s.temporal_address.rsplit(":", 1)[1]
     busy = [p for p in (int(tport), s.temporal_ui_port, int(s.vault_addr.rsplit(":", 1)[1]), s.gateway_port,
                         s.sandbox_port) if port_open("127.0.0.1", p)]
     if busy:

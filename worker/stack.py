@@ -55,7 +55,7 @@ class Stack:
 
     def spawn(self, args: Sequence[str], log: Path | None = None, env: dict[str, str] | None = None
               ) -> subprocess.Popen[bytes]:
-        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
+        out = open(log, "ab") if log else subprocess.DEVNULL
         proc = subprocess.Popen(list(args), stdout=out, stderr=subprocess.STDOUT,
                                 env={**os.environ, **(env or {})}, start_new_session=True)
         self.procs.append(proc)

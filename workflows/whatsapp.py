@@ -36,7 +36,7 @@ class SendWhatsAppMessage:
                         preview_url=inp.preview_url,
                         idempotency_key=inp.idempotency_key,
                     ),
-                    **SEND.kwargs(),  # type: ignore[arg-type]
+                    **SEND.kwargs(),
                 )
             except ActivityError as err:
                 res = SendResult(to=to, status="failed", error=error_from_details(err) or {"message": str(err)})
