@@ -86,13 +86,20 @@ def connections_add(
 
 
 @connections.command("list")
-def connections_list(org: str | None = typer.Option(None, "--org")) -> None:
+def connections_list(
+    org: str | None = typer.Option(None, "--org"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
     """List connections with their status and health."""
     async def go(rt: Any) -> Any:
         return await rt.store.run(rt.store.list_connections, org)
 
+    rows = run_with_runtime(go)
+    if as_json:
+        console.print_json(data=[c.model_dump(mode="json") for c in rows])
+        return
     table = Table("organization", "type", "name", "status", "health", "requests", "errors", "id")
-    for c in run_with_runtime(go):
+    for c in rows:
         table.add_row(c.organization_id, c.integration_type, c.name, c.status, c.health,
                       str(c.request_count), str(c.error_count), c.id)
     console.print(table)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from activities.registry import plugin_for
@@ -93,8 +94,9 @@ async def masked_credentials(rt: Runtime, conn: Connection) -> dict[str, Any]:
             continue
         secret = getattr(creds, key, None)
         if hasattr(secret, "get_secret_value"):
+            # Never a character of the secret: its length and a short fingerprint to compare copies.
             raw = str(value)
-            out[key] = f"{raw[:4]}…({len(raw)} chars)" if len(raw) > 8 else "****"
+            out[key] = f"****({len(raw)} chars, sha256:{hashlib.sha256(raw.encode()).hexdigest()[:8]})"
         else:
             out[key] = value
     return out

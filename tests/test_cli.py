@@ -1,0 +1,87 @@
+"""`osi` CLI: connections add/list/show/test/remove against the real stack; schema export."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import secrets
+import uuid
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from worker import settings as settings_mod
+
+
+@pytest.fixture
+def cli_env(settings, monkeypatch):
+    for key, value in {
+        "OSI_TEMPORAL_ADDRESS": settings.temporal_address, "OSI_VAULT_ADDR": settings.vault_addr,
+        "OSI_VAULT_TOKEN": "root", "OSI_DATABASE_URL": settings.database_url,
+        "OSI_WHATSAPP_BASE_URL": settings.whatsapp_base_url,
+    }.items():
+        monkeypatch.setenv(key, value)
+    settings_mod.get_settings.cache_clear()
+    yield
+    settings_mod.get_settings.cache_clear()
+
+
+def invoke(*args: str, stdin: str | None = None):
+    from worker.cli import app
+
+    return CliRunner().invoke(app, list(args), input=stdin)
+
+
+async def ainvoke(*args: str, stdin: str | None = None):
+    """The CLI runs its own event loop (asyncio.run), so async tests call it from a thread."""
+    return await asyncio.to_thread(invoke, *args, stdin=stdin)
+
+
+async def test_connections_lifecycle(cli_env, sandbox, runtime):
+    org, pid = f"org_{uuid.uuid4().hex[:8]}", str(uuid.uuid4().int)[:15]
+    token = "EAAcli" + secrets.token_hex(12)
+    async with httpx.AsyncClient() as http:
+        await http.post(f"{sandbox.url}/_sandbox/whatsapp/phone_numbers",
+                        json={"phone_number_id": pid, "token": token, "app_secret": "s" * 16})
+    common = ["--org", org, "--type", "WHATSAPP_BUSINESS", "--name", "main"]
+    add = await ainvoke("connections", "add", *common, "--setting", f"phone_number_id={pid}", "--secrets-stdin",
+                 stdin=json.dumps({"token": token, "app_secret": "s" * 16}))
+    assert add.exit_code == 0, add.output
+    assert token not in add.output
+    listed = json.loads((await ainvoke("connections", "list", "--org", org, "--json")).output)
+    assert [(c["name"], c["integration_type"]) for c in listed] == [("main", "WHATSAPP_BUSINESS")]
+    shown = await ainvoke("connections", "show", *common)
+    assert shown.exit_code == 0 and token not in shown.output and "ssss" not in shown.output
+    masked = json.loads(shown.output)["credentials"]["token"]
+    assert masked.startswith("****(") and hashlib.sha256(token.encode()).hexdigest()[:8] in masked
+    tested = await ainvoke("connections", "test", *common)
+    assert tested.exit_code == 0, tested.output
+    assert json.loads(tested.output)["ok"] is True
+    conn = runtime.store.find_connection(org, "WHATSAPP_BUSINESS", "main")
+    assert conn.health == "healthy" and conn.last_health_check is not None
+    # A revoked token: the test fails, says why, and records the health.
+    async with httpx.AsyncClient() as http:
+        await http.post(f"{sandbox.url}/_sandbox/whatsapp/tokens/expire", json={"token": token})
+    runtime.vault.invalidate(runtime.credentials_path(conn))
+    failed = await ainvoke("connections", "test", *common)
+    assert failed.exit_code == 1 and "190" in failed.output and token not in failed.output
+    removed = await ainvoke("connections", "remove", *common, "--yes")
+    assert removed.exit_code == 0
+    assert json.loads((await ainvoke("connections", "list", "--org", org, "--json")).output) == []
+
+
+def test_add_rejects_missing_settings_and_unknown_type(cli_env):
+    bad = invoke("connections", "add", "--org", "o", "--type", "WHATSAPP_BUSINESS", "--secrets-stdin",
+                 stdin=json.dumps({"token": "t"}))
+    assert bad.exit_code != 0 and "phone_number_id" in str(bad.exception or bad.output)
+    unknown = invoke("connections", "add", "--org", "o", "--type", "FAX", "--secrets-stdin", stdin="{}")
+    assert unknown.exit_code != 0
+
+
+def test_schema_export(tmp_path):
+    out = invoke("schema", "export", "--out", str(tmp_path))
+    assert out.exit_code == 0, out.output
+    doc = json.loads((tmp_path / "SendWhatsAppMessage.input.schema.json").read_text())
+    assert "organization_id" in doc["properties"] and "to" in doc["properties"]
