@@ -17,6 +17,7 @@ from temporalio import activity
 
 from activities.errors import ConfigurationError, ErrorClass, IntegrationError, TemporaryError
 from activities.limiter import Concurrency, Limit
+from activities.metrics import LIMITER_WAIT, PROVIDER_CALLS, PROVIDER_LATENCY
 from activities.policies import retry_delay
 from store.db import ConnectionNotFound
 from store.models import Connection, ConnectionStatus, Health, UsageRecord
@@ -221,7 +222,9 @@ class Action:
         req_headers = dict(headers or {})
         if authenticate:
             req_headers.update(self.plugin.auth_headers(await self.credentials()))
-        await self.rt.limiter.acquire(limits)
+        waited = await self.rt.limiter.acquire(limits)
+        if limits:
+            LIMITER_WAIT.labels(spec.name).observe(waited)
         breaker = self.rt.breakers.get(spec.name, self.connection.id)
         breaker.before_call(f"{spec.name}/{self.connection_name}")
         self.calls += 1
@@ -250,6 +253,8 @@ class Action:
         provider_down = err is not None and err.error_class is ErrorClass.TEMPORARY and (
             status is None or status >= 500)
         breaker.record(healthy=not provider_down)
+        PROVIDER_CALLS.labels(spec.name, self.name, "ok" if err is None else err.error_class.value).inc()
+        PROVIDER_LATENCY.labels(spec.name, self.name).observe(latency / 1000)
         self._usage.append(
             UsageRecord(
                 organization_id=self.organization_id,

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
 from activities.runtime import Runtime
-from gateway import codec, whatsapp
+from gateway import admin, codec, whatsapp
 from worker.settings import Settings, get_settings
 from worker.temporal import connect
 
@@ -67,5 +69,15 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None,
                             status_code=200 if ok else 503)
 
     app.include_router(codec.router(), prefix="/codec")
+    app.include_router(admin.router(), prefix="/admin")
+
+    @app.get("/dashboard", response_class=HTMLResponse)
+    async def dashboard() -> HTMLResponse:
+        return HTMLResponse((Path(__file__).parent / "static" / "dashboard.html").read_text())
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     app.include_router(whatsapp.router(), prefix="/webhooks/whatsapp")
     return app

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -13,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from store.models import (
+    AdminKey,
     AdminNotification,
     AuditEvent,
     Connection,
@@ -343,3 +346,29 @@ class Store:
             if s.get(IdempotencyRecord, key) is None:
                 s.add(IdempotencyRecord(key=key, organization_id=organization_id, action=action, result=result))
                 s.commit()
+
+    def acknowledge_notification(self, organization_id: str, notification_id: int) -> bool:
+        with self.session() as s:
+            n = s.get(AdminNotification, notification_id)
+            if n is None or n.organization_id != organization_id:
+                return False
+            n.acknowledged = True
+            s.add(n)
+            s.commit()
+            return True
+
+    # ---- admin keys -------------------------------------------------------------------------
+    def issue_admin_key(self, organization_id: str | None, label: str) -> str:
+        """A new random key, returned once; only its hash is kept."""
+        key = "osk_" + secrets.token_urlsafe(32)
+        with self.session() as s:
+            s.add(AdminKey(organization_id=organization_id, label=label,
+                           key_hash=hashlib.sha256(key.encode()).hexdigest()))
+            s.commit()
+        return key
+
+    def find_admin_key(self, key: str) -> AdminKey | None:
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        with self.session() as s:
+            found = s.exec(select(AdminKey).where(AdminKey.key_hash == digest)).first()
+        return found if found is not None and not found.revoked else None

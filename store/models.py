@@ -132,3 +132,16 @@ class IdempotencyRecord(SQLModel, table=True):
     action: str
     result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class AdminKey(SQLModel, table=True):
+    """An admin API key: only its SHA-256 is stored; `organization_id` None means every organization."""
+
+    __tablename__ = "admin_key"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    organization_id: str | None = Field(default=None, index=True)
+    label: str
+    key_hash: str = Field(unique=True, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked: bool = False

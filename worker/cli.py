@@ -21,6 +21,8 @@ connections = typer.Typer(help="Manage integration connections (secrets go to Va
 schema = typer.Typer(help="JSON Schemas of workflow inputs and results", no_args_is_help=True)
 app.add_typer(connections, name="connections")
 app.add_typer(schema, name="schema")
+admin = typer.Typer(help="Admin API keys", no_args_is_help=True)
+app.add_typer(admin, name="admin")
 console = Console()
 
 
@@ -145,6 +147,20 @@ def connections_remove(
         typer.confirm(f"remove {type_}/{name} of {org} and delete its secrets?", abort=True)
     run_with_runtime(lambda rt: remove_connection(rt, org, type_, name))
     console.print("removed")
+
+
+@admin.command("issue-key")
+def admin_issue_key(
+    org: str | None = typer.Option(None, "--org", help="organization the key is limited to (omit: every org)"),
+    label: str = typer.Option(..., "--label", help="who holds the key (shown in the audit trail)"),
+) -> None:
+    """Issue an admin API key; it is printed once and only its hash is stored."""
+    async def go(rt: Any) -> str:
+        key: str = await rt.store.run(rt.store.issue_admin_key, org, label)
+        await rt.store.run(rt.store.audit, org or "*", "operator", "admin.issue_key", "ok", target=label)
+        return key
+
+    console.print(run_with_runtime(go))
 
 
 @schema.command("export")

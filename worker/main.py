@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 
+from prometheus_client import start_http_server
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -31,6 +32,8 @@ def build_worker(client: Client, rt: Runtime, task_queue: str | None = None) -> 
 
 async def run_worker(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port, addr=settings.host)
     client = await connect(settings)
     rt = Runtime(settings)
     worker = build_worker(client, rt)

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     http_timeout_seconds: float = 20.0
     http_max_connections: int = 200
 
+    # Prometheus metrics of the worker process (0 disables the endpoint)
+    worker_metrics_port: int = 9464
+
     # Gateway and sandbox
     gateway_port: int = 8080
     gateway_public_url: str = "http://127.0.0.1:8080"

@@ -1,0 +1,145 @@
+"""Admin API: authenticated, scoped to one organization, every request audited."""
+
+from __future__ import annotations
+
+import hmac
+import statistics
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+
+from store.models import AdminKey, UsageRecord
+
+EXPIRY_WARNING_DAYS = 7
+
+
+class Principal:
+    """Who is calling: the operator key (every organization) or an organization's key."""
+
+    def __init__(self, label: str, organization_id: str | None) -> None:
+        self.label = label
+        self.organization_id = organization_id
+
+    def may_access(self, organization_id: str) -> bool:
+        return self.organization_id is None or self.organization_id == organization_id
+
+
+async def principal(request: Request) -> Principal:
+    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if not given:
+        raise HTTPException(401, "missing bearer admin key")
+    operator = request.app.state.settings.admin_api_key
+    if operator is not None and hmac.compare_digest(given, operator.get_secret_value()):
+        return Principal("operator", None)
+    rt = request.app.state.rt
+    key: AdminKey | None = await rt.store.run(rt.store.find_admin_key, given)
+    if key is None:
+        raise HTTPException(401, "unknown or revoked admin key")
+    return Principal(f"key:{key.label}", key.organization_id)
+
+
+async def org_scope(organization_id: str, request: Request, who: Principal = Depends(principal)) -> Principal:
+    """Refuse other organizations' data and audit every admin read or write."""
+    if not who.may_access(organization_id):
+        raise HTTPException(403, f"this key is not allowed for organization {organization_id}")
+    rt = request.app.state.rt
+    await rt.store.run(rt.store.audit, organization_id, f"admin:{who.label}",
+                       f"admin.{request.method.lower()} {request.url.path.split(organization_id, 1)[-1]}", "ok")
+    return who
+
+
+def summarize_usage(rows: list[UsageRecord]) -> list[dict[str, Any]]:
+    """Per day, provider and action: calls, outcomes, latency percentiles, cost units and amounts."""
+    groups: dict[tuple[str, str, str], list[UsageRecord]] = defaultdict(list)
+    for r in rows:
+        groups[(r.at.date().isoformat(), r.provider, r.action)].append(r)
+    out = []
+    for (day, provider, action), items in sorted(groups.items()):
+        lat = sorted(r.latency_ms for r in items)
+        outcomes: dict[str, int] = defaultdict(int)
+        for r in items:
+            outcomes[r.outcome] += 1
+        out.append({
+            "day": day, "provider": provider, "action": action, "calls": len(items),
+            "outcomes": dict(outcomes),
+            "latency_ms_p50": round(statistics.median(lat), 2),
+            "latency_ms_p95": round(lat[min(len(lat) - 1, int(len(lat) * 0.95))], 2),
+            "cost_units": round(sum(r.cost_units for r in items), 4),
+            "cost_amount": round(sum(r.cost_amount or 0 for r in items), 6),
+        })
+    return out
+
+
+def router() -> APIRouter:
+    r = APIRouter()
+
+    @r.get("/orgs/{organization_id}/connections")
+    async def connections(organization_id: str, request: Request, _: Principal = Depends(org_scope)
+                          ) -> list[dict[str, Any]]:
+        rt = request.app.state.rt
+        now = datetime.now(UTC)
+        out = []
+        for c in await rt.store.run(rt.store.list_connections, organization_id):
+            exp = c.credentials_expire_at
+            if exp is not None and exp.tzinfo is None:
+                exp = exp.replace(tzinfo=UTC)
+            out.append({
+                **c.model_dump(mode="json"),
+                "expiry_warning": exp is not None and exp - now < timedelta(days=EXPIRY_WARNING_DAYS),
+            })
+        return out
+
+    @r.post("/orgs/{organization_id}/connections/{integration_type}/{name}/test")
+    async def test(organization_id: str, integration_type: str, name: str, request: Request,
+                   who: Principal = Depends(org_scope)) -> dict[str, Any]:
+        from worker.connections import test_connection
+
+        return await test_connection(request.app.state.rt, organization_id, integration_type, name,
+                                     actor=f"admin:{who.label}")
+
+    @r.get("/orgs/{organization_id}/usage")
+    async def usage(organization_id: str, request: Request, days: int = 7, _: Principal = Depends(org_scope)
+                    ) -> dict[str, Any]:
+        rt = request.app.state.rt
+        since = datetime.now(UTC) - timedelta(days=max(1, min(days, 90)))
+        rows = list(await rt.store.run(rt.store.usage, organization_id, None, since))
+        return {"since": since.isoformat(), "rows": summarize_usage(rows)}
+
+    @r.get("/orgs/{organization_id}/audit")
+    async def audit(organization_id: str, request: Request, limit: int = 100, _: Principal = Depends(org_scope)
+                    ) -> list[dict[str, Any]]:
+        rt = request.app.state.rt
+        events = await rt.store.run(rt.store.audit_log, organization_id, None, max(1, min(limit, 1000)))
+        return [e.model_dump(mode="json") for e in events]
+
+    @r.get("/orgs/{organization_id}/notifications")
+    async def notifications(organization_id: str, request: Request, _: Principal = Depends(org_scope)
+                            ) -> list[dict[str, Any]]:
+        rt = request.app.state.rt
+        return [n.model_dump(mode="json") for n in await rt.store.run(rt.store.notifications, organization_id)]
+
+    @r.post("/orgs/{organization_id}/notifications/{notification_id}/ack")
+    async def ack(organization_id: str, notification_id: int, request: Request,
+                  _: Principal = Depends(org_scope)) -> dict[str, bool]:
+        rt = request.app.state.rt
+        if not await rt.store.run(rt.store.acknowledge_notification, organization_id, notification_id):
+            raise HTTPException(404, "no such notification in this organization")
+        return {"ok": True}
+
+    @r.get("/orgs/{organization_id}/diagnostics")
+    async def diagnostics(organization_id: str, request: Request, _: Principal = Depends(org_scope)
+                          ) -> dict[str, Any]:
+        """Recent failed calls per connection, with their classified codes (for debugging)."""
+        rt = request.app.state.rt
+        since = datetime.now(UTC) - timedelta(days=1)
+        rows = [r for r in await rt.store.run(rt.store.usage, organization_id, None, since) if r.outcome != "ok"]
+        by_conn: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in rows[-200:]:
+            by_conn[row.connection_id].append({"at": row.at.isoformat(), "action": row.action,
+                                               "outcome": row.outcome, "status": row.status_code,
+                                               "code": row.error_code})
+        return {"failures_last_24h": by_conn}
+
+    return r

@@ -1,0 +1,50 @@
+"""Admin API and dashboard: authentication, organization scoping, audit, usage summary, metrics."""
+
+from __future__ import annotations
+
+import httpx
+
+from activities.whatsapp.models import SendWhatsAppMessageInput, SendWhatsAppMessageResult
+from tests import seed
+
+
+async def test_admin_api_is_scoped_authenticated_and_audited(client, worker, runtime, sandbox, gateway, task_queue):
+    wa = await seed.whatsapp_connection(runtime, sandbox.url, gateway)
+    other = await seed.whatsapp_connection(runtime, sandbox.url)
+    key = runtime.store.issue_admin_key(wa.organization_id, "alice")
+    await client.execute_workflow("SendWhatsAppMessage", SendWhatsAppMessageInput(
+        organization_id=wa.organization_id, to="+16505551234", text="hi"), id=f"adm-{wa.connection_id}",
+        task_queue=task_queue, result_type=SendWhatsAppMessageResult)
+    base = f"{gateway}/admin/orgs/{wa.organization_id}"
+    auth = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(f"{base}/connections")).status_code == 401
+        assert (await http.get(f"{base}/connections", headers={"Authorization": "Bearer osk_nope"})).status_code == 401
+        denied = await http.get(f"{gateway}/admin/orgs/{other.organization_id}/connections", headers=auth)
+        assert denied.status_code == 403
+        conns = (await http.get(f"{base}/connections", headers=auth)).json()
+        assert [c["name"] for c in conns] == ["default"] and conns[0]["request_count"] >= 1
+        usage = (await http.get(f"{base}/usage", headers=auth)).json()["rows"]
+        send = next(u for u in usage if u["action"] == "whatsapp.send_text")
+        assert send["calls"] == 1 and send["outcomes"] == {"ok": 1} and send["latency_ms_p95"] > 0
+        tested = (await http.post(f"{base}/connections/WHATSAPP_BUSINESS/default/test", headers=auth)).json()
+        assert tested["ok"] is True
+        audit = (await http.get(f"{base}/audit", headers=auth)).json()
+        actors = {a["actor"] for a in audit}
+        assert "admin:key:alice" in actors
+        assert any(a["action"] == "whatsapp.test_connection" and a["actor"] == "admin:key:alice" for a in audit)
+        page = await http.get(f"{gateway}/dashboard")
+        assert page.status_code == 200 and "/admin/orgs/" in page.text
+        metrics = (await http.get(f"{gateway}/metrics")).text
+        assert "osi_provider_calls_total" in metrics
+
+
+async def test_notifications_can_be_acknowledged_only_in_scope(runtime, gateway):
+    n = runtime.store.notify_admins("org_ack", "configuration_error", "boom")
+    key = runtime.store.issue_admin_key("org_ack", "bob")
+    other_key = runtime.store.issue_admin_key("org_elsewhere", "eve")
+    async with httpx.AsyncClient() as http:
+        url = f"{gateway}/admin/orgs/org_ack/notifications/{n.id}/ack"
+        assert (await http.post(url, headers={"Authorization": f"Bearer {other_key}"})).status_code == 403
+        assert (await http.post(url, headers={"Authorization": f"Bearer {key}"})).json() == {"ok": True}
+    assert runtime.store.notifications("org_ack")[0].acknowledged
