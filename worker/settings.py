@@ -75,6 +75,14 @@ class Settings(BaseSettings):
     conversation_history_limit: int = Field(default=2000, ge=100)
 
     # ---- Slack (issue 4) ----
+    # Bot scopes requested at install (comma-separated), and how long an install link's state lives.
+    slack_scopes: str = ("chat:write,chat:write.customize,chat:write.public,channels:read,groups:read,im:read,"
+                         "mpim:read,channels:join,users:read,users:read.email,commands")
+    slack_state_ttl_seconds: float = 600.0
+    # Channel facts (exists, archived, bot membership) cached per connection to spare Tier 3 calls.
+    slack_channel_cache_seconds: float = 60.0
+    # Auto-join public channels before posting unless a connection's settings say otherwise.
+    slack_auto_join_default: bool = True
 
     # ---- Calendars (issue 5) ----
 
