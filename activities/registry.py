@@ -25,8 +25,15 @@ def plugin_for(integration_type: str) -> Plugin:
     raise KeyError(f"no plugin for integration type {integration_type!r}")
 
 
+def core_workflows() -> list[type]:
+    """Workflows that belong to no single provider (maintenance)."""
+    from workflows.maintenance import ConnectionHealthSweep
+
+    return [ConnectionHealthSweep]
+
+
 def all_workflows() -> list[type]:
-    seen: list[type] = []
+    seen: list[type] = list(core_workflows())
     for p in plugins():
         for wf in p.workflows:
             if wf not in seen:
@@ -35,7 +42,9 @@ def all_workflows() -> list[type]:
 
 
 def all_activities(rt: Runtime) -> Sequence[Any]:
-    acts: list[Any] = []
+    from activities.maintenance import MaintenanceActivities
+
+    acts: list[Any] = list(MaintenanceActivities(rt).all())
     for p in plugins():
         acts.extend(p.activities(rt))
     return acts

@@ -135,6 +135,24 @@ def connections_test(
     raise typer.Exit(0 if result.get("ok") else 1)
 
 
+@connections.command("rotate")
+def connections_rotate(
+    org: str = typer.Option(..., "--org"), type_: str = typer.Option(..., "--type"),
+    name: str = typer.Option("default", "--name"),
+    secrets_stdin: bool = typer.Option(False, "--secrets-stdin", help="read secrets as a JSON object on stdin"),
+) -> None:
+    """Replace a connection's secrets (new Vault version); re-enables a connection that needed re-auth."""
+    from activities.registry import plugin_for
+    from vault.credentials import Credentials
+    from worker.connections import rotate_credentials
+
+    plugin = plugin_for(type_)
+    secrets = {k: v for k, v in _read_secrets(plugin.spec.secret_settings, secrets_stdin).items() if v}
+    creds = TypeAdapter(Credentials).validate_python({"kind": plugin.spec.auth_kind, **secrets})
+    conn = run_with_runtime(lambda rt: rotate_credentials(rt, org, type_, name, creds))
+    console.print(f"rotated credentials of {conn.integration_type}/{conn.name}")
+
+
 @connections.command("remove")
 def connections_remove(
     org: str = typer.Option(..., "--org"), type_: str = typer.Option(..., "--type"),

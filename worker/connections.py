@@ -46,6 +46,27 @@ async def add_connection(
     return conn
 
 
+async def rotate_credentials(
+    rt: Runtime, organization_id: str, integration_type: str, name: str, credentials: Credentials,
+    *, actor: str = "operator",
+) -> Connection:
+    """Replace a connection's secret (a new Vault version; caches invalidated) and clear its health."""
+    itype = _check_type(integration_type)
+    conn = await rt.store.run(rt.store.find_connection, organization_id, itype, name)
+    path = rt.credentials_path(conn)
+    old = await rt.vault.read_versioned(path, use_cache=False)
+    if old.credentials.kind != credentials.kind:
+        raise ValueError(f"rotation keeps the credential kind ({old.credentials.kind}), got {credentials.kind}")
+    await rt.vault.write(path, credentials, cas=old.version)
+    conn = await rt.store.run(
+        rt.store.update_connection, conn.id, status="active", health=Health.UNKNOWN.value,
+        credentials_expire_at=getattr(credentials, "expires_at", None),
+    )
+    await rt.store.run(rt.store.audit, organization_id, actor, "connection.rotate", "ok", connection_id=conn.id,
+                       target=f"{itype}/{name}", detail={"vault_version": old.version + 1})
+    return conn
+
+
 async def remove_connection(rt: Runtime, organization_id: str, integration_type: str, name: str,
                             *, actor: str = "operator") -> None:
     itype = _check_type(integration_type)

@@ -1,0 +1,32 @@
+"""Maintenance workflows: a health sweep over connections (run on a Temporal schedule)."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.maintenance import CheckInput, MaintenanceActivities, SweepInput, SweepResult
+    from activities.policies import BOOKKEEPING, LOOKUP
+
+
+@workflow.defn(name="ConnectionHealthSweep")
+class ConnectionHealthSweep:
+    """Test every connection, warn about expiring credentials, report what is unhealthy."""
+
+    @workflow.run
+    async def run(self, inp: SweepInput) -> SweepResult:
+        refs = await workflow.execute_activity_method(
+            MaintenanceActivities.list_connections, inp, **BOOKKEEPING.kwargs())
+        result = SweepResult(checked=0)
+        for ref in refs:
+            check = await workflow.execute_activity_method(
+                MaintenanceActivities.check_connection,
+                CheckInput(connection=ref, expiry_warning_days=inp.expiry_warning_days,
+                           run_connection_test=inp.run_connection_tests),
+                **LOOKUP.kwargs())
+            result.checked += 1
+            if not check.healthy:
+                result.unhealthy.append(check)
+            if check.expiring:
+                result.expiring.append(check)
+        return result
