@@ -52,3 +52,13 @@ async def test_rotation_replaces_the_secret_and_revives_the_connection(runtime, 
 
     assert (await test_connection(runtime, wa.organization_id, "WHATSAPP_BUSINESS", wa.name))["ok"] is True
     assert any(e.action == "connection.rotate" for e in runtime.store.audit_log(wa.organization_id))
+
+
+async def test_health_sweep_schedule_is_created_once(client, settings):
+    from worker.schedules import HEALTH_SWEEP_ID, ensure_schedules
+
+    first = await ensure_schedules(client, settings)
+    second = await ensure_schedules(client, settings)
+    assert first == [HEALTH_SWEEP_ID] and second == []
+    desc = await client.get_schedule_handle(HEALTH_SWEEP_ID).describe()
+    assert desc.schedule.spec.intervals[0].every.total_seconds() == 3600

@@ -14,6 +14,7 @@ import httpx
 
 from activities.runtime import Runtime, make_vault
 from worker.demo import DemoContext, run_all
+from worker.schedules import ensure_schedules
 from worker.settings import Settings, get_settings
 from worker.stack import Stack, port_open, wait_port
 from worker.temporal import connect
@@ -99,6 +100,9 @@ async def demo(s: Settings) -> dict[str, str]:
     try:
         ctx = DemoContext(settings=s, client=client, rt=rt, sandbox_url=f"http://{s.host}:{s.sandbox_port}",
                           gateway_url=s.gateway_public_url)
+        created = await ensure_schedules(client, s)
+        if created:
+            ctx.say(f"created Temporal schedule(s): {', '.join(created)} (hourly connection health sweep)")
         return await run_all(ctx)
     finally:
         await rt.close()
