@@ -82,3 +82,22 @@ async def test_start_from_plain_json_with_temporal_cli(worker, runtime, sandbox,
     out = json.loads(res.stdout)
     text = json.dumps(out)
     assert '"accepted"' in text and "wamid." in text
+
+
+async def test_worker_shuts_down_cleanly_on_sigterm(settings):
+    env = worker_env(settings, f"term-{uuid.uuid4().hex[:8]}")
+    proc = subprocess.Popen([sys.executable, "-m", "worker"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(200):  # until it is polling
+            await asyncio.sleep(0.05)
+            if proc.poll() is not None:
+                break
+        await asyncio.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(proc.wait, 20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert code == 0, stderr
+    assert "shutting down" in stderr
