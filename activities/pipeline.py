@@ -20,7 +20,7 @@ from activities.limiter import Concurrency, Limit
 from activities.metrics import LIMITER_WAIT, PROVIDER_CALLS, PROVIDER_LATENCY
 from activities.policies import retry_delay
 from store.db import ConnectionNotFound
-from store.models import Connection, ConnectionStatus, Health, UsageRecord
+from store.models import AuditEvent, Connection, ConnectionStatus, Health, UsageRecord
 from vault.client import CredentialsMissing, VaultError
 from vault.credentials import Credentials, OAuth2Credentials
 
@@ -278,7 +278,6 @@ class Action:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self.flush_usage()
         if exc is None:
             await self._record(outcome="ok")
             if self.connection.health != Health.HEALTHY.value and self.calls:
@@ -286,6 +285,7 @@ class Action:
                                         {"last_ok_action": self.name})
             return
         if not isinstance(exc, IntegrationError):
+            await self._record(outcome="error", detail={"error": type(exc).__name__})
             return  # unexpected bugs propagate as-is (Temporal retries them as failures)
         await self._record(outcome=exc.error_class.value, detail=exc.to_dict())
         attempt, max_attempts = _attempts()
@@ -300,24 +300,20 @@ class Action:
         raise exc.to_application_error(delay) from None
 
     async def flush_usage(self) -> None:
+        """Write pending usage rows now (long batch actions call this between batches)."""
         if not self._usage:
             return
         rows, self._usage = self._usage, []
-        failed = sum(1 for r in rows if r.outcome != "ok")
         await self.rt.store.run(self.rt.store.record_usages, rows)
-        await self.rt.store.run(self.rt.store.count_use, self.connection.id, failed > 0)
 
     async def _record(self, outcome: str, detail: dict[str, Any] | None = None) -> None:
-        await self.rt.store.run(
-            self.rt.store.audit,
-            self.organization_id,
-            self.actor,
-            self.name,
-            outcome,
-            connection_id=self.connection.id,
-            target=self.target,
-            detail={**self.detail, **(detail or {})},
+        """Usage rows, connection counters and the audit event in one transaction."""
+        rows, self._usage = self._usage, []
+        event = AuditEvent(
+            organization_id=self.organization_id, actor=self.actor, action=self.name, outcome=outcome,
+            connection_id=self.connection.id, target=self.target, detail={**self.detail, **(detail or {})},
         )
+        await self.rt.store.run(self.rt.store.record_action, rows, event)
 
 
 def _attempts() -> tuple[int, int]:

@@ -270,6 +270,20 @@ class Store:
             s.add_all(list(recs))
             s.commit()
 
+    def record_action(self, rows: Sequence[UsageRecord], audit: AuditEvent) -> None:
+        """One transaction per action: its usage rows, the connection's counters and its audit event."""
+        with self.session() as s:
+            s.add_all(list(rows))
+            s.add(audit)
+            if rows:
+                conn = s.get(Connection, rows[0].connection_id)
+                if conn is not None:
+                    conn.request_count += len(rows)
+                    conn.error_count += sum(1 for r in rows if r.outcome != "ok")
+                    conn.last_used_at = utcnow()
+                    s.add(conn)
+            s.commit()
+
     def usage(
         self,
         organization_id: str | None = None,
