@@ -16,17 +16,15 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from activities.runtime import Runtime  # noqa: E402
-from activities.whatsapp.activities import WhatsAppActivities  # noqa: E402
-from activities.whatsapp.models import SendTextInput  # noqa: E402
-from sandbox.app import create_app  # noqa: E402
-from tests.servers import ServerThread  # noqa: E402
-from vault.credentials import BearerTokenCredentials  # noqa: E402
-from worker.connections import add_connection  # noqa: E402
-from worker.settings import Settings  # noqa: E402
-from worker.stack import Stack, free_port  # noqa: E402
+from activities.runtime import Runtime
+from activities.whatsapp.activities import WhatsAppActivities
+from activities.whatsapp.models import SendTextInput
+from sandbox.app import create_app
+from tests.servers import ServerThread
+from vault.credentials import BearerTokenCredentials
+from worker.connections import add_connection
+from worker.settings import Settings
+from worker.stack import Stack, free_port
 
 CONCURRENCY = 50
 
