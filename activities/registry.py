@@ -13,9 +13,10 @@ if TYPE_CHECKING:
 
 def plugins() -> list[Plugin]:
     """Every registered plugin (imported lazily: workflow sandboxes never import this)."""
+    from activities.slack.plugin import PLUGIN as SLACK
     from activities.whatsapp.plugin import PLUGIN as WHATSAPP
 
-    return [WHATSAPP]
+    return [WHATSAPP, SLACK]
 
 
 def plugin_for(integration_type: str) -> Plugin:

@@ -76,7 +76,7 @@ class Settings(BaseSettings):
 
     # ---- Slack (issue 4) ----
     # Bot scopes requested at install (comma-separated), and how long an install link's state lives.
-    slack_scopes: str = ("chat:write,chat:write.customize,chat:write.public,channels:read,groups:read,im:read,"
+    slack_scopes: str = ("chat:write,chat:write.customize,channels:read,groups:read,im:read,"
                          "mpim:read,channels:join,users:read,users:read.email,commands")
     slack_state_ttl_seconds: float = 600.0
     # Channel facts (exists, archived, bot membership) cached per connection to spare Tier 3 calls.
