@@ -209,7 +209,7 @@ def router() -> APIRouter:
     r = APIRouter()
 
     async def install(request: Request, organization_id: str, name: str = "default",
-                      auto_join: bool | None = None) -> Response:
+                      auto_join: bool | None = None, team: str | None = None) -> Response:
         rt = request.app.state.rt
         try:
             rt.vault.connection_path(organization_id, IntegrationType.SLACK.value, name)
@@ -224,7 +224,9 @@ def router() -> APIRouter:
             return _page("Slack app not configured", exc.message, 503)
         store = oauth.StateStore(rt.store, request.app.state.settings.slack_state_ttl_seconds)
         state = await rt.store.run(store.issue, organization_id=organization_id, name=name, auto_join=auto_join)
-        return RedirectResponse(oauth.authorize_url(request.app.state.settings, app.client_id, state),
+        if team is not None and not team.isalnum():
+            return _page("Invalid install link", f"team {team!r} is not a Slack team id", 400)
+        return RedirectResponse(oauth.authorize_url(request.app.state.settings, app.client_id, state, team),
                                 status_code=302)
 
     r.add_api_route(oauth.INSTALL_PATH, install, methods=["GET"])

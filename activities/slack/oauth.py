@@ -73,9 +73,10 @@ def redirect_uri(settings: Settings) -> str:
     return settings.gateway_public_url.rstrip("/") + CALLBACK_PATH
 
 
-def authorize_url(settings: Settings, client_id: str, state: str) -> str:
+def authorize_url(settings: Settings, client_id: str, state: str, team: str | None = None) -> str:
+    """Slack's authorize URL; `team` pre-selects the workspace when the installer belongs to several."""
     return AuthorizeUrlGenerator(client_id=client_id, scopes=scopes(settings), redirect_uri=redirect_uri(settings),
-                                 authorization_url=settings.slack_authorize_url).generate(state)
+                                 authorization_url=settings.slack_authorize_url).generate(state, team=team)
 
 
 async def app_secrets(rt: Runtime) -> AppSecrets:
