@@ -155,6 +155,8 @@ class SlackClient:
     async def post_message(self, payload: dict[str, Any], *, precheck: bool = True) -> dict[str, Any]:
         """chat.postMessage after the pre-checks; a stale "not in channel" joins once and retries once."""
         channel = str(payload["channel"])
+        # Scopes first: no point in looking the channel up when posting is not allowed at all.
+        await self.require_scopes(METHODS["chat.postMessage"].scopes, what="chat.postMessage")
         if precheck:
             await self.ensure_postable(channel)
         try:
