@@ -76,6 +76,7 @@ def settings(stack: StackInfo, sandbox: SandboxHandle, gateway_port: int) -> Set
         sandbox_port=int(sandbox.url.rsplit(":", 1)[1]),
         whatsapp_base_url=f"{sandbox.url}/whatsapp",
         slack_base_url=f"{sandbox.url}/slack/api/",
+        slack_authorize_url=f"{sandbox.url}/slack/oauth/v2/authorize",
         google_calendar_base_url=f"{sandbox.url}/google/calendar/v3/",
         google_token_url=f"{sandbox.url}/google/token",
         graph_base_url=f"{sandbox.url}/graph/v1.0/",
