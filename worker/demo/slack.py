@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from pydantic import SecretStr
@@ -122,11 +123,10 @@ async def direct_connection(rt: Runtime, sandbox_url: str, organization_id: str,
 async def install_via_gateway(gateway_url: str, organization_id: str, name: str, team_id: str,
                               *, link: str | None = None) -> httpx.Response:
     """What an administrator's browser does: install link → Slack authorize → our callback."""
-    url = link or f"{gateway_url}{oauth.INSTALL_PATH}"
-    params = None if link else {"organization_id": organization_id, "name": name}
+    if link is None:
+        link = f"{gateway_url}{oauth.INSTALL_PATH}?" + urlencode({"organization_id": organization_id, "name": name})
     async with httpx.AsyncClient(follow_redirects=True, timeout=30) as http:
-        sep = "&" if "?" in url else "?"
-        return await http.get(f"{url}{sep}team={team_id}", params=params)
+        return await http.get(f"{link}&{urlencode({'team': team_id})}")
 
 
 async def wait_for_message(sandbox_url: str, team_id: str, channel: str, block_id: str,
