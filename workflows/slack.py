@@ -93,10 +93,12 @@ class SendSlackMessage:
                           render(inp.blocks, inp.variables))
         if isinstance(route, WhatsAppRoute):
             # Started by name with plain JSON: the WhatsApp plugin owns its input model.
+            child: dict[str, Any] = {"organization_id": inp.organization_id, "connection": route.connection,
+                                     "to": route.to}
+            child |= ({"type": "template", "template": route.template} if route.template
+                      else {"text": text[:WHATSAPP_TEXT_LIMIT]})
             res: dict[str, Any] = await workflow.execute_child_workflow(
-                "SendWhatsAppMessage",
-                {"organization_id": inp.organization_id, "connection": route.connection, "to": route.to,
-                 "text": text[:WHATSAPP_TEXT_LIMIT]},
+                "SendWhatsAppMessage", child,
                 id=f"{workflow.info().workflow_id}-whatsapp-{i}", result_type=dict,
             )
             ids = [r["message_id"] for r in res.get("results") or [] if r.get("message_id")]

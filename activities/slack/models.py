@@ -266,11 +266,16 @@ class DirectMessageRoute(_Model):
 
 
 class WhatsAppRoute(_Model):
-    """Send the message's plain text through WhatsApp (child workflow SendWhatsAppMessage)."""
+    """Send the message's plain text through WhatsApp (child workflow SendWhatsAppMessage).
+
+    Free-form text only reaches people inside WhatsApp's 24-hour customer-service window; give an
+    approved `template` (SendWhatsAppMessage's template object) to reach anyone.
+    """
 
     kind: Literal["whatsapp"] = "whatsapp"
     to: list[str] = Field(min_length=1, max_length=50)
     connection: str = "default"
+    template: dict[str, Any] | None = None
 
     @field_validator("to", mode="before")
     @classmethod
