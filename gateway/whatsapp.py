@@ -1,19 +1,26 @@
-"""WhatsApp webhooks: GET challenge, POST verified on raw bytes, then dispatched."""
+"""WhatsApp webhooks: GET challenge; POST verified on raw bytes, recorded, then signal-with-start per customer."""
 
 from __future__ import annotations
 
 import hmac
 import logging
-from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from temporalio.client import Client
+from temporalio.service import RPCError
 
-from activities.whatsapp import webhooks
-from activities.whatsapp.models import WebhookBatch
-from store.models import Connection, IntegrationType, utcnow
+from activities.whatsapp import inbound, webhooks
+from activities.whatsapp.models import (
+    ConversationEvents,
+    ConversationInput,
+    WebhookBatch,
+    conversation_workflow_id,
+)
+from store.models import Connection, IntegrationType
 from vault.client import CredentialsMissing
 from vault.credentials import BearerTokenCredentials
+from workflows.whatsapp_conversation import WhatsAppConversation
 
 log = logging.getLogger("osi.gateway.whatsapp")
 
@@ -30,18 +37,6 @@ async def _connection_secrets(request: Request, connection_id: str) -> tuple[Con
     if not isinstance(creds, BearerTokenCredentials):
         return None
     return conn, creds
-
-
-async def record_statuses(request: Request, batch: WebhookBatch) -> None:
-    """Late outcomes: the usage row of each sent message learns its delivery status."""
-    rt = request.app.state.rt
-    for st in batch.statuses:
-        fields: dict[str, Any] = {"delivery_status": st.status}
-        if st.status == "delivered":
-            fields["delivered_at"] = utcnow()
-        if st.status == "failed" and st.errors:
-            fields["error_code"] = str(st.errors[0].get("code"))
-        await rt.store.run(rt.store.update_usage_by_reference, st.message_id, **fields)
 
 
 def router() -> APIRouter:
@@ -75,12 +70,34 @@ def router() -> APIRouter:
             return JSONResponse({"error": str(exc)}, status_code=400)
         if batch.unknown:
             log.info("whatsapp webhook: ignoring unknown parts %s", batch.unknown)
-        await dispatch(request, found[0], batch)
+        try:
+            await dispatch(request, found[0], batch)
+        except RPCError as exc:
+            # Temporal unreachable: a 5xx makes Meta redeliver; the store side is idempotent.
+            log.warning("whatsapp webhook: could not signal conversations: %s", exc.status)
+            return JSONResponse({"error": "temporarily unavailable"}, status_code=503)
         return JSONResponse({"ok": True})
 
     return r
 
 
 async def dispatch(request: Request, conn: Connection, batch: WebhookBatch) -> None:
-    """Hand a verified batch to the rest of the service (statuses recorded against the send)."""
-    await record_statuses(request, batch)
+    """Record the delivery (idempotent), then signal-with-start each customer's conversation.
+
+    Redelivered events are signalled again: the conversation dedupes them, and a delivery whose
+    signal failed the first time (503 above) still reaches it on Meta's retry.
+    """
+    rt = request.app.state.rt
+    per_customer = await inbound.record(rt, conn, batch)
+    client: Client = request.app.state.temporal
+    settings = request.app.state.settings
+    for (pid, wa_id), events in per_customer.items():
+        wid = conversation_workflow_id(conn.organization_id, pid, wa_id)
+        await client.start_workflow(
+            WhatsAppConversation.run,
+            ConversationInput(organization_id=conn.organization_id, connection=conn.name, phone_number_id=pid,
+                              wa_id=wa_id, idle_timeout_seconds=settings.conversation_idle_hours * 3600,
+                              history_limit=settings.conversation_history_limit),
+            id=wid, task_queue=settings.task_queue,
+            start_signal="events", start_signal_args=[ConversationEvents(events=events)],
+        )

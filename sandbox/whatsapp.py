@@ -1,4 +1,6 @@
-"""WhatsApp Cloud API fake: Graph error bodies and codes, limits, signed status webhooks."""
+"""WhatsApp Cloud API fake: every message type with Meta's validation errors, templates with statuses and
+parameter checks, registration and verification, the 24 h window, pair/throughput/messaging limits,
+opt-outs, signed status webhooks, and inbound customer messages on demand (signed like Meta's)."""
 
 from __future__ import annotations
 
@@ -9,19 +11,28 @@ import hmac
 import json
 import os
 import re
+import secrets
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlparse
 
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from sandbox.state import SandboxState
 
 VERSION_RE = re.compile(r"^v[0-9]+\.[0-9]+$")
+PLACEHOLDER_RE = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+WINDOW_SECONDS = 24 * 3600
+TIER_LIMITS: dict[str, int | None] = {
+    "TIER_50": 50, "TIER_250": 250, "TIER_1K": 1000, "TIER_2K": 2000, "TIER_10K": 10_000,
+    "TIER_100K": 100_000, "TIER_UNLIMITED": None,
+}
+MEDIA_KINDS = ("image", "video", "audio", "document", "sticker")
 
 
 def graph_error(
@@ -38,6 +49,21 @@ def graph_error(
     if transient is not None:
         err["is_transient"] = transient
     return JSONResponse({"error": err}, status_code=status, headers=headers)
+
+
+def param_invalid(details: str) -> JSONResponse:
+    """Meta's 131009 for a value outside the documented limits."""
+    return graph_error(400, 131009, "(#131009) Parameter value is not valid", details=details)
+
+
+def param_missing(details: str) -> JSONResponse:
+    return graph_error(400, 131008, "(#131008) Required parameter is missing", details=details)
+
+
+def async_error(code: int, title: str, details: str) -> dict[str, Any]:
+    """An error object as it appears in a failed status webhook."""
+    return {"code": code, "title": title, "message": title, "error_data": {"details": details},
+            "href": "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"}
 
 
 def new_wamid() -> str:
@@ -58,23 +84,71 @@ class PhoneNumberConfig(BaseModel):
     name_status: str = "APPROVED"
     status: str = "CONNECTED"
     messaging_limit_tier: str = "TIER_250"
+    messaging_limit_window_seconds: float = 86400.0
     registered: bool = True
+    two_step_pin: str | None = None
     throughput_mps: int = 80
+    pair_period_seconds: float = 6.0
+    pair_burst: int = 45
+    enforce_window: bool = True
     webhook_url: str | None = None
     status_delay_ms: float = 20.0
     deliver: bool = True
     read: bool = True
 
 
+class TemplateConfig(BaseModel):
+    """A message template of a WABA as Meta lists it."""
+
+    waba_id: str
+    name: str
+    language: str = "en_US"
+    status: str = "APPROVED"
+    category: str = "UTILITY"
+    parameter_format: str = "POSITIONAL"
+    components: list[dict[str, Any]] = Field(default_factory=list)
+    id: str = Field(default_factory=lambda: str(secrets.randbelow(10**15) + 10**15))
+
+
+class InboundRequest(BaseModel):
+    """Tell the fake a customer wrote: it delivers Meta's signed webhook to the number's URL."""
+
+    phone_number_id: str
+    from_: str = Field(alias="from")
+    type: str = "text"
+    text: str | None = None
+    profile_name: str = "Sandbox Customer"
+    context_message_id: str | None = None
+    button_payload: str | None = None
+    reply_id: str | None = None
+    reply_title: str | None = None
+    reaction_message_id: str | None = None
+    emoji: str | None = None
+    timestamp: int | None = Field(default=None, description="epoch seconds; default now (older = closed window)")
+    redeliver: int = Field(default=0, description="deliver the same webhook this many extra times")
+    message_id: str | None = None
+
+
 @dataclass
 class WhatsAppFakeState:
     numbers: dict[str, PhoneNumberConfig] = field(default_factory=dict)
+    templates: dict[str, list[TemplateConfig]] = field(default_factory=lambda: defaultdict(list))
     expired_tokens: set[str] = field(default_factory=set)
     undeliverable: set[str] = field(default_factory=set)
+    experiment: set[str] = field(default_factory=set)
+    marketing_opt_out: set[str] = field(default_factory=set)
     sent_log: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(deque))
+    pair_tat: dict[str, float] = field(default_factory=dict)
+    windows: dict[str, float] = field(default_factory=dict)  # "pid:wa_id" → last inbound (epoch s)
+    initiations: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
+    codes: dict[str, str] = field(default_factory=dict)
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    inbound: dict[str, dict[str, Any]] = field(default_factory=dict)
     webhook_deliveries: list[dict[str, Any]] = field(default_factory=list)
     throughput_errors: int = 0
+    pair_errors: int = 0
+    window_failures: int = 0
+    tier_failures: int = 0
 
 
 class WhatsAppFake:
@@ -91,27 +165,46 @@ class WhatsAppFake:
             self._http = httpx.AsyncClient(timeout=10)
         return self._http
 
-    def authorize(self, request: Request, pid: str) -> JSONResponse | PhoneNumberConfig:
+    def _token(self, request: Request) -> JSONResponse | str:
         auth = request.headers.get("authorization", "")
         if not auth.lower().startswith("bearer ") or not auth[7:].strip():
             return graph_error(401, 104, "An access token is required to request this resource.")
         token = auth[7:].strip()
         if token in self.state.expired_tokens:
             return graph_error(401, 190, "Error validating access token: Session has expired", subcode=463)
-        owned = [n for n in self.state.numbers.values() if n.token == token]
-        if not owned:
+        if not any(n.token == token for n in self.state.numbers.values()):
             return graph_error(401, 190, "Invalid OAuth access token - Cannot parse access token")
+        return token
+
+    def _missing_object(self, oid: str) -> JSONResponse:
+        return graph_error(
+            400, 100,
+            f"Unsupported post request. Object with ID '{oid}' does not exist, cannot be loaded due to "
+            "missing permissions, or does not support this operation.",
+            etype="GraphMethodException", subcode=33,
+        )
+
+    def authorize(self, request: Request, pid: str) -> JSONResponse | PhoneNumberConfig:
+        token = self._token(request)
+        if isinstance(token, JSONResponse):
+            return token
         num = self.state.numbers.get(pid)
         if num is None:
-            return graph_error(
-                400, 100,
-                f"Unsupported post request. Object with ID '{pid}' does not exist, cannot be loaded due to "
-                "missing permissions, or does not support this operation.",
-                etype="GraphMethodException", subcode=33,
-            )
+            return self._missing_object(pid)
         if num.token != token:
             return graph_error(403, 200, "(#200) Permission denied", subcode=1349174)
         return num
+
+    def authorize_waba(self, request: Request, waba_id: str) -> JSONResponse | str:
+        token = self._token(request)
+        if isinstance(token, JSONResponse):
+            return token
+        owned = [n for n in self.state.numbers.values() if n.waba_id == waba_id]
+        if not owned:
+            return self._missing_object(waba_id)
+        if not any(n.token == token for n in owned):
+            return graph_error(403, 200, "(#200) Permission denied", subcode=1349174)
+        return waba_id
 
     async def fault(self, kind: str | None) -> JSONResponse | None:
         cfg = self.sandbox.faults.get("whatsapp")
@@ -138,6 +231,20 @@ class WhatsAppFake:
         log.append(now)
         return False
 
+    def pair_exceeded(self, num: PhoneNumberConfig, to: str) -> bool:
+        """GCRA: one message per period, a burst of `pair_burst` borrowed ahead, then blocked until repaid."""
+        key = f"{num.phone_number_id}:{to}"
+        now = time.monotonic()
+        tat = max(self.state.pair_tat.get(key, now), now)
+        if tat - now > (num.pair_burst - 1) * num.pair_period_seconds + 1e-6:
+            return True
+        self.state.pair_tat[key] = tat + num.pair_period_seconds
+        return False
+
+    def window_open(self, num: PhoneNumberConfig, to: str) -> bool:
+        last = self.state.windows.get(f"{num.phone_number_id}:{to}")
+        return last is not None and time.time() < last + WINDOW_SECONDS
+
     # ---- webhooks -------------------------------------------------------------------------
     def envelope(self, num: PhoneNumberConfig, value: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -156,19 +263,23 @@ class WhatsAppFake:
             }],
         }
 
+    async def post_signed(self, url: str, raw: bytes, signature: str) -> int:
+        try:
+            resp = await self.http().post(url, content=raw, headers={
+                "Content-Type": "application/json", "X-Hub-Signature-256": signature})
+            return resp.status_code
+        except httpx.HTTPError:
+            return 0
+
     async def deliver_webhook(self, num: PhoneNumberConfig, doc: dict[str, Any]) -> int | None:
         """POST a signed delivery to the number's webhook URL, like Meta does."""
         if not num.webhook_url:
             return None
         raw = json.dumps(doc, separators=(",", ":")).encode()
         sig = "sha256=" + hmac.new(num.app_secret.encode(), raw, hashlib.sha256).hexdigest()
-        try:
-            resp = await self.http().post(num.webhook_url, content=raw, headers={
-                "Content-Type": "application/json", "X-Hub-Signature-256": sig})
-            status = resp.status_code
-        except httpx.HTTPError:
-            status = 0
-        self.state.webhook_deliveries.append({"url": num.webhook_url, "status": status, "body": doc})
+        status = await self.post_signed(num.webhook_url, raw, sig)
+        self.state.webhook_deliveries.append({"url": num.webhook_url, "status": status, "body": doc,
+                                              "raw": raw.decode(), "signature": sig})
         return status
 
     def status_value(self, num: PhoneNumberConfig, msg: dict[str, Any], status: str,
@@ -186,6 +297,7 @@ class WhatsAppFake:
                               failure: dict[str, Any] | None = None) -> None:
         await asyncio.sleep(num.status_delay_ms / 1000)
         if failure is not None:
+            msg["status"] = "failed"
             await self.deliver_webhook(num, self.envelope(num, self.status_value(num, msg, "failed", [failure])))
             return
         steps = ["sent"] + (["delivered"] if num.deliver else []) + (["read"] if num.deliver and num.read else [])
@@ -194,32 +306,335 @@ class WhatsAppFake:
             await self.deliver_webhook(num, self.envelope(num, self.status_value(num, msg, step)))
             await asyncio.sleep(num.status_delay_ms / 1000)
 
-    # ---- message validation (extended per type) -------------------------------------------
+    def inbound_message(self, num: PhoneNumberConfig, req: InboundRequest) -> dict[str, Any]:
+        """A customer's message in Meta's webhook shape (text, button, interactive, reaction, image)."""
+        wa_id = re.sub(r"\D", "", req.from_)
+        msg: dict[str, Any] = {"from": wa_id, "id": req.message_id or new_wamid(),
+                               "timestamp": str(req.timestamp or int(time.time())), "type": req.type}
+        if req.context_message_id:
+            msg["context"] = {"from": re.sub(r"\D", "", num.display_phone_number), "id": req.context_message_id}
+        if req.type == "text":
+            msg["text"] = {"body": req.text or ""}
+        elif req.type == "button":
+            msg["button"] = {"payload": req.button_payload or req.text or "", "text": req.text or ""}
+        elif req.type == "interactive":
+            kind = "list_reply" if req.reply_id and req.reply_id.startswith("row") else "button_reply"
+            msg["interactive"] = {"type": kind, kind: {"id": req.reply_id or "", "title": req.reply_title or ""}}
+        elif req.type == "reaction":
+            msg["reaction"] = {"message_id": req.reaction_message_id or "", "emoji": req.emoji or ""}
+        elif req.type == "image":
+            msg["image"] = {"caption": req.text, "mime_type": "image/jpeg",
+                            "sha256": base64.b64encode(hashlib.sha256(os.urandom(8)).digest()).decode(),
+                            "id": str(secrets.randbelow(10**15) + 10**15)}
+        else:
+            msg["errors"] = [async_error(131051, "Message type unknown", "Message type is not currently supported")]
+            msg["type"] = "unsupported"
+        return {"contacts": [{"profile": {"name": req.profile_name}, "wa_id": wa_id}], "messages": [msg]}
+
+    # ---- message validation (Meta's limits and errors) --------------------------------------
     def validate_message(self, body: dict[str, Any]) -> JSONResponse | None:
         if body.get("messaging_product") != "whatsapp":
             return graph_error(400, 100, "(#100) The parameter messaging_product is required.",
                                details="messaging_product must be 'whatsapp'")
         mtype = body.get("type", "text")
-        if mtype == "text":
-            text = body.get("text")
-            if not isinstance(text, dict) or not isinstance(text.get("body"), str) or not text["body"]:
-                return graph_error(400, 100, "(#100) The parameter text['body'] is required.",
-                                   details="text.body is required")
-            if len(text["body"]) > 4096:
-                return graph_error(400, 100, "(#100) Param text['body'] must be at most 4096 characters long.",
-                                   details="text.body too long")
+        check = {"text": self._v_text, "location": self._v_location, "contacts": self._v_contacts,
+                 "reaction": self._v_reaction, "interactive": self._v_interactive,
+                 "template": self._v_template_shape}.get(mtype)
+        if mtype in MEDIA_KINDS:
+            return self._v_media(mtype, body.get(mtype))
+        if check is None:
+            return graph_error(400, 131051, "Unsupported message type", details=f"type {mtype!r} is not supported")
+        return check(body.get(mtype))
+
+    def _v_text(self, text: Any) -> JSONResponse | None:
+        if not isinstance(text, dict) or not isinstance(text.get("body"), str) or not text["body"]:
+            return graph_error(400, 100, "(#100) The parameter text['body'] is required.",
+                               details="text.body is required")
+        if len(text["body"]) > 4096:
+            return graph_error(400, 100, "(#100) Param text['body'] must be at most 4096 characters long.",
+                               details="text.body too long")
+        return None
+
+    def _v_media(self, kind: str, media: Any) -> JSONResponse | None:
+        if not isinstance(media, dict) or bool(media.get("id")) == bool(media.get("link")):
+            return graph_error(400, 100, f"(#100) Param {kind} must contain exactly one of id or link",
+                               details=f"{kind}: exactly one of id or link is required")
+        if media.get("link"):
+            url = urlparse(str(media["link"]))
+            if url.scheme not in ("http", "https") or not url.netloc:
+                return graph_error(400, 100, f"(#100) Param {kind}['link'] must be a valid URL")
+        if "caption" in media and kind in ("audio", "sticker"):
+            return graph_error(400, 100, f"(#100) Param {kind}['caption'] is not a valid parameter")
+        if len(str(media.get("caption") or "")) > 1024:
+            return param_invalid(f"{kind}.caption: max length 1024")
+        if "filename" in media and kind != "document":
+            return graph_error(400, 100, f"(#100) Param {kind}['filename'] is not a valid parameter")
+        return None
+
+    def _v_location(self, loc: Any) -> JSONResponse | None:
+        if not isinstance(loc, dict) or "latitude" not in loc or "longitude" not in loc:
+            return param_missing("location: latitude and longitude are required")
+        try:
+            lat, lon = float(loc["latitude"]), float(loc["longitude"])
+        except (TypeError, ValueError):
+            return param_invalid("location: latitude and longitude must be numbers")
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            return param_invalid("location: latitude must be in [-90, 90] and longitude in [-180, 180]")
+        return None
+
+    def _v_contacts(self, contacts: Any) -> JSONResponse | None:
+        if not isinstance(contacts, list) or not 1 <= len(contacts) <= 5:
+            return param_invalid("contacts: 1 to 5 contacts are required")
+        for c in contacts:
+            if not isinstance(c, dict) or not (c.get("name") or {}).get("formatted_name"):
+                return param_missing("contacts.name.formatted_name is required")
+        return None
+
+    def _v_reaction(self, r: Any) -> JSONResponse | None:
+        if not isinstance(r, dict) or not r.get("message_id"):
+            return param_missing("reaction.message_id is required")
+        if not isinstance(r.get("emoji"), str):
+            return param_missing("reaction.emoji is required")
+        return None
+
+    def _v_interactive(self, it: Any) -> JSONResponse | None:
+        if not isinstance(it, dict) or it.get("type") not in ("button", "list", "cta_url", "product", "product_list"):
+            return param_invalid("interactive.type must be button or list")
+        body = (it.get("body") or {}).get("text")
+        if not body:
+            return param_missing("interactive.body.text is required")
+        if len(body) > 1024:
+            return param_invalid("Body text length invalid. Min length: 1, Max length: 1024")
+        if len(str((it.get("footer") or {}).get("text") or "")) > 60:
+            return param_invalid("Footer text length invalid. Min length: 1, Max length: 60")
+        header = it.get("header") or {}
+        if header.get("type") == "text" and not 1 <= len(str(header.get("text") or "")) <= 60:
+            return param_invalid("Header text length invalid. Min length: 1, Max length: 60")
+        action = it.get("action") or {}
+        if it["type"] == "button":
+            buttons = action.get("buttons") or []
+            if not 1 <= len(buttons) <= 3:
+                return param_invalid("Buttons count invalid. Min: 1, Max: 3")
+            ids = []
+            for b in buttons:
+                reply = b.get("reply") or {}
+                if not 1 <= len(str(reply.get("title") or "")) <= 20:
+                    return param_invalid("Button title length invalid. Min length: 1, Max length: 20")
+                if not 1 <= len(str(reply.get("id") or "")) <= 256:
+                    return param_invalid("Button id length invalid. Min length: 1, Max length: 256")
+                ids.append(reply.get("id"))
+            if len(set(ids)) != len(ids):
+                return param_invalid("Button ids must be unique")
             return None
-        return graph_error(400, 131051, "Unsupported message type", details=f"type {mtype!r} is not supported")
+        if it["type"] != "list":
+            return None
+        if not 1 <= len(str(action.get("button") or "")) <= 20:
+            return param_invalid("Button text length invalid. Min length: 1, Max length: 20")
+        sections = action.get("sections") or []
+        if not 1 <= len(sections) <= 10:
+            return param_invalid("Sections count invalid. Min: 1, Max: 10")
+        rows = [r for s in sections for r in (s.get("rows") or [])]
+        if len(rows) > 10:
+            return param_invalid("Total row count exceed max allowed count: 10")
+        for s in sections:
+            title = str(s.get("title") or "")
+            if (len(sections) > 1 and not title) or len(title) > 24:
+                return param_invalid("Section title length invalid. Min length: 1, Max length: 24")
+            if not s.get("rows"):
+                return param_invalid("Rows count invalid. Min: 1")
+        for r in rows:
+            if not 1 <= len(str(r.get("title") or "")) <= 24:
+                return param_invalid("Row title length invalid. Min length: 1, Max length: 24")
+            if not 1 <= len(str(r.get("id") or "")) <= 200:
+                return param_invalid("Row id length invalid. Min length: 1, Max length: 200")
+            if len(str(r.get("description") or "")) > 72:
+                return param_invalid("Row description length invalid. Max length: 72")
+        if len({r.get("id") for r in rows}) != len(rows):
+            return param_invalid("Row ids must be unique")
+        return None
+
+    def _v_template_shape(self, t: Any) -> JSONResponse | None:
+        if not isinstance(t, dict) or not t.get("name"):
+            return param_missing("template.name is required")
+        if not (t.get("language") or {}).get("code"):
+            return param_missing("template.language.code is required")
+        return None
+
+    # ---- templates ------------------------------------------------------------------------
+    def find_template(self, waba_id: str, name: str, language: str) -> TemplateConfig | None:
+        for t in self.state.templates.get(waba_id, []):
+            if t.name == name and t.language == language:
+                return t
+        return None
+
+    def check_template(self, num: PhoneNumberConfig, t: dict[str, Any]) -> JSONResponse | TemplateConfig:
+        """Existence, status and parameters, with Meta's 132xxx codes."""
+        name, lang = str(t["name"]), str(t["language"]["code"])
+        tpl = self.find_template(num.waba_id, name, lang)
+        if tpl is None or tpl.status not in ("APPROVED", "PAUSED", "DISABLED"):
+            return graph_error(404, 132001, "(#132001) Template name does not exist in the translation",
+                               details=f"template name ({name}) does not exist in {lang}")
+        if tpl.status == "PAUSED":
+            return graph_error(400, 132015, "(#132015) Template is Paused",
+                               details="Template is paused due to low quality so it cannot be sent in a template "
+                                       "message.")
+        if tpl.status == "DISABLED":
+            return graph_error(400, 132016, "(#132016) Template is Disabled",
+                               details="Template has been paused too many times due to low quality and is now "
+                                       "permanently disabled.")
+        sent = {str(c.get("type", "")).lower(): c for c in t.get("components") or [] if c.get("type") != "button"}
+        named = tpl.parameter_format.upper() == "NAMED"
+        for comp in tpl.components:
+            ctype = str(comp.get("type", "")).upper()
+            if ctype not in ("HEADER", "BODY"):
+                continue
+            params = (sent.get(ctype.lower()) or {}).get("parameters") or []
+            fmt = str(comp.get("format") or "TEXT").upper()
+            if ctype == "HEADER" and fmt != "TEXT":
+                if len(params) != 1:
+                    return self._count_error("header", len(params), 1)
+                if params[0].get("type") != fmt.lower():
+                    return graph_error(400, 132012, "(#132012) Parameter format does not match format in the "
+                                                    "created template",
+                                       details=f"header: Format mismatch, expected {fmt}, received "
+                                               f"{str(params[0].get('type')).upper()}")
+                continue
+            wanted = list(dict.fromkeys(PLACEHOLDER_RE.findall(comp.get("text") or "")))
+            expected = len(wanted) if named else max((int(w) for w in wanted if w.isdigit()), default=0)
+            if len(params) != expected:
+                return self._count_error(ctype.lower(), len(params), expected)
+            if named:
+                names = [p.get("parameter_name") for p in params]
+                if sorted(n or "" for n in names) != sorted(wanted):
+                    return graph_error(400, 132000, "(#132000) Number of parameters does not match the expected "
+                                                    "number of params",
+                                       details=f"{ctype.lower()}: parameter names {names} do not match {wanted}")
+            for p in params:
+                if p.get("type") not in ("text", "currency", "date_time"):
+                    return graph_error(400, 132012, "(#132012) Parameter format does not match format in the "
+                                                    "created template",
+                                       details=f"{ctype.lower()}: parameter type {p.get('type')} not allowed")
+        return tpl
+
+    def _count_error(self, where: str, got: int, expected: int) -> JSONResponse:
+        return graph_error(400, 132000, "(#132000) Number of parameters does not match the expected number of params",
+                           details=f"{where}: number of localizable_params ({got}) does not match the expected "
+                                   f"number of params ({expected})")
+
+    def template_page(self, waba_id: str, request: Request) -> dict[str, Any]:
+        items = self.state.templates.get(waba_id, [])
+        name = request.query_params.get("name")
+        if name:
+            items = [t for t in items if t.name == name]
+        limit = max(1, min(int(request.query_params.get("limit") or 25), 1000))
+        after = request.query_params.get("after")
+        start = int(base64.b64decode(after).decode()) if after else 0
+        page = items[start:start + limit]
+        fields = request.query_params.get("fields")
+        data = [t.model_dump(exclude={"waba_id"}) for t in page]
+        if fields:
+            wanted = set(fields.split(",")) | {"id"}
+            data = [{k: v for k, v in d.items() if k in wanted} for d in data]
+        doc: dict[str, Any] = {"data": data}
+        if items:
+            cursors = {"before": base64.b64encode(str(start).encode()).decode(),
+                       "after": base64.b64encode(str(start + len(page)).encode()).decode()}
+            doc["paging"] = {"cursors": cursors}
+            if start + len(page) < len(items):
+                doc["paging"]["next"] = (f"{request.url.scheme}://{request.url.netloc}{request.url.path}"
+                                         f"?limit={limit}&after={cursors['after']}")
+        return doc
+
+    # ---- send ------------------------------------------------------------------------------
+    def pre_send_checks(self, num: PhoneNumberConfig, body: dict[str, Any], to: str) -> JSONResponse | None:
+        """Synchronous refusals after validation: pair limit, templates."""
+        if self.pair_exceeded(num, to):
+            self.state.pair_errors += 1
+            return graph_error(400, 131056, "(#131056) (Business Account, Consumer Account) pair rate limit hit",
+                               details="Message failed to send because there were too many messages sent from "
+                                       "this phone number to the same phone number in a short period of time.")
+        if body.get("type") == "template":
+            checked = self.check_template(num, body["template"])
+            if isinstance(checked, JSONResponse):
+                return checked
+        return None
+
+    def pricing_for(self, num: PhoneNumberConfig, body: dict[str, Any], to: str) -> dict[str, Any]:
+        """Per-message pricing: templates billed by category (utility free inside a window), service free."""
+        if body.get("type") != "template":
+            return {"category": "service", "billable": False, "pricing_type": "free_customer_service"}
+        t = body["template"]
+        tpl = self.find_template(num.waba_id, str(t["name"]), str(t["language"]["code"]))
+        category = (tpl.category if tpl else "UTILITY").lower()
+        if category == "utility" and self.window_open(num, to):
+            return {"category": category, "billable": False, "pricing_type": "free_customer_service"}
+        return {"category": category, "billable": True, "pricing_type": "regular"}
 
     def recipient_failure(self, num: PhoneNumberConfig, body: dict[str, Any], to: str) -> dict[str, Any] | None:
+        """Failures Meta reports only later, by status webhook."""
         if to in self.state.undeliverable:
-            return {"code": 131026, "title": "Message undeliverable", "message": "Message undeliverable",
-                    "error_data": {"details": "Message Undeliverable."}}
+            return async_error(131026, "Message undeliverable", "Message Undeliverable.")
+        if to in self.state.experiment:
+            return async_error(130472, "User's number is part of an experiment",
+                               "Failed to send message because this user's phone number is part of an experiment")
+        is_template = body.get("type") == "template"
+        if not is_template and num.enforce_window and not self.window_open(num, to):
+            self.state.window_failures += 1
+            return async_error(131047, "Re-engagement message",
+                               "Message failed to send because more than 24 hours have passed since the customer "
+                               "last replied to this number.")
+        if is_template:
+            pricing = self.pricing_for(num, body, to)
+            if pricing["category"] == "marketing" and to in self.state.marketing_opt_out:
+                return async_error(131050, "Unable to deliver the message. This recipient has chosen to stop "
+                                           "receiving marketing messages on WhatsApp from your business",
+                                   "User stopped marketing messages")
+            if not self.window_open(num, to) and not self.take_initiation(num, to):
+                self.state.tier_failures += 1
+                # Meta documents no dedicated code for the messaging limit; the fake reports 131000 with details.
+                return async_error(131000, "Something went wrong",
+                                   f"Messaging limit reached: {num.messaging_limit_tier} unique customers outside "
+                                   "a customer service window in a moving 24 hours")
         return None
+
+    def take_initiation(self, num: PhoneNumberConfig, to: str) -> bool:
+        limit = TIER_LIMITS.get(num.messaging_limit_tier, 250)
+        if limit is None:
+            return True
+        seen = self.state.initiations[num.waba_id]
+        now = time.time()
+        for k in [k for k, at in seen.items() if at <= now - num.messaging_limit_window_seconds]:
+            del seen[k]
+        if to in seen:
+            return True
+        if len(seen) >= limit:
+            return False
+        seen[to] = now
+        return True
 
     # ---- routes ---------------------------------------------------------------------------
     def router(self) -> APIRouter:
         r = APIRouter()
+
+        @r.get("/{version}/{oid}/message_templates")
+        async def list_templates(version: str, oid: str, request: Request) -> Response:
+            if not VERSION_RE.match(version):
+                return graph_error(400, 2500, f"Unknown path components: /{version}")
+            if (resp := await self.fault(await self.sandbox.fault_for("whatsapp"))) is not None:
+                return resp
+            ok = self.authorize_waba(request, oid)
+            if isinstance(ok, JSONResponse):
+                return ok
+            return JSONResponse(self.template_page(oid, request))
+
+        @r.get("/{version}/{oid}/phone_numbers")
+        async def phone_numbers(version: str, oid: str, request: Request) -> Response:
+            ok = self.authorize_waba(request, oid)
+            if isinstance(ok, JSONResponse):
+                return ok
+            data = [self.number_view(n) | {"account_mode": "LIVE", "host_platform": "CLOUD_API"}
+                    for n in self.state.numbers.values() if n.waba_id == oid]
+            return JSONResponse({"data": data})
 
         @r.get("/{version}/{pid}")
         async def get_number(version: str, pid: str, request: Request) -> Response:
@@ -230,66 +645,114 @@ class WhatsAppFake:
             num = self.authorize(request, pid)
             if isinstance(num, JSONResponse):
                 return num
-            data = num.model_dump(include={"display_phone_number", "verified_name", "quality_rating",
-                                           "code_verification_status", "name_status", "status",
-                                           "messaging_limit_tier"})
-            data.update({"id": num.phone_number_id, "platform_type": "CLOUD_API",
-                         "throughput": {"level": "STANDARD" if num.throughput_mps <= 80 else "HIGH"}})
+            data = self.number_view(num)
             fields = request.query_params.get("fields")
             if fields:
                 wanted = set(fields.split(",")) | {"id"}
                 data = {k: v for k, v in data.items() if k in wanted}
             return JSONResponse(data)
 
-        @r.post("/{version}/{pid}/messages")
-        async def send(version: str, pid: str, request: Request) -> Response:
+        @r.post("/{version}/{pid}/{action}")
+        async def phone_action(version: str, pid: str, action: str, request: Request) -> Response:
             if not VERSION_RE.match(version):
                 return graph_error(400, 2500, f"Unknown path components: /{version}")
+            if action == "messages":
+                return await self.send(pid, request)
+            if action not in ("register", "deregister", "request_code", "verify_code"):
+                return graph_error(400, 100, f"(#100) Unknown path components: /{action}")
             if (resp := await self.fault(await self.sandbox.fault_for("whatsapp"))) is not None:
                 return resp
             num = self.authorize(request, pid)
             if isinstance(num, JSONResponse):
                 return num
             try:
-                body = json.loads(await request.body())
+                body = json.loads(await request.body() or b"{}")
             except ValueError:
                 return graph_error(400, 100, "(#100) Invalid JSON for postbody")
-            if not isinstance(body, dict):
-                return graph_error(400, 100, "(#100) Invalid JSON for postbody")
-            if not num.registered:
-                return graph_error(400, 133010, "(#133010) Account not registered",
-                                   details="Account not registered")
-            if self.throughput_exceeded(num):
-                self.state.throughput_errors += 1
-                return graph_error(400, 130429, "(#130429) Rate limit hit",
-                                   details="Message failed to send because there were too many messages sent "
-                                           "from this phone number in a short period of time",
-                                   subcode=2494055)
-            if body.get("status") == "read":
-                return JSONResponse({"success": True})
-            if (invalid := self.validate_message(body)) is not None:
-                return invalid
-            to = re.sub(r"\D", "", str(body.get("to", "")))
-            if not to:
-                return graph_error(400, 100, "(#100) The parameter to is required.")
-            if (pre := self.pre_send_checks(num, body, to)) is not None:
-                return pre
-            msg = {"id": new_wamid(), "to": to, "type": body.get("type", "text"), "body": body,
-                   "status": "accepted", "phone_number_id": pid, **self.pricing_for(num, body, to)}
-            self.state.messages[msg["id"]] = msg
-            self.sandbox.spawn(self.status_sequence(num, msg, self.recipient_failure(num, body, to)))
-            return JSONResponse({"messaging_product": "whatsapp",
-                                 "contacts": [{"input": str(body.get("to")), "wa_id": to}],
-                                 "messages": [{"id": msg["id"], "message_status": "accepted"}]})
+            return self.phone_admin(num, action, body if isinstance(body, dict) else {})
 
         return r
 
-    def pre_send_checks(self, num: PhoneNumberConfig, body: dict[str, Any], to: str) -> JSONResponse | None:
-        """Synchronous refusals beyond validation (window, pair limit, templates: extended later)."""
-        return None
+    def number_view(self, num: PhoneNumberConfig) -> dict[str, Any]:
+        data = num.model_dump(include={"display_phone_number", "verified_name", "quality_rating",
+                                       "code_verification_status", "name_status", "status", "messaging_limit_tier"})
+        limit = TIER_LIMITS.get(num.messaging_limit_tier, 250)
+        data.update({"id": num.phone_number_id, "platform_type": "CLOUD_API",
+                     "whatsapp_business_manager_messaging_limit": f"TIER_{limit}" if limit else "TIER_UNLIMITED",
+                     "throughput": {"level": "STANDARD" if num.throughput_mps <= 80 else "HIGH"}})
+        return data
 
-    def pricing_for(self, num: PhoneNumberConfig, body: dict[str, Any], to: str) -> dict[str, Any]:
-        return {"category": "service", "billable": False, "pricing_type": "free_customer_service"}
+    def phone_admin(self, num: PhoneNumberConfig, action: str, body: dict[str, Any]) -> Response:
+        pid = num.phone_number_id
+        if action == "register":
+            if body.get("messaging_product") != "whatsapp":
+                return graph_error(400, 100, "(#100) The parameter messaging_product is required.")
+            pin = str(body.get("pin") or "")
+            if not re.fullmatch(r"\d{6}", pin):
+                return graph_error(400, 100, "Invalid PIN format. PIN must be exactly 6 digits")
+            if num.two_step_pin is not None and pin != num.two_step_pin:
+                return graph_error(400, 133005, "(#133005) Two step verification PIN Mismatch",
+                                   details="Two step verification PIN Mismatch")
+            self.state.numbers[pid] = num.model_copy(update={"registered": True, "status": "CONNECTED",
+                                                             "two_step_pin": pin})
+            return JSONResponse({"success": True})
+        if action == "deregister":
+            self.state.numbers[pid] = num.model_copy(update={"registered": False, "status": "DISCONNECTED"})
+            return JSONResponse({"success": True})
+        if action == "request_code":
+            if body.get("code_method") not in ("SMS", "VOICE"):
+                return graph_error(400, 100, "(#100) Param code_method must be one of {SMS, VOICE}")
+            if not body.get("language"):
+                return graph_error(400, 100, "(#100) The parameter language is required.")
+            self.state.codes[pid] = f"{secrets.randbelow(10**6):06d}"
+            return JSONResponse({"success": True})
+        code = str(body.get("code") or "")
+        if not code:
+            return graph_error(400, 100, "(#100) The parameter code is required.")
+        if self.state.codes.get(pid) != code:
+            return graph_error(400, 136025, "(#136025) Verify code error", details="Code couldn't be verified")
+        self.state.codes.pop(pid, None)
+        self.state.numbers[pid] = num.model_copy(update={"code_verification_status": "VERIFIED"})
+        return JSONResponse({"success": True})
+
+    async def send(self, pid: str, request: Request) -> Response:
+        if (resp := await self.fault(await self.sandbox.fault_for("whatsapp"))) is not None:
+            return resp
+        num = self.authorize(request, pid)
+        if isinstance(num, JSONResponse):
+            return num
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return graph_error(400, 100, "(#100) Invalid JSON for postbody")
+        if not isinstance(body, dict):
+            return graph_error(400, 100, "(#100) Invalid JSON for postbody")
+        if not num.registered:
+            return graph_error(400, 133010, "(#133010) Account not registered", details="Account not registered")
+        if self.throughput_exceeded(num):
+            self.state.throughput_errors += 1
+            return graph_error(400, 130429, "(#130429) Rate limit hit",
+                               details="Message failed to send because there were too many messages sent "
+                                       "from this phone number in a short period of time",
+                               subcode=2494055)
+        if body.get("status") == "read":
+            if body.get("messaging_product") != "whatsapp" or not body.get("message_id"):
+                return graph_error(400, 100, "(#100) The parameter message_id is required.")
+            return JSONResponse({"success": True})
+        if (invalid := self.validate_message(body)) is not None:
+            return invalid
+        to = re.sub(r"\D", "", str(body.get("to", "")))
+        if not to:
+            return graph_error(400, 100, "(#100) The parameter to is required.")
+        if (pre := self.pre_send_checks(num, body, to)) is not None:
+            return pre
+        msg = {"id": new_wamid(), "to": to, "type": body.get("type", "text"), "body": body,
+               "status": "accepted", "phone_number_id": pid, **self.pricing_for(num, body, to)}
+        self.state.messages[msg["id"]] = msg
+        self.sandbox.spawn(self.status_sequence(num, msg, self.recipient_failure(num, body, to)))
+        return JSONResponse({"messaging_product": "whatsapp",
+                             "contacts": [{"input": str(body.get("to")), "wa_id": to}],
+                             "messages": [{"id": msg["id"], "message_status": "accepted"}]})
 
     def control_router(self) -> APIRouter:
         r = APIRouter()
@@ -297,6 +760,14 @@ class WhatsAppFake:
         @r.post("/phone_numbers")
         async def add_number(cfg: PhoneNumberConfig) -> dict[str, Any]:
             self.state.numbers[cfg.phone_number_id] = cfg
+            if not self.state.templates.get(cfg.waba_id):
+                # Every new WABA has Meta's sample template.
+                self.state.templates[cfg.waba_id].append(TemplateConfig(
+                    waba_id=cfg.waba_id, name="hello_world", category="UTILITY",
+                    components=[{"type": "HEADER", "format": "TEXT", "text": "Hello World"},
+                                {"type": "BODY", "text": "Welcome and congratulations!! This message demonstrates "
+                                                         "your ability to send a WhatsApp message notification "
+                                                         "from the Cloud API."}]))
             return {"ok": True}
 
         @r.patch("/phone_numbers/{pid}")
@@ -304,6 +775,21 @@ class WhatsAppFake:
             num = self.state.numbers[pid]
             self.state.numbers[pid] = num.model_copy(update=patch)
             return {"ok": True}
+
+        @r.post("/templates")
+        async def add_template(tpl: TemplateConfig) -> dict[str, Any]:
+            items = self.state.templates[tpl.waba_id]
+            items[:] = [t for t in items if not (t.name == tpl.name and t.language == tpl.language)] + [tpl]
+            return {"ok": True, "id": tpl.id}
+
+        @r.patch("/templates/{waba_id}/{name}/{language}")
+        async def patch_template(waba_id: str, name: str, language: str, patch: dict[str, Any]) -> dict[str, Any]:
+            items = self.state.templates[waba_id]
+            for i, t in enumerate(items):
+                if t.name == name and t.language == language:
+                    items[i] = t.model_copy(update=patch)
+                    return {"ok": True}
+            return {"ok": False}
 
         @r.post("/tokens/expire")
         async def expire(body: dict[str, str]) -> dict[str, Any]:
@@ -315,6 +801,41 @@ class WhatsAppFake:
             self.state.undeliverable.update(re.sub(r"\D", "", n) for n in body["numbers"])
             return {"ok": True}
 
+        @r.post("/experiment")
+        async def experiment(body: dict[str, list[str]]) -> dict[str, Any]:
+            self.state.experiment.update(re.sub(r"\D", "", n) for n in body["numbers"])
+            return {"ok": True}
+
+        @r.post("/marketing_opt_out")
+        async def marketing_opt_out(body: dict[str, list[str]]) -> dict[str, Any]:
+            self.state.marketing_opt_out.update(re.sub(r"\D", "", n) for n in body["numbers"])
+            return {"ok": True}
+
+        @r.post("/inbound")
+        async def inbound(req: InboundRequest) -> dict[str, Any]:
+            """A customer writes: open the window and deliver Meta's signed webhook (plus redeliveries)."""
+            num = self.state.numbers[req.phone_number_id]
+            value = self.inbound_message(num, req)
+            msg = value["messages"][0]
+            wa_id = msg["from"]
+            key = f"{num.phone_number_id}:{wa_id}"
+            self.state.windows[key] = max(self.state.windows.get(key, 0.0), float(msg["timestamp"]))
+            self.state.inbound[msg["id"]] = msg
+            statuses = [await self.deliver_webhook(num, self.envelope(num, value)) for _ in range(1 + req.redeliver)]
+            return {"message_id": msg["id"], "wa_id": wa_id, "deliveries": statuses}
+
+        @r.post("/redeliver")
+        async def redeliver(body: dict[str, int]) -> dict[str, Any]:
+            """Meta retries deliveries: post the last N again, byte for byte with the same signature."""
+            last = self.state.webhook_deliveries[-int(body.get("count", 1)):]
+            statuses = [await self.post_signed(d["url"], d["raw"].encode(), d["signature"]) for d in last]
+            return {"statuses": statuses}
+
+        @r.get("/codes/{pid}")
+        async def code(pid: str) -> dict[str, Any]:
+            """The verification code 'sent by SMS' (what a person would read on the phone)."""
+            return {"code": self.state.codes.get(pid)}
+
         @r.get("/messages/{message_id}")
         async def message(message_id: str) -> dict[str, Any]:
             return self.state.messages.get(message_id, {})
@@ -325,6 +846,9 @@ class WhatsAppFake:
 
         @r.get("/stats")
         async def stats() -> dict[str, Any]:
-            return {"messages": len(self.state.messages), "throughput_errors": self.state.throughput_errors}
+            s = self.state
+            return {"messages": len(s.messages), "throughput_errors": s.throughput_errors,
+                    "pair_errors": s.pair_errors, "window_failures": s.window_failures,
+                    "tier_failures": s.tier_failures}
 
         return r

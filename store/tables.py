@@ -1,3 +1,4 @@
 """Imports every table module so `SQLModel.metadata` is complete before create_all."""
 
+import store.whatsapp  # noqa: F401
 from store import models  # noqa: F401

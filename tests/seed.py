@@ -46,6 +46,9 @@ async def whatsapp_connection(
     async with httpx.AsyncClient() as http:
         r = await http.post(f"{sandbox_url}/_sandbox/whatsapp/phone_numbers", json={
             "phone_number_id": pid, "token": token, "app_secret": app_secret, "waba_id": waba,
-            "webhook_url": webhook, "throughput_mps": throughput_mps, **(sandbox_overrides or {})})
+            "webhook_url": webhook, "throughput_mps": throughput_mps,
+            # The fake enforces the 24 h window like Meta; these shared tests send free-form text to
+            # customers who never wrote, so they opt out (WhatsApp tests that test the window opt in).
+            "enforce_window": False, **(sandbox_overrides or {})})
         r.raise_for_status()
     return WhatsAppConn(org, name, conn.id, pid, token, app_secret, verify, waba)

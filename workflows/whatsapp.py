@@ -1,45 +1,65 @@
-"""WhatsApp workflows: send to one or many recipients."""
+"""WhatsApp workflows: send any message type to one or many recipients."""
 
 from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.errors import error_from_details
+    from activities.errors import IntegrationError, error_from_details
     from activities.policies import SEND
     from activities.whatsapp.activities import WhatsAppActivities
+    from activities.whatsapp.messages import validate
     from activities.whatsapp.models import (
+        OutboundMessage,
+        SendMessageInput,
         SendResult,
-        SendTextInput,
         SendWhatsAppMessageInput,
         SendWhatsAppMessageResult,
     )
+    from activities.whatsapp.opensyte import normalize
+
+# A held send looks again no sooner than this (the store's resume time is a lower bound).
+MIN_HOLD = timedelta(seconds=1)
 
 
 @workflow.defn(name="SendWhatsAppMessage")
 class SendWhatsAppMessage:
-    """Send one message to each recipient; one failing recipient does not fail the others."""
+    """Send one message to each recipient; one failing recipient does not fail the others.
+
+    Takes OpenSyte's WhatsAppAction fields or this service's own; bad content fails the workflow at
+    once with a PermanentError naming the field and the limit. A recipient beyond the portfolio's 24 h
+    messaging limit is held and sent when a slot frees (durable timer), unless `hold_when_limited` is off.
+    """
 
     @workflow.run
     async def run(self, inp: SendWhatsAppMessageInput) -> SendWhatsAppMessageResult:
-        results: list[SendResult] = []
-        for to in inp.to:
+        try:
+            recipients, msg = normalize(inp)
+            validate(msg)
+        except IntegrationError as err:
+            raise err.to_application_error() from None
+        results = list(await asyncio.gather(*(self._one(inp, to, msg) for to in recipients)))
+        failed = sum(1 for r in results if r.status == "failed")
+        held = sum(1 for r in results if r.status == "held")
+        return SendWhatsAppMessageResult(results=results, sent=len(results) - failed - held, failed=failed,
+                                         held=held)
+
+    async def _one(self, inp: SendWhatsAppMessageInput, to: str, msg: OutboundMessage) -> SendResult:
+        while True:
             try:
                 res = await workflow.execute_activity_method(
-                    WhatsAppActivities.send_text,
-                    SendTextInput(
-                        organization_id=inp.organization_id,
-                        connection=inp.connection,
-                        to=to,
-                        text=inp.text,
-                        preview_url=inp.preview_url,
-                        idempotency_key=inp.idempotency_key,
-                    ),
+                    WhatsAppActivities.send_message,
+                    SendMessageInput(organization_id=inp.organization_id, connection=inp.connection, to=to,
+                                     message=msg, idempotency_key=inp.idempotency_key),
                     **SEND.kwargs(),
                 )
             except ActivityError as err:
-                res = SendResult(to=to, status="failed", error=error_from_details(err) or {"message": str(err)})
-            results.append(res)
-        failed = sum(1 for r in results if r.status == "failed")
-        return SendWhatsAppMessageResult(results=results, sent=len(results) - failed, failed=failed)
+                return SendResult(to=to, status="failed", error=error_from_details(err) or {"message": str(err)})
+            if res.status != "held" or not inp.hold_when_limited or not res.resume_at:
+                return res
+            wait = datetime.fromisoformat(res.resume_at) - workflow.now()
+            await workflow.sleep(max(wait, MIN_HOLD))

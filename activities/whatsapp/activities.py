@@ -6,14 +6,50 @@ from typing import TYPE_CHECKING, Any
 
 from temporalio import activity
 
-from activities.errors import IntegrationError
+from activities.errors import ConfigurationError, IntegrationError, PermanentError
+from activities.whatsapp import sending, templates
 from activities.whatsapp.client import WhatsAppClient
-from activities.whatsapp.models import PhoneNumberInput, PhoneNumberStatus, SendResult, SendTextInput
-from activities.whatsapp.phone import normalize_e164
+from activities.whatsapp.models import (
+    BulkBatchInput,
+    BulkBatchResult,
+    ContactLookupInput,
+    ContactSnapshot,
+    MarkReadInput,
+    Media,
+    OutboundMessage,
+    PhoneActionResult,
+    PhoneNumberInput,
+    PhoneNumberStatus,
+    Reaction,
+    RequestCodeInput,
+    SendContactsInput,
+    SendInteractiveInput,
+    SendLocationInput,
+    SendMediaInput,
+    SendMessageInput,
+    SendReactionInput,
+    SendResult,
+    SendTemplateInput,
+    SendTextInput,
+    TemplateInfo,
+    TemplatesInput,
+    TemplatesResult,
+    VerifyCodeInput,
+)
+from store.whatsapp import WhatsAppStore, aware
+from vault.client import CredentialsMissing
+from vault.credentials import ApiKeyCredentials
 
 if TYPE_CHECKING:
     from activities.pipeline import Action
     from activities.runtime import Runtime
+
+PIN_PATH_SUFFIX = "registration-pin"
+
+
+def pin_path(rt: Runtime, organization_id: str, connection: str) -> str:
+    """Where the number's two-step verification PIN lives in Vault (never in workflow inputs)."""
+    return rt.vault.connection_path(organization_id, "WHATSAPP_BUSINESS", connection) + "/" + PIN_PATH_SUFFIX
 
 
 class WhatsAppActivities:
@@ -23,39 +59,79 @@ class WhatsAppActivities:
         self.rt = rt
 
     def _plugin(self) -> Any:
-        from activities.whatsapp.plugin import PLUGIN
+        return sending.plugin()
 
-        return PLUGIN
-
-    async def _send(self, act: Action, payload: dict[str, Any], to: str, key: str | None,
-                    category: str | None = None) -> SendResult:
-        wa_id = normalize_e164(to)
-        if key:
-            done = await self.rt.store.run(self.rt.store.get_idempotent, key)
-            if done:
-                return SendResult.model_validate(done)
-        resp = await WhatsAppClient(act).send(payload, wa_id, category=category)
-        body = resp.json()
-        msg = (body.get("messages") or [{}])[0]
-        contact = (body.get("contacts") or [{}])[0]
-        result = SendResult(to=to, status=msg.get("message_status", "accepted"), message_id=msg.get("id"),
-                            wa_id=contact.get("wa_id", wa_id))
-        if key:
-            await self.rt.store.run(self.rt.store.put_idempotent, key, act.organization_id, act.name,
-                                    result.model_dump())
-        return result
-
+    # ---- messages --------------------------------------------------------------------------
     @activity.defn(name="whatsapp.send_text")
     async def send_text(self, inp: SendTextInput) -> SendResult:
-        """Send one free-form text message."""
-        async with self.rt.action(self._plugin(), inp.organization_id, inp.connection, "whatsapp.send_text",
-                                  target=inp.to) as act:
-            payload: dict[str, Any] = {"type": "text", "text": {"body": inp.text, "preview_url": inp.preview_url}}
-            if inp.reply_to_message_id:
-                payload["context"] = {"message_id": inp.reply_to_message_id}
-            return await self._send(act, payload, inp.to, act.idempotency_key(inp.idempotency_key, inp.to),
-                                    category="service")
+        """Send one free-form text message (preview_url, reply context)."""
+        msg = OutboundMessage(type="text", text=inp.text, preview_url=inp.preview_url,
+                              reply_to_message_id=inp.reply_to_message_id)
+        return await sending.send_one(self.rt, inp.organization_id, inp.connection, inp.to, msg, inp.idempotency_key)
 
+    @activity.defn(name="whatsapp.send_media")
+    async def send_media(self, inp: SendMediaInput) -> SendResult:
+        """Image, video, audio, document (with filename) or sticker, by link or uploaded media id."""
+        msg = OutboundMessage(type=inp.media_type, reply_to_message_id=inp.reply_to_message_id,
+                              media=Media(link=inp.link, id=inp.id, caption=inp.caption, filename=inp.filename))
+        return await sending.send_one(self.rt, inp.organization_id, inp.connection, inp.to, msg, inp.idempotency_key)
+
+    @activity.defn(name="whatsapp.send_location")
+    async def send_location(self, inp: SendLocationInput) -> SendResult:
+        msg = OutboundMessage(type="location", location=inp.location, reply_to_message_id=inp.reply_to_message_id)
+        return await sending.send_one(self.rt, inp.organization_id, inp.connection, inp.to, msg, inp.idempotency_key)
+
+    @activity.defn(name="whatsapp.send_contacts")
+    async def send_contacts(self, inp: SendContactsInput) -> SendResult:
+        msg = OutboundMessage(type="contacts", contacts=inp.contacts, reply_to_message_id=inp.reply_to_message_id)
+        return await sending.send_one(self.rt, inp.organization_id, inp.connection, inp.to, msg, inp.idempotency_key)
+
+    @activity.defn(name="whatsapp.send_reaction")
+    async def send_reaction(self, inp: SendReactionInput) -> SendResult:
+        msg = OutboundMessage(type="reaction", reaction=Reaction(message_id=inp.message_id, emoji=inp.emoji))
+        return await sending.send_one(self.rt, inp.organization_id, inp.connection, inp.to, msg, inp.idempotency_key)
+
+    @activity.defn(name="whatsapp.send_interactive")
+    async def send_interactive(self, inp: SendInteractiveInput) -> SendResult:
+        """Reply buttons (1-3) or a list (≤10 sections, ≤10 rows), limits checked first."""
+        msg = OutboundMessage(type="interactive", interactive=inp.interactive,
+                              reply_to_message_id=inp.reply_to_message_id)
+        return await sending.send_one(self.rt, inp.organization_id, inp.connection, inp.to, msg, inp.idempotency_key)
+
+    @activity.defn(name="whatsapp.send_template")
+    async def send_template(self, inp: SendTemplateInput) -> SendResult:
+        """An approved template with header/body/button parameters (positional or named)."""
+        msg = OutboundMessage(type="template", template=inp.template)
+        return await sending.send_one(self.rt, inp.organization_id, inp.connection, inp.to, msg, inp.idempotency_key)
+
+    @activity.defn(name="whatsapp.send_message")
+    async def send_message(self, inp: SendMessageInput) -> SendResult:
+        """Any message type to one recipient (what SendWhatsAppMessage and conversations use)."""
+        return await sending.send_one(self.rt, inp.organization_id, inp.connection, inp.to, inp.message,
+                                      inp.idempotency_key, conversation_id=inp.conversation_id)
+
+    @activity.defn(name="whatsapp.mark_read")
+    async def mark_read(self, inp: MarkReadInput) -> bool:
+        """Mark an inbound message as read (optionally with a typing indicator)."""
+        return await sending.mark_read(self.rt, inp.organization_id, inp.connection, inp.message_id,
+                                       inp.typing_indicator)
+
+    @activity.defn(name="whatsapp.send_template_batch")
+    async def send_template_batch(self, inp: BulkBatchInput) -> BulkBatchResult:
+        """A batch of a bulk template send: concurrent within the limits, heartbeating progress."""
+        return await sending.send_batch(self.rt, inp)
+
+    # ---- templates -------------------------------------------------------------------------
+    @activity.defn(name="whatsapp.list_templates")
+    async def list_templates(self, inp: TemplatesInput) -> TemplatesResult:
+        """Every template of the WABA (paged fetch, cached with a TTL)."""
+        async with self.rt.action(self._plugin(), inp.organization_id, inp.connection,
+                                  "whatsapp.list_templates") as act:
+            found = await templates.all_templates(WhatsAppClient(act), refresh=inp.refresh)
+            return TemplatesResult(templates=[TemplateInfo.model_validate(templates.info(t))
+                                              for t in found.values()])
+
+    # ---- phone number ----------------------------------------------------------------------
     @activity.defn(name="whatsapp.get_phone_number")
     async def get_phone_number(self, inp: PhoneNumberInput) -> PhoneNumberStatus:
         """Status of the connection's business phone number."""
@@ -65,8 +141,74 @@ class WhatsAppActivities:
             return PhoneNumberStatus.model_validate({k: v for k, v in data.items()
                                                      if k in PhoneNumberStatus.model_fields})
 
+    @activity.defn(name="whatsapp.request_code")
+    async def request_code(self, inp: RequestCodeInput) -> PhoneActionResult:
+        """Ask Meta to send a verification code to the number by SMS or voice."""
+        async with self.rt.action(self._plugin(), inp.organization_id, inp.connection, "whatsapp.request_code") as act:
+            body = await WhatsAppClient(act).phone_action(
+                "request_code", {"code_method": inp.code_method, "language": inp.language})
+            return PhoneActionResult(success=bool(body.get("success")), action="request_code")
+
+    @activity.defn(name="whatsapp.verify_code")
+    async def verify_code(self, inp: VerifyCodeInput) -> PhoneActionResult:
+        async with self.rt.action(self._plugin(), inp.organization_id, inp.connection, "whatsapp.verify_code") as act:
+            code = inp.code.strip()
+            if not code.isdigit() or len(code) != 6:
+                raise PermanentError("code: the verification code has exactly 6 digits", code="invalid_code")
+            body = await WhatsAppClient(act).phone_action("verify_code", {"code": code})
+            return PhoneActionResult(success=bool(body.get("success")), action="verify_code")
+
+    @activity.defn(name="whatsapp.register")
+    async def register(self, inp: PhoneNumberInput) -> PhoneActionResult:
+        """Register the number for Cloud API with its 6-digit PIN, read from Vault."""
+        return await register(self.rt, inp.organization_id, inp.connection)
+
+    @activity.defn(name="whatsapp.deregister")
+    async def deregister(self, inp: PhoneNumberInput) -> PhoneActionResult:
+        async with self.rt.action(self._plugin(), inp.organization_id, inp.connection, "whatsapp.deregister") as act:
+            body = await WhatsAppClient(act).phone_action("deregister", {})
+            return PhoneActionResult(success=bool(body.get("success")), action="deregister")
+
+    # ---- store lookups for conversations ---------------------------------------------------
+    @activity.defn(name="whatsapp.contact_snapshot")
+    async def contact_snapshot(self, inp: ContactLookupInput) -> ContactSnapshot:
+        """What the store knows of a customer when a conversation (re)starts."""
+        c = await self.rt.store.run(WhatsAppStore(self.rt.store).contact, inp.organization_id,
+                                    inp.phone_number_id, inp.wa_id)
+        if c is None:
+            return ContactSnapshot()
+        last = aware(c.last_inbound_at)
+        return ContactSnapshot(opted_in=c.opted_in, opted_out=c.opted_out, profile_name=c.profile_name,
+                               last_inbound_at=int(last.timestamp()) if last else None)
+
     def all(self) -> list[Any]:
-        return [self.send_text, self.get_phone_number]
+        return [self.send_text, self.send_media, self.send_location, self.send_contacts, self.send_reaction,
+                self.send_interactive, self.send_template, self.send_message, self.mark_read,
+                self.send_template_batch, self.list_templates, self.get_phone_number, self.request_code,
+                self.verify_code, self.register, self.deregister, self.contact_snapshot]
+
+
+async def store_pin(rt: Runtime, organization_id: str, connection: str, pin: str) -> None:
+    """Keep the two-step verification PIN in Vault (the CLI prompts for it, hidden)."""
+    if not pin.isdigit() or len(pin) != 6:
+        raise PermanentError("pin: the two-step verification PIN has exactly 6 digits", code="invalid_pin")
+    from pydantic import SecretStr
+
+    await rt.vault.write(pin_path(rt, organization_id, connection), ApiKeyCredentials(api_key=SecretStr(pin)))
+
+
+async def register(rt: Runtime, organization_id: str, connection: str) -> PhoneActionResult:
+    async with rt.action(sending.plugin(), organization_id, connection, "whatsapp.register") as act:
+        try:
+            creds = await rt.vault.read(pin_path(rt, organization_id, connection), use_cache=False)
+        except CredentialsMissing:
+            raise ConfigurationError("no registration PIN stored: run `osi whatsapp phone register` to set it",
+                                     code="pin_missing", provider="whatsapp") from None
+        if not isinstance(creds, ApiKeyCredentials):
+            raise ConfigurationError("the stored registration PIN has the wrong shape", code="pin_missing")
+        body = await WhatsAppClient(act).phone_action(
+            "register", {"messaging_product": "whatsapp", "pin": creds.api_key.get_secret_value()})
+        return PhoneActionResult(success=bool(body.get("success")), action="register")
 
 
 async def test_connection(act: Action) -> dict[str, Any]:
@@ -74,12 +216,18 @@ async def test_connection(act: Action) -> dict[str, Any]:
     data = await WhatsAppClient(act).phone_number()
     problems: list[str] = []
     if data.get("code_verification_status") not in (None, "VERIFIED"):
-        problems.append(f"phone number not verified ({data.get('code_verification_status')})")
+        problems.append(f"phone number not verified ({data.get('code_verification_status')}): "
+                        "osi whatsapp phone request-code / verify-code")
     if data.get("quality_rating") in ("RED", "YELLOW"):
         problems.append(f"quality rating is {data.get('quality_rating')}")
     if data.get("status") in ("DISCONNECTED", "UNVERIFIED", "PENDING", "FLAGGED", "RESTRICTED"):
         problems.append(f"number status is {data.get('status')}")
+    if data.get("name_status") in ("DECLINED", "EXPIRED"):
+        problems.append(f"display name is {data.get('name_status')}")
+    # A send refused with 133010 marks the connection unhealthy with that code until a call succeeds.
+    if str((act.connection.health_detail or {}).get("code")) == "133010":
+        problems.append("number not registered for Cloud API (133010 on the last send): osi whatsapp phone register")
     return {"ok": not problems, "problems": problems, "phone_number": data}
 
 
-__all__ = ["IntegrationError", "WhatsAppActivities", "test_connection"]
+__all__ = ["IntegrationError", "WhatsAppActivities", "register", "store_pin", "test_connection"]

@@ -6,12 +6,20 @@ from typing import Any
 
 from activities.limiter import Limit
 from activities.pipeline import Action, Response
-from activities.whatsapp.spec import DEFAULT_THROUGHPUT_MPS, PAIR_LIMIT_PERIOD_SECONDS
+from activities.whatsapp.spec import (
+    DEFAULT_THROUGHPUT_MPS,
+    MAX_THROUGHPUT_MPS,
+    PAIR_BURST,
+    PAIR_LIMIT_PERIOD_SECONDS,
+)
 
 PHONE_FIELDS = (
     "id,display_phone_number,verified_name,quality_rating,code_verification_status,name_status,"
-    "messaging_limit_tier,status,platform_type,throughput"
+    "messaging_limit_tier,whatsapp_business_manager_messaging_limit,status,platform_type,throughput"
 )
+TEMPLATE_FIELDS = "id,name,language,status,category,components,parameter_format"
+TEMPLATE_PAGE_SIZE = 100
+MAX_TEMPLATE_PAGES = 200  # 20,000 templates; a WABA has at most a few hundred
 
 
 class WhatsAppClient:
@@ -28,10 +36,14 @@ class WhatsAppClient:
 
     def throughput_limit(self) -> Limit:
         mps = int(self.act.settings.get("throughput_mps") or DEFAULT_THROUGHPUT_MPS)
-        return Limit("whatsapp.throughput", self.phone_number_id, mps, 1.0)
+        return Limit("whatsapp.throughput", self.phone_number_id, max(1, min(mps, MAX_THROUGHPUT_MPS)), 1.0)
 
     def pair_limit(self, wa_id: str) -> Limit:
-        return Limit("whatsapp.pair", f"{self.phone_number_id}:{wa_id}", 1, PAIR_LIMIT_PERIOD_SECONDS)
+        """`burst` messages per `burst * period`: never more than Meta's pair allowance (GCRA with that
+        burst), and exactly one per period when burst is 1."""
+        period = float(self.act.settings.get("pair_period_seconds") or PAIR_LIMIT_PERIOD_SECONDS)
+        burst = max(1, int(self.act.settings.get("pair_burst") or PAIR_BURST))
+        return Limit("whatsapp.pair", f"{self.phone_number_id}:{wa_id}", burst, burst * period)
 
     async def send(self, payload: dict[str, Any], wa_id: str, *, category: str | None = None) -> Response:
         """POST /{phone-number-id}/messages with the per-number and per-pair limits applied."""
@@ -45,6 +57,34 @@ class WhatsAppClient:
             reference=lambda b: ((b or {}).get("messages") or [{}])[0].get("id"),
         )
 
+    async def mark_read(self, message_id: str, typing_indicator: bool = False) -> dict[str, Any]:
+        body: dict[str, Any] = {"messaging_product": "whatsapp", "status": "read", "message_id": message_id}
+        if typing_indicator:
+            body["typing_indicator"] = {"type": "text"}
+        # A read receipt is not a message: it takes throughput but no pair-limit slot.
+        resp = await self.act.call("POST", self.url(self.phone_number_id, "messages"), json=body,
+                                   limits=[self.throughput_limit()])
+        return resp.json()
+
     async def phone_number(self) -> dict[str, Any]:
         resp = await self.act.call("GET", self.url(self.phone_number_id), params={"fields": PHONE_FIELDS})
         return resp.json()
+
+    async def phone_action(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        """register / deregister / request_code / verify_code."""
+        resp = await self.act.call("POST", self.url(self.phone_number_id, action), json=body)
+        return resp.json()
+
+    async def templates(self) -> list[dict[str, Any]]:
+        """Every message template of the WABA, following the paging cursors."""
+        out: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"fields": TEMPLATE_FIELDS, "limit": TEMPLATE_PAGE_SIZE}
+        for _ in range(MAX_TEMPLATE_PAGES):
+            body = (await self.act.call("GET", self.url(self.waba_id, "message_templates"), params=params)).json()
+            out.extend(body.get("data") or [])
+            paging = body.get("paging") or {}
+            after = (paging.get("cursors") or {}).get("after")
+            if not paging.get("next") or not after:
+                break
+            params = {**params, "after": after}
+        return out

@@ -1,4 +1,9 @@
-"""WhatsApp inputs and results as pydantic models (plain JSON; side-effect free for workflows)."""
+"""WhatsApp inputs and results as pydantic models (plain JSON; side-effect free for workflows).
+
+Workflow inputs carry types only, no value limits: a model that fails to decode stalls the workflow
+task, whereas the limits checked in `messages.py` fail it clearly with a PermanentError that names the
+field and the limit.
+"""
 
 from __future__ import annotations
 
@@ -18,12 +23,213 @@ class ConnectionRef(_Model):
     connection: str = Field(default="default", min_length=1, max_length=128)
 
 
-class SendTextInput(ConnectionRef):
+# ---- message content ----------------------------------------------------------------------
+MessageType = Literal[
+    "text", "image", "video", "audio", "document", "sticker", "location", "contacts", "reaction",
+    "interactive", "template",
+]
+MEDIA_TYPES: tuple[str, ...] = ("image", "video", "audio", "document", "sticker")
+Category = Literal["marketing", "utility", "authentication", "service"]
+
+
+class Media(_Model):
+    """Exactly one of `id` (uploaded media) or `link` (http/https URL)."""
+
+    link: str | None = None
+    id: str | None = None
+    caption: str | None = None
+    filename: str | None = Field(default=None, description="documents only")
+
+
+class Location(_Model):
+    latitude: float
+    longitude: float
+    name: str | None = None
+    address: str | None = None
+
+
+class Contact(_Model):
+    """A contact card (Meta's contact object); `name.formatted_name` is required."""
+
+    name: dict[str, Any]
+    phones: list[dict[str, Any]] = Field(default_factory=list)
+    emails: list[dict[str, Any]] = Field(default_factory=list)
+    addresses: list[dict[str, Any]] = Field(default_factory=list)
+    urls: list[dict[str, Any]] = Field(default_factory=list)
+    org: dict[str, Any] | None = None
+    birthday: str | None = None
+
+
+class Reaction(_Model):
+    message_id: str
+    emoji: str = Field(description="one emoji; an empty string removes the reaction")
+
+
+class ReplyButton(_Model):
+    id: str
+    title: str
+
+
+class ListRow(_Model):
+    id: str
+    title: str
+    description: str | None = None
+
+
+class ListSection(_Model):
+    title: str | None = None
+    rows: list[ListRow] = Field(default_factory=list)
+
+
+class InteractiveHeader(_Model):
+    type: Literal["text", "image", "video", "document"] = "text"
+    text: str | None = None
+    media: Media | None = None
+
+
+class Interactive(_Model):
+    """Reply buttons (`type: button`) or a list (`type: list`)."""
+
+    type: Literal["button", "list"]
+    body: str
+    header: InteractiveHeader | None = None
+    footer: str | None = None
+    buttons: list[ReplyButton] = Field(default_factory=list)
+    button: str | None = Field(default=None, description="the list's menu button label")
+    sections: list[ListSection] = Field(default_factory=list)
+
+
+class CurrencyValue(_Model):
+    amount_1000: int
+    code: str
+    fallback_value: str
+
+
+class DateTimeValue(_Model):
+    fallback_value: str
+    day_of_week: int | None = None
+    year: int | None = None
+    month: int | None = None
+    day_of_month: int | None = None
+    hour: int | None = None
+    minute: int | None = None
+    calendar: str | None = None
+
+
+TemplateParamType = Literal["text", "currency", "date_time", "image", "video", "document", "location", "payload"]
+
+
+class TemplateParam(_Model):
+    """One template parameter; `parameter_name` for templates created with NAMED parameters."""
+
+    type: TemplateParamType = "text"
+    text: str | None = None
+    parameter_name: str | None = None
+    currency: CurrencyValue | None = None
+    date_time: DateTimeValue | None = None
+    image: Media | None = None
+    video: Media | None = None
+    document: Media | None = None
+    location: Location | None = None
+    payload: str | None = None
+
+
+ParamValue = str | int | float | TemplateParam
+
+
+class TemplateButtonParams(_Model):
+    """Parameters of one template button: a URL suffix or a quick-reply payload."""
+
+    index: int
+    sub_type: Literal["quick_reply", "url", "copy_code"] = "quick_reply"
+    parameters: list[ParamValue] = Field(default_factory=list)
+
+    @field_validator("sub_type", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+
+class Template(_Model):
+    """A template send: body parameters positional (a list) or named (an object)."""
+
+    name: str
+    language: str = "en_US"
+    header: list[ParamValue] = Field(default_factory=list)
+    body: list[ParamValue] | dict[str, ParamValue] = Field(default_factory=list)
+    buttons: list[TemplateButtonParams] = Field(default_factory=list)
+
+
+class OutboundMessage(_Model):
+    """Any message type; only the part matching `type` is used."""
+
+    type: MessageType = "text"
+    text: str | None = None
+    preview_url: bool = False
+    media: Media | None = None
+    location: Location | None = None
+    contacts: list[Contact] = Field(default_factory=list)
+    reaction: Reaction | None = None
+    interactive: Interactive | None = None
+    template: Template | None = None
+    reply_to_message_id: str | None = None
+
+
+# ---- activity inputs --------------------------------------------------------------------------
+class _SendBase(ConnectionRef):
     to: str = Field(description="Recipient phone number in E.164, e.g. +16505551234")
+    idempotency_key: str | None = None
+
+
+class SendTextInput(_SendBase):
     text: str = Field(min_length=1, max_length=4096)
     preview_url: bool = False
     reply_to_message_id: str | None = None
-    idempotency_key: str | None = None
+
+
+class SendMediaInput(_SendBase):
+    media_type: Literal["image", "video", "audio", "document", "sticker"]
+    link: str | None = None
+    id: str | None = None
+    caption: str | None = None
+    filename: str | None = None
+    reply_to_message_id: str | None = None
+
+
+class SendLocationInput(_SendBase):
+    location: Location
+    reply_to_message_id: str | None = None
+
+
+class SendContactsInput(_SendBase):
+    contacts: list[Contact]
+    reply_to_message_id: str | None = None
+
+
+class SendReactionInput(_SendBase):
+    message_id: str
+    emoji: str
+
+
+class SendInteractiveInput(_SendBase):
+    interactive: Interactive
+    reply_to_message_id: str | None = None
+
+
+class SendTemplateInput(_SendBase):
+    template: Template
+
+
+class SendMessageInput(_SendBase):
+    """The generic send: any message type to one recipient."""
+
+    message: OutboundMessage
+    conversation_id: str | None = None
+
+
+class MarkReadInput(ConnectionRef):
+    message_id: str
+    typing_indicator: bool = False
 
 
 MessageStatus = Literal["accepted", "held_for_quality_assessment", "paused", "failed", "skipped", "held"]
@@ -37,19 +243,55 @@ class SendResult(_Model):
     message_id: str | None = None
     wa_id: str | None = None
     error: dict[str, Any] | None = None
+    category: str | None = None
+    resume_at: str | None = Field(default=None, description="held: when the portfolio limit frees a slot (ISO)")
+
+
+# ---- SendWhatsAppMessage ------------------------------------------------------------------
+OpenSyteMessageType = Literal["TEXT", "TEMPLATE", "IMAGE", "VIDEO", "AUDIO", "DOCUMENT", "LOCATION", "CONTACT"]
 
 
 class SendWhatsAppMessageInput(ConnectionRef):
-    """Input of the `SendWhatsAppMessage` workflow (text for now; the full type set extends it)."""
+    """Input of `SendWhatsAppMessage`: every message type to one or many recipients.
 
-    model_config = ConfigDict(extra="forbid")
+    Accepts OpenSyte's `WhatsAppAction` columns as they are (`toNumbers`, `messageType`, `textMessage`,
+    `templateName`, `templateLanguage`, `templateParams`, `mediaUrl`, `mediaType`, `caption`, `variables`)
+    as well as this service's own fields (`to`, `text`, `type`, `media`, `template`, ...). `{VAR}` and
+    `{{var}}` placeholders in text, caption, media URL, recipients and template parameters are resolved
+    from `variables`.
+    """
 
-    to: list[str] = Field(min_length=1, max_length=1000, description="E.164 numbers (a single string is accepted)")
-    text: str = Field(min_length=1, max_length=4096)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    to: list[str] = Field(default_factory=list, description="E.164 numbers (a single string is accepted)")
+    text: str | None = None
     preview_url: bool = False
     idempotency_key: str | None = None
+    type: MessageType | None = None
+    media: Media | None = None
+    location: Location | None = None
+    contacts: list[Contact] = Field(default_factory=list)
+    reaction: Reaction | None = None
+    interactive: Interactive | None = None
+    template: Template | None = None
+    reply_to_message_id: str | None = None
+    hold_when_limited: bool = Field(
+        default=True, description="wait (durably) when the portfolio's 24 h messaging limit is reached")
+    # OpenSyte WhatsAppAction columns
+    toNumbers: list[str] | None = None  # OpenSyte column names, camelCase as in its schema
+    messageType: OpenSyteMessageType | None = None
+    textMessage: str | None = None
+    templateName: str | None = None
+    templateLanguage: str | None = None
+    templateParams: Any = None
+    mediaUrl: str | None = None
+    mediaType: str | None = None
+    caption: str | None = None
+    variables: dict[str, Any] | None = None
+    businessAccountId: str | None = None
+    integrationId: str | None = None
 
-    @field_validator("to", mode="before")
+    @field_validator("to", "toNumbers", mode="before")
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
@@ -59,12 +301,14 @@ class SendWhatsAppMessageResult(_Model):
     results: list[SendResult]
     sent: int = 0
     failed: int = 0
+    held: int = 0
 
     @property
     def message_id(self) -> str | None:
         return self.results[0].message_id if self.results else None
 
 
+# ---- phone numbers and templates -----------------------------------------------------------
 class PhoneNumberStatus(_Model):
     """What Graph says about a business phone number (GET /{phone-number-id})."""
 
@@ -75,6 +319,7 @@ class PhoneNumberStatus(_Model):
     code_verification_status: str | None = None
     name_status: str | None = None
     messaging_limit_tier: str | None = None
+    whatsapp_business_manager_messaging_limit: str | None = None
     status: str | None = None
     platform_type: str | None = None
     throughput: dict[str, Any] | None = None
@@ -82,6 +327,96 @@ class PhoneNumberStatus(_Model):
 
 class PhoneNumberInput(ConnectionRef):
     pass
+
+
+class RequestCodeInput(ConnectionRef):
+    code_method: Literal["SMS", "VOICE"] = "SMS"
+    language: str = "en_US"
+
+
+class VerifyCodeInput(ConnectionRef):
+    code: str
+
+
+class PhoneActionResult(_Model):
+    success: bool
+    action: str
+
+
+class TemplatesInput(ConnectionRef):
+    refresh: bool = False
+
+
+class TemplateInfo(_Model):
+    name: str
+    language: str
+    status: str
+    category: str | None = None
+    id: str | None = None
+    parameter_format: str | None = None
+    components: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class TemplatesResult(_Model):
+    templates: list[TemplateInfo]
+
+
+# ---- bulk sends -------------------------------------------------------------------------------
+class BulkRecipient(_Model):
+    """One recipient of a bulk template send with its own parameters."""
+
+    to: str
+    body: list[ParamValue] | dict[str, ParamValue] = Field(default_factory=list)
+    header: list[ParamValue] = Field(default_factory=list)
+    buttons: list[TemplateButtonParams] = Field(default_factory=list)
+
+
+class BulkSendWhatsAppTemplateInput(ConnectionRef):
+    template_name: str
+    language: str = "en_US"
+    recipients: list[BulkRecipient] = Field(default_factory=list)
+    batch_size: int = 100
+    concurrency: int = 50
+    max_parallel_batches: int = 2
+    idempotency_key: str | None = Field(default=None, description="defaults to the workflow id")
+
+
+class BulkBatchInput(ConnectionRef):
+    template_name: str
+    language: str
+    recipients: list[BulkRecipient]
+    indices: list[int] = Field(description="each recipient's index in the whole send (idempotency keys)")
+    concurrency: int = 50
+    idempotency_key: str
+
+
+class BulkOutcome(_Model):
+    index: int
+    status: Literal["sent", "failed", "skipped", "held"]
+    message_id: str | None = None
+    code: str | None = None
+    resume_at: str | None = None
+
+
+class BulkBatchResult(_Model):
+    outcomes: list[BulkOutcome]
+
+
+class BulkProgress(_Model):
+    total: int
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    held: int = 0
+    cancelled: int = 0
+    failed_by_error: dict[str, int] = Field(default_factory=dict)
+    skipped_by_reason: dict[str, int] = Field(default_factory=dict)
+    state: Literal["running", "paused", "held", "cancelling", "completed", "cancelled", "failed"] = "running"
+    error: dict[str, Any] | None = None
+
+
+class BulkSendWhatsAppTemplateResult(BulkProgress):
+    failures: list[BulkOutcome] = Field(default_factory=list, description="first 200 failures")
 
 
 # ---- webhook events (parsed by webhooks.py, carried by signals) ---------------------------
@@ -116,3 +451,135 @@ class WebhookBatch(_Model):
     messages: list[InboundMessage] = Field(default_factory=list)
     errors: list[dict[str, Any]] = Field(default_factory=list)
     unknown: list[str] = Field(default_factory=list)
+
+
+# ---- conversations ----------------------------------------------------------------------------
+class ConversationEvent(_Model):
+    """One webhook event for a conversation (signal payload); `opt_out` set by the gateway's keyword rule."""
+
+    inbound: InboundMessage | None = None
+    status: StatusEvent | None = None
+    opt_out: bool = False
+
+
+class ConversationEvents(_Model):
+    events: list[ConversationEvent]
+
+
+class StatusStep(_Model):
+    status: str
+    at: int
+    error: dict[str, Any] | None = None
+
+
+class ConversationMessage(_Model):
+    """A message in or out of the conversation with its status timeline."""
+
+    message_id: str
+    direction: Literal["in", "out"]
+    type: str = "text"
+    text: str | None = None
+    at: int = 0
+    status: str = "accepted"
+    timeline: list[StatusStep] = Field(default_factory=list)
+    category: str | None = None
+    template: str | None = None
+    error: dict[str, Any] | None = None
+    seq: int = 0
+
+
+class ConversationState(_Model):
+    """What a conversation carries across continue-as-new."""
+
+    messages: list[ConversationMessage] = Field(default_factory=list)
+    seen: list[str] = Field(default_factory=list)
+    last_inbound_at: int | None = None
+    profile_name: str | None = None
+    opted_in: bool = False
+    opted_out: bool = False
+    context: dict[str, Any] = Field(default_factory=dict)
+    seq: int = 0
+    loaded: bool = False
+
+
+class ConversationInput(ConnectionRef):
+    phone_number_id: str
+    wa_id: str
+    context: dict[str, Any] = Field(default_factory=dict, description="OpenSyte context, e.g. contact id")
+    fallback_template: Template | None = Field(
+        default=None, description="sent instead of a free-form reply when the 24 h window is closed")
+    idle_timeout_seconds: float = 72 * 3600.0
+    history_limit: int = Field(default=2000, description="continue-as-new after this many history events")
+    keep_messages: int = 200
+    state: ConversationState | None = None
+
+
+class ConversationReply(_Model):
+    """Update input: a reply through the conversation (free-form inside the window)."""
+
+    message: OutboundMessage
+    idempotency_key: str | None = None
+
+
+class ConversationReplyResult(_Model):
+    message_id: str | None
+    status: str
+    used_fallback_template: bool = False
+    category: str | None = None
+
+
+class WaitForReply(_Model):
+    after_seq: int | None = Field(default=None, description="reply newer than this sequence; default: now")
+    timeout_seconds: float = 300.0
+
+
+class WaitForReplyResult(_Model):
+    reply: ConversationMessage | None = None
+    timed_out: bool = False
+
+
+class ReplySubscription(_Model):
+    """Signal input: another workflow asks to be signalled with the customer's next reply."""
+
+    workflow_id: str
+    signal_name: str = "whatsapp_reply"
+    after_seq: int | None = None
+
+
+class ConversationView(_Model):
+    organization_id: str
+    connection: str
+    phone_number_id: str
+    wa_id: str
+    profile_name: str | None
+    window_open: bool
+    window_closes_at: int | None
+    opted_in: bool
+    opted_out: bool
+    context: dict[str, Any]
+    messages: list[ConversationMessage]
+    seq: int
+
+
+class ConversationResult(_Model):
+    reason: Literal["idle"]
+    messages: int
+
+
+class ContactSnapshot(_Model):
+    """What the store knows of a customer (opt-in, window) when a conversation starts."""
+
+    opted_in: bool = False
+    opted_out: bool = False
+    last_inbound_at: int | None = None
+    profile_name: str | None = None
+
+
+class ContactLookupInput(ConnectionRef):
+    phone_number_id: str
+    wa_id: str
+
+
+def conversation_workflow_id(organization_id: str, phone_number_id: str, wa_id: str) -> str:
+    """One conversation per (organization, business number, customer)."""
+    return f"whatsapp-conversation:{organization_id}:{phone_number_id}:{wa_id}"

@@ -18,8 +18,10 @@ def auth_headers(creds: Credentials) -> dict[str, str]:
 
 def _workflows() -> list[type]:
     from workflows.whatsapp import SendWhatsAppMessage
+    from workflows.whatsapp_bulk import BulkSendWhatsAppTemplate
+    from workflows.whatsapp_conversation import WhatsAppConversation
 
-    return [SendWhatsAppMessage]
+    return [SendWhatsAppMessage, WhatsAppConversation, BulkSendWhatsAppTemplate]
 
 
 PLUGIN = Plugin(

@@ -1,12 +1,44 @@
-"""WhatsApp Cloud API facts as data: auth, base URL, documented limits."""
+"""WhatsApp Cloud API facts as data: auth, base URL, documented limits, connection settings."""
 
 from __future__ import annotations
 
 from activities.spec import ProviderSpec, RateLimitSpec
 from store.models import IntegrationType
 
-DEFAULT_THROUGHPUT_MPS = 80
-PAIR_LIMIT_PERIOD_SECONDS = 6.0
+DEFAULT_THROUGHPUT_MPS = 80  # per business number; 20 for coexistence numbers, up to 1,000 after upgrade
+MAX_THROUGHPUT_MPS = 1000
+PAIR_LIMIT_PERIOD_SECONDS = 6.0  # about one message per 6 s from one number to one customer
+PAIR_BURST = 45  # "bursts up to 45 messages in 6 s, then blocked until the borrowed time has passed"
+MESSAGING_LIMIT_WINDOW_SECONDS = 24 * 3600.0  # unique customers outside a window, moving 24 h
+DEFAULT_MESSAGING_LIMIT = 250  # a new business portfolio
+# `messaging_limit_tier` (deprecated by Meta, still enumerated) and today's portfolio levels.
+MESSAGING_LIMIT_TIERS: dict[str, int | None] = {
+    "TIER_50": 50, "TIER_250": 250, "TIER_1K": 1000, "TIER_2K": 2000, "TIER_10K": 10_000,
+    "TIER_100K": 100_000, "TIER_UNLIMITED": None, "UNLIMITED": None,
+}
+CUSTOMER_SERVICE_WINDOW_SECONDS = 24 * 3600
+TEMPLATE_CACHE_SECONDS = 300.0
+
+# Connection settings this plugin reads (non-secret; `osi connections add --setting k=v`).
+SETTINGS_DOC: dict[str, str] = {
+    "phone_number_id": "business phone number id (required)",
+    "waba_id": "WhatsApp Business Account id (templates)",
+    "portfolio_id": "business portfolio sharing the messaging limit (default: waba_id)",
+    "throughput_mps": f"messages per second for this number (default {DEFAULT_THROUGHPUT_MPS}; 20 for coexistence)",
+    "pair_period_seconds": f"pair limit period (default {PAIR_LIMIT_PERIOD_SECONDS})",
+    "pair_burst": f"pair limit burst (default {PAIR_BURST}; 1 = strictly one per period)",
+    "messaging_limit": "unique customers outside a window per 24 h: 250 | 2000 | 10000 | 100000 | unlimited",
+    "messaging_limit_window_seconds": "length of the moving messaging-limit window (default 86400)",
+    "template_cache_seconds": f"template list cache TTL (default {TEMPLATE_CACHE_SECONDS})",
+    "require_opt_in": "refuse template sends to customers without a recorded opt-in (default true)",
+    "allow_opted_out": "send to customers who opted out (default false)",
+    "window_gate": "free-form outside the 24 h window: known (refuse when the store knows it closed, default), "
+                   "strict (refuse unless the store knows it is open), off (let Meta answer 131047)",
+    "auto_opt_out": "a STOP keyword from the customer opts them out (default true)",
+    "opt_out_keywords": "list of keywords that opt a customer out of everything",
+    "marketing_opt_out_keywords": "list of keywords that opt a customer out of marketing only",
+    "api_version": "Graph API version (default from OSI_WHATSAPP_API_VERSION)",
+}
 
 SPEC = ProviderSpec(
     name="whatsapp",
@@ -15,10 +47,11 @@ SPEC = ProviderSpec(
     base_url_setting="whatsapp_base_url",
     scopes=("whatsapp_business_messaging", "whatsapp_business_management"),
     rate_limits={
-        # Per business phone number; 20 for coexistence numbers, up to 1,000 after upgrade.
         "throughput": RateLimitSpec("phone_number", DEFAULT_THROUGHPUT_MPS, 1.0, "messages per second per number"),
-        # About one message per 6 s from one business number to the same customer.
-        "pair": RateLimitSpec("pair", 1, PAIR_LIMIT_PERIOD_SECONDS, "messages per 6 s per (number, customer)"),
+        "pair": RateLimitSpec("pair", PAIR_BURST, PAIR_BURST * PAIR_LIMIT_PERIOD_SECONDS,
+                              "about 1 message per 6 s per (number, customer), bursts up to 45"),
+        "messaging_limit": RateLimitSpec("portfolio", DEFAULT_MESSAGING_LIMIT, MESSAGING_LIMIT_WINDOW_SECONDS,
+                                         "unique customers outside a window per moving 24 h per portfolio"),
     },
     has_webhooks=True,
     secret_settings=("token", "app_secret", "verify_token"),

@@ -1,0 +1,94 @@
+"""Bookkeeping for a verified webhook delivery (idempotent: Meta redelivers).
+
+Inbound messages open the window and may opt the customer out (STOP); statuses extend the message's
+timeline, the usage ledger and, once delivered, the cost; asynchronous failures count against the
+connection's health. Returns the events grouped per customer for the conversation workflows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from activities.errors import ErrorClass
+from activities.whatsapp import compliance, cost
+from activities.whatsapp.errors import classify_code
+from activities.whatsapp.models import ConversationEvent, WebhookBatch
+from activities.whatsapp.phone import country_calling_code
+from store.models import Connection, Health
+from store.whatsapp import WhatsAppStore
+
+if TYPE_CHECKING:
+    from activities.runtime import Runtime
+
+log = logging.getLogger("osi.whatsapp.inbound")
+
+# Failures that say the number's standing is at risk rather than that one recipient is unreachable.
+QUALITY_CODES = {131048, 131049, 130429, 131056}
+MARKETING_OPT_OUT_CODE = 131050
+
+
+async def record(rt: Runtime, conn: Connection, batch: WebhookBatch) -> dict[tuple[str, str], list[ConversationEvent]]:
+    """Apply a delivery to the store; {(phone number id, customer wa_id): events} for signal-with-start."""
+    ws = WhatsAppStore(rt.store)
+    policy = compliance.Policy.of(conn.settings)
+    events: dict[tuple[str, str], list[ConversationEvent]] = defaultdict(list)
+    for m in batch.messages:
+        at = datetime.fromtimestamp(m.timestamp, UTC) if m.timestamp else datetime.now(UTC)
+        await rt.store.run(ws.record_inbound, conn.organization_id, conn.id, m.phone_number_id, m.wa_id,
+                           m.message_id, at, m.type, m.profile_name)
+        keyword = compliance.opt_out_keyword(policy, m)
+        if keyword is not None:
+            word, marketing_only = keyword
+            await rt.store.run(ws.opt_out, conn.organization_id, m.phone_number_id, m.wa_id, f"keyword:{word}",
+                               marketing_only=marketing_only, at=at)
+        full_opt_out = keyword is not None and not keyword[1]
+        events[(m.phone_number_id, m.wa_id)].append(ConversationEvent(inbound=m, opt_out=full_opt_out))
+    if batch.statuses:
+        rates = await cost.current_rates(rt)
+    for st in batch.statuses:
+        res = await rt.store.run(
+            ws.apply_status, conn.organization_id, conn.id, st.phone_number_id, st.message_id, st.status,
+            st.timestamp, st.recipient_id, st.errors, st.pricing, rates, str(country_calling_code(st.recipient_id)))
+        if res["new"] and st.status == "failed":
+            await _async_failure(rt, conn, st.recipient_id, st.phone_number_id, st.errors)
+        events[(st.phone_number_id, st.recipient_id)].append(ConversationEvent(status=st))
+    for err in batch.errors:
+        await _account_error(rt, conn, err)
+    return dict(events)
+
+
+async def _async_failure(rt: Runtime, conn: Connection, wa_id: str, pid: str, errors: list[dict]) -> None:
+    """A send accepted by the API failed later: count it; configuration trouble makes the number unhealthy."""
+    ws = WhatsAppStore(rt.store)
+    err = errors[0] if errors else {}
+    try:
+        code = int(err.get("code"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        code = 0
+    cls = classify_code(code, 400)
+    health = None
+    if cls is ErrorClass.CONFIGURATION:
+        health = Health.UNHEALTHY
+    elif code in QUALITY_CODES:
+        health = Health.DEGRADED
+    await rt.store.run(ws.note_async_failure, conn.id, str(code), str(err.get("title") or ""), health)
+    if code == MARKETING_OPT_OUT_CODE:
+        await rt.store.run(ws.opt_out, conn.organization_id, pid, wa_id, "meta:131050", marketing_only=True)
+    if health is not None:
+        await rt.store.run(rt.store.notify_admins, conn.organization_id, "async_failure",
+                           f"WHATSAPP_BUSINESS connection {conn.name!r}: a message failed after acceptance with "
+                           f"{code} ({err.get('title') or 'no title'})", connection_id=conn.id,
+                           severity="error" if health is Health.UNHEALTHY else "warning")
+
+
+async def _account_error(rt: Runtime, conn: Connection, err: dict) -> None:
+    ws = WhatsAppStore(rt.store)
+    code = str(err.get("code"))
+    log.warning("whatsapp account-level error %s on connection %s: %s", code, conn.id, err.get("title"))
+    await rt.store.run(ws.note_async_failure, conn.id, code, str(err.get("title") or ""), Health.DEGRADED)
+    await rt.store.run(rt.store.notify_admins, conn.organization_id, "account_error",
+                       f"WHATSAPP_BUSINESS connection {conn.name!r}: Meta reported {code} "
+                       f"({err.get('title') or 'no title'})", connection_id=conn.id, severity="warning")

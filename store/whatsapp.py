@@ -1,0 +1,433 @@
+"""WhatsApp tables and queries: customers (opt-in, window), messages with outcomes, the portfolio's
+24 h messaging-limit ledger, the cost rate table and the daily cost aggregate."""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import JSON, Column, UniqueConstraint, text
+from sqlmodel import Field, Session, SQLModel, col, func, select
+
+from store.db import Store
+from store.models import Connection, Health, UsageRecord, utcnow
+
+# Outbound status order: a late "delivered" never overwrites "read"; "failed" is final.
+STATUS_RANK = {"accepted": 0, "held": 0, "sent": 1, "delivered": 2, "read": 3, "played": 3, "failed": 9}
+
+
+def aware(dt: datetime | None) -> datetime | None:
+    """SQLite returns naive UTC datetimes; compare them as aware ones."""
+    if dt is None:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+class WhatsAppContact(SQLModel, table=True):
+    """One customer of one business number: opt-in, opt-out and the last inbound message (the window)."""
+
+    __tablename__ = "whatsapp_contact"
+    __table_args__ = (UniqueConstraint("organization_id", "phone_number_id", "wa_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    organization_id: str = Field(index=True)
+    phone_number_id: str = Field(index=True)
+    wa_id: str = Field(index=True)
+    opted_in: bool = False
+    opt_in_source: str | None = None
+    opted_in_at: datetime | None = None
+    opted_out: bool = False
+    opt_out_source: str | None = None
+    opted_out_at: datetime | None = None
+    marketing_opted_out: bool = False
+    last_inbound_at: datetime | None = None
+    profile_name: str | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class WhatsAppMessageRecord(SQLModel, table=True):
+    """A message in or out, its category and its outcome as reported by status webhooks."""
+
+    __tablename__ = "whatsapp_message"
+
+    message_id: str = Field(primary_key=True)
+    organization_id: str = Field(index=True)
+    connection_id: str | None = Field(default=None, index=True)
+    phone_number_id: str = Field(index=True)
+    wa_id: str = Field(index=True)
+    direction: str = "out"
+    type: str | None = None
+    category: str | None = None
+    template_name: str | None = None
+    status: str = "accepted"
+    error_code: str | None = None
+    error_title: str | None = None
+    timeline: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    pricing_category: str | None = None
+    billable: bool | None = None
+    cost_amount: float | None = None
+    currency: str | None = None
+    cost_recorded: bool = False
+    idempotency_key: str | None = Field(default=None, index=True)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class WhatsAppInitiation(SQLModel, table=True):
+    """A business-initiated message to a customer outside a window (counts toward the messaging limit)."""
+
+    __tablename__ = "whatsapp_initiation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    portfolio_id: str = Field(index=True)
+    organization_id: str
+    wa_id: str
+    at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class WhatsAppRate(SQLModel, table=True):
+    """Price of one delivered billable message per (country calling code, category); '*' is the fallback."""
+
+    __tablename__ = "whatsapp_rate"
+
+    country_code: str = Field(primary_key=True)
+    category: str = Field(primary_key=True)
+    price: float
+    currency: str = "USD"
+    source: str = ""
+    loaded_at: datetime = Field(default_factory=utcnow)
+
+
+class WhatsAppCostDaily(SQLModel, table=True):
+    """Delivered messages and their cost per organization, connection, category and UTC day."""
+
+    __tablename__ = "whatsapp_cost_daily"
+    __table_args__ = (UniqueConstraint("organization_id", "connection_id", "category", "day", "currency"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    organization_id: str = Field(index=True)
+    connection_id: str = Field(index=True)
+    category: str
+    day: str = Field(index=True)
+    currency: str = "USD"
+    delivered: int = 0
+    billable: int = 0
+    cost_amount: float = 0.0
+
+
+Rates = dict[tuple[str, str], tuple[float, str]]
+_initiation_lock = threading.Lock()
+
+
+class WhatsAppStore:
+    """Synchronous queries on the shared engine; call them through `await store.run(ws.fn, ...)`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def session(self) -> Session:
+        return self.store.session()
+
+    # ---- customers ------------------------------------------------------------------------
+    def _contact(self, s: Session, org: str, pid: str, wa_id: str, create: bool = False) -> WhatsAppContact | None:
+        row = s.exec(select(WhatsAppContact).where(
+            WhatsAppContact.organization_id == org, WhatsAppContact.phone_number_id == pid,
+            WhatsAppContact.wa_id == wa_id)).first()
+        if row is None and create:
+            row = WhatsAppContact(organization_id=org, phone_number_id=pid, wa_id=wa_id)
+        return row
+
+    def contact(self, org: str, pid: str, wa_id: str) -> WhatsAppContact | None:
+        with self.session() as s:
+            return self._contact(s, org, pid, wa_id)
+
+    def contacts(self, org: str, pid: str, wa_ids: Iterable[str]) -> dict[str, WhatsAppContact]:
+        ids = list(set(wa_ids))
+        out: dict[str, WhatsAppContact] = {}
+        with self.session() as s:
+            for i in range(0, len(ids), 500):
+                for row in s.exec(select(WhatsAppContact).where(
+                        WhatsAppContact.organization_id == org, WhatsAppContact.phone_number_id == pid,
+                        col(WhatsAppContact.wa_id).in_(ids[i:i + 500]))).all():
+                    out[row.wa_id] = row
+        return out
+
+    def opt_in(self, org: str, pid: str, wa_ids: Sequence[str], source: str, at: datetime | None = None) -> int:
+        """Record opt-in (clears any earlier opt-out): source and time are kept."""
+        at = at or utcnow()
+        unique = list(dict.fromkeys(wa_ids))
+        existing = self.contacts(org, pid, unique)
+        with self.session() as s:
+            for wa_id in unique:
+                row = existing.get(wa_id) or WhatsAppContact(organization_id=org, phone_number_id=pid, wa_id=wa_id)
+                row.opted_in, row.opt_in_source, row.opted_in_at = True, source, at
+                row.opted_out, row.opt_out_source, row.opted_out_at = False, None, None
+                row.marketing_opted_out = False
+                row.updated_at = utcnow()
+                s.add(row)
+            s.commit()
+        return len(unique)
+
+    def opt_out(self, org: str, pid: str, wa_id: str, source: str, *, marketing_only: bool = False,
+                at: datetime | None = None) -> WhatsAppContact:
+        """Revoke: everything (STOP) or only marketing messages (Meta's 131050 state)."""
+        with self.session() as s:
+            row = self._contact(s, org, pid, wa_id, create=True)
+            assert row is not None
+            if marketing_only:
+                row.marketing_opted_out = True
+            else:
+                row.opted_out, row.opt_out_source, row.opted_out_at = True, source, at or utcnow()
+                row.opted_in = False
+            row.updated_at = utcnow()
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+            return row
+
+    def list_contacts(self, org: str, pid: str | None = None, only: str | None = None,
+                      limit: int = 1000) -> Sequence[WhatsAppContact]:
+        with self.session() as s:
+            q = select(WhatsAppContact).where(WhatsAppContact.organization_id == org)
+            if pid:
+                q = q.where(WhatsAppContact.phone_number_id == pid)
+            if only == "opted_in":
+                q = q.where(WhatsAppContact.opted_in == True)  # noqa: E712 - SQL expression
+            elif only == "opted_out":
+                q = q.where(WhatsAppContact.opted_out == True)  # noqa: E712
+            return s.exec(q.order_by(col(WhatsAppContact.id)).limit(limit)).all()
+
+    def record_inbound(self, org: str, connection_id: str, pid: str, wa_id: str, message_id: str,
+                       at: datetime, mtype: str, profile_name: str | None) -> bool:
+        """An inbound message opens/refreshes the window; False when Meta redelivered it."""
+        with self.session() as s:
+            if s.get(WhatsAppMessageRecord, message_id) is not None:
+                return False
+            s.add(WhatsAppMessageRecord(
+                message_id=message_id, organization_id=org, connection_id=connection_id, phone_number_id=pid,
+                wa_id=wa_id, direction="in", type=mtype, status="received", category=None,
+                timeline=[{"status": "received", "at": int(at.timestamp())}]))
+            row = self._contact(s, org, pid, wa_id, create=True)
+            assert row is not None
+            last = aware(row.last_inbound_at)
+            if last is None or at > last:
+                row.last_inbound_at = at
+            if profile_name:
+                row.profile_name = profile_name
+            row.updated_at = utcnow()
+            s.add(row)
+            s.commit()
+            return True
+
+    # ---- outbound messages -----------------------------------------------------------------
+    def record_outbound(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Sent messages with their category (a status webhook may have created the row first)."""
+        with self.session() as s:
+            for r in rows:
+                found = s.get(WhatsAppMessageRecord, r["message_id"])
+                if found is None:
+                    s.add(WhatsAppMessageRecord(**r))
+                    continue
+                for k in ("connection_id", "type", "category", "template_name", "idempotency_key"):
+                    if r.get(k) is not None:
+                        setattr(found, k, r[k])
+                s.add(found)
+            s.commit()
+
+    def message(self, message_id: str) -> WhatsAppMessageRecord | None:
+        with self.session() as s:
+            return s.get(WhatsAppMessageRecord, message_id)
+
+    def messages(self, org: str, wa_id: str | None = None, limit: int = 200) -> Sequence[WhatsAppMessageRecord]:
+        with self.session() as s:
+            q = select(WhatsAppMessageRecord).where(WhatsAppMessageRecord.organization_id == org)
+            if wa_id:
+                q = q.where(WhatsAppMessageRecord.wa_id == wa_id)
+            return s.exec(q.order_by(col(WhatsAppMessageRecord.created_at)).limit(limit)).all()
+
+    def sent_by_keys(self, keys: Sequence[str]) -> dict[str, str]:
+        """{idempotency key: message id} of messages already sent under these keys (bulk retries)."""
+        out: dict[str, str] = {}
+        with self.session() as s:
+            for i in range(0, len(keys), 500):
+                for row in s.exec(select(WhatsAppMessageRecord).where(
+                        col(WhatsAppMessageRecord.idempotency_key).in_(list(keys[i:i + 500])))).all():
+                    if row.idempotency_key:
+                        out[row.idempotency_key] = row.message_id
+        return out
+
+    def apply_status(self, org: str, connection_id: str, pid: str, message_id: str, status: str, ts: int,
+                     recipient: str, errors: list[dict[str, Any]], pricing: dict[str, Any] | None,
+                     rates: Rates, country_code: str) -> dict[str, Any]:
+        """One status webhook, applied once: timeline, outcome, usage ledger, cost when delivered.
+
+        Returns {"new": bool, "cost": float | None, "error_code": str | None}.
+        """
+        with self.session() as s:
+            row = s.get(WhatsAppMessageRecord, message_id)
+            if row is None:
+                row = WhatsAppMessageRecord(message_id=message_id, organization_id=org, connection_id=connection_id,
+                                            phone_number_id=pid, wa_id=recipient)
+            if any(step.get("status") == status for step in row.timeline):
+                return {"new": False, "cost": None, "error_code": row.error_code}
+            err = errors[0] if errors else None
+            step: dict[str, Any] = {"status": status, "at": ts}
+            if err:
+                step["error"] = {"code": err.get("code"), "title": err.get("title")}
+            row.timeline = [*row.timeline, step]
+            if STATUS_RANK.get(status, 0) >= STATUS_RANK.get(row.status, 0):
+                row.status = status
+            if err:
+                row.error_code, row.error_title = str(err.get("code")), str(err.get("title") or "")
+            if pricing:
+                row.billable = bool(pricing.get("billable"))
+                row.pricing_category = str(pricing.get("category") or "") or row.pricing_category
+            cost: float | None = None
+            currency = None
+            delivered = status in ("delivered", "read") and not row.cost_recorded
+            if delivered:
+                category = row.pricing_category or row.category or "service"
+                billable = bool(row.billable)
+                price, currency = rate_for(rates, country_code, category)
+                cost = round(price, 6) if (billable and price is not None) else 0.0
+                row.cost_amount, row.currency, row.cost_recorded = cost, currency or "USD", True
+                self._add_daily(s, org, row.connection_id or connection_id, category, billable, cost,
+                                currency or "USD", ts)
+            row.updated_at = utcnow()
+            s.add(row)
+            usage_fields: dict[str, Any] = {"delivery_status": row.status}
+            if delivered:
+                usage_fields |= {"delivered_at": datetime.fromtimestamp(ts, UTC) if ts else utcnow(),
+                                 "cost_amount": cost, "currency": currency or "USD"}
+            if err:
+                usage_fields["error_code"] = str(err.get("code"))
+            for u in s.exec(select(UsageRecord).where(UsageRecord.reference == message_id)).all():
+                for k, v in usage_fields.items():
+                    setattr(u, k, v)
+                s.add(u)
+            s.commit()
+            return {"new": True, "cost": cost, "error_code": row.error_code if err else None}
+
+    def _add_daily(self, s: Session, org: str, connection_id: str, category: str, billable: bool, cost: float,
+                   currency: str, ts: int) -> None:
+        day = datetime.fromtimestamp(ts or utcnow().timestamp(), UTC).strftime("%Y-%m-%d")
+        row = s.exec(select(WhatsAppCostDaily).where(
+            WhatsAppCostDaily.organization_id == org, WhatsAppCostDaily.connection_id == connection_id,
+            WhatsAppCostDaily.category == category, WhatsAppCostDaily.day == day,
+            WhatsAppCostDaily.currency == currency)).first()
+        if row is None:
+            row = WhatsAppCostDaily(organization_id=org, connection_id=connection_id, category=category, day=day,
+                                    currency=currency)
+        row.delivered += 1
+        row.billable += 1 if billable else 0
+        row.cost_amount = round(row.cost_amount + cost, 6)
+        s.add(row)
+
+    def cost_report(self, org: str | None = None, since: str | None = None, until: str | None = None,
+                    connection_id: str | None = None) -> Sequence[WhatsAppCostDaily]:
+        with self.session() as s:
+            q = select(WhatsAppCostDaily)
+            if org:
+                q = q.where(WhatsAppCostDaily.organization_id == org)
+            if connection_id:
+                q = q.where(WhatsAppCostDaily.connection_id == connection_id)
+            if since:
+                q = q.where(WhatsAppCostDaily.day >= since)
+            if until:
+                q = q.where(WhatsAppCostDaily.day <= until)
+            return s.exec(q.order_by(col(WhatsAppCostDaily.day), col(WhatsAppCostDaily.category))).all()
+
+    # ---- connection health from asynchronous failures ---------------------------------------
+    def note_async_failure(self, connection_id: str, code: str, title: str, health: Health | None) -> None:
+        """Count webhook-reported failures by code on the connection; change health when told to."""
+        with self.session() as s:
+            conn = s.get(Connection, connection_id)
+            if conn is None:
+                return
+            detail = dict(conn.health_detail or {})
+            counts = dict(detail.get("async_failures") or {})
+            counts[code] = int(counts.get(code, 0)) + 1
+            detail["async_failures"] = counts
+            detail["last_async_failure"] = {"code": code, "title": title, "at": utcnow().isoformat()}
+            conn.health_detail = detail
+            conn.error_count += 1
+            if health is not None:
+                conn.health = health.value
+                conn.last_health_check = utcnow()
+            s.add(conn)
+            s.commit()
+
+    # ---- the portfolio's messaging limit ---------------------------------------------------
+    def reserve_initiations(self, portfolio_id: str, org: str, wa_ids: Sequence[str], limit: int,
+                            window_seconds: float, now: datetime | None = None
+                            ) -> tuple[list[str], dict[str, datetime]]:
+        """Take messaging-limit slots for customers outside a window: (allowed, {held: when a slot frees}).
+
+        A customer already messaged within the rolling window costs nothing again. Atomic per portfolio:
+        a process lock for SQLite, a transaction-scoped advisory lock on PostgreSQL (several workers).
+        """
+        now = now or utcnow()
+        since = now - timedelta(seconds=window_seconds)
+        allowed: list[str] = []
+        held: dict[str, datetime] = {}
+        with _initiation_lock, self.session() as s:
+            if s.get_bind().dialect.name == "postgresql":
+                s.execute(text("SELECT pg_advisory_xact_lock(:k)"),
+                          {"k": zlib.crc32(f"wa-portfolio:{portfolio_id}".encode())})
+            rows = s.exec(select(WhatsAppInitiation).where(
+                WhatsAppInitiation.portfolio_id == portfolio_id, WhatsAppInitiation.at > since)).all()
+            first_at: dict[str, datetime] = {}
+            for r in rows:
+                at = aware(r.at) or now
+                if r.wa_id not in first_at or at < first_at[r.wa_id]:
+                    first_at[r.wa_id] = at
+            oldest = sorted(first_at.values())
+            for wa_id in dict.fromkeys(wa_ids):
+                if wa_id in first_at:
+                    allowed.append(wa_id)
+                    continue
+                if len(first_at) < limit:
+                    first_at[wa_id] = now
+                    s.add(WhatsAppInitiation(portfolio_id=portfolio_id, organization_id=org, wa_id=wa_id, at=now))
+                    allowed.append(wa_id)
+                    continue
+                # Full: the slot frees when the oldest counted customer leaves the rolling window.
+                free_at = (oldest[0] if oldest else now) + timedelta(seconds=window_seconds)
+                held[wa_id] = free_at
+            s.commit()
+        return allowed, held
+
+    def initiations(self, portfolio_id: str, window_seconds: float) -> int:
+        since = utcnow() - timedelta(seconds=window_seconds)
+        with self.session() as s:
+            return int(s.exec(select(func.count(func.distinct(WhatsAppInitiation.wa_id))).where(
+                WhatsAppInitiation.portfolio_id == portfolio_id, WhatsAppInitiation.at > since)).one())
+
+    # ---- rates -------------------------------------------------------------------------------
+    def rates(self) -> Rates:
+        with self.session() as s:
+            return {(r.country_code, r.category): (r.price, r.currency) for r in s.exec(select(WhatsAppRate)).all()}
+
+    def replace_rates(self, rows: Sequence[dict[str, Any]], source: str) -> int:
+        """The operator's rate card replaces the whole table in one transaction."""
+        with self.session() as s:
+            for old in s.exec(select(WhatsAppRate)).all():
+                s.delete(old)
+            s.flush()
+            for r in rows:
+                s.add(WhatsAppRate(country_code=str(r["country_code"]), category=str(r["category"]).lower(),
+                                   price=float(r["price"]), currency=str(r.get("currency") or "USD"),
+                                   source=source))
+            s.commit()
+        return len(rows)
+
+
+def rate_for(rates: Rates, country_code: str, category: str) -> tuple[float | None, str | None]:
+    """Exact (country calling code, category), else the '*' fallback for the category, else unknown."""
+    for key in ((country_code, category), ("*", category)):
+        if key in rates:
+            return rates[key]
+    return None, None
