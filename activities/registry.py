@@ -13,10 +13,12 @@ if TYPE_CHECKING:
 
 def plugins() -> list[Plugin]:
     """Every registered plugin (imported lazily: workflow sandboxes never import this)."""
+    from activities.google_calendar.plugin import PLUGIN as GOOGLE_CALENDAR
+    from activities.outlook.plugin import PLUGIN as OUTLOOK
     from activities.slack.plugin import PLUGIN as SLACK
     from activities.whatsapp.plugin import PLUGIN as WHATSAPP
 
-    return [WHATSAPP, SLACK]
+    return [WHATSAPP, SLACK, GOOGLE_CALENDAR, OUTLOOK]
 
 
 def plugin_for(integration_type: str) -> Plugin:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -85,6 +86,27 @@ class Settings(BaseSettings):
     slack_auto_join_default: bool = True
 
     # ---- Calendars (issue 5) ----
+    # A wall-clock time inside a DST gap (02:30 on a spring-forward day): "reject" (PermanentError) or
+    # "shift" forward by the gap's length. Ambiguous times always mean their first occurrence.
+    calendar_dst_gap_policy: Literal["reject", "shift"] = "reject"
+    # Google Calendar quotas (per minute, sliding): 600 per user per project; the project limit is per
+    # Cloud project and can be raised in the console, so it is configurable.
+    google_calendar_user_quota_per_minute: int = Field(default=600, ge=1)
+    google_calendar_project_quota_per_minute: int = Field(default=10_000, ge=1)
+    # Google answers 404 during propagation delays ("use exponential backoff"): attempts before it is final.
+    google_calendar_not_found_attempts: int = Field(default=3, ge=1)
+    google_calendar_scopes: str = ("https://www.googleapis.com/auth/calendar.events,"
+                                   "https://www.googleapis.com/auth/calendar.readonly")
+    # Graph (Outlook) limits per app and mailbox: 10,000 requests per 10 minutes, 4 concurrent.
+    outlook_mailbox_requests_per_10_minutes: int = Field(default=10_000, ge=1)
+    outlook_mailbox_concurrency: int = Field(default=4, ge=1)
+    outlook_scopes: str = "Calendars.ReadWrite,User.Read"
+    # MSAL only accepts an https authority. Locally the Entra fake is served over http, so MSAL's own
+    # HTTP client is replaced by one that sends requests for `entra_authority_host` to this base URL
+    # instead (e.g. http://127.0.0.1:8099/entra). Unset in production.
+    entra_http_route: str | None = None
+    # OAuth connect flows (gateway): how long an authorization link's state stays valid.
+    calendar_oauth_state_ttl_seconds: float = 600.0
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,278 @@
+"""The calendar activities' logic, written once over a provider backend (Google Calendar or Graph).
+
+Each provider plugin supplies a `CalendarBackend` (the HTTP calls and translations) and thin
+`@activity.defn` methods named `<provider>.<action>` that call into `CalendarService`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from activities.calendar import availability as av
+from activities.calendar import notify
+from activities.calendar.model import (
+    AvailabilityInput,
+    AvailabilityResult,
+    CalendarEvent,
+    ConflictCheckInput,
+    ConflictCheckResult,
+    CreateEventInput,
+    DeleteEventInput,
+    DeleteResult,
+    EventList,
+    EventResult,
+    GapPolicy,
+    GetEventInput,
+    InstancesInput,
+    ListEventsInput,
+    Participant,
+    ParticipantAvailability,
+    Provider,
+    SendUpdates,
+    UpdateEventInput,
+    WorkingHours,
+)
+from activities.calendar.resolve import apply_patch, resolve_event
+from activities.calendar.tz import UTC, parse_datetime, zone
+from activities.errors import PermanentError
+
+if TYPE_CHECKING:
+    from activities.runtime import Runtime
+    from activities.spec import Plugin
+
+
+class CalendarBackend(Protocol):
+    """What a provider implements for one Action (one connection)."""
+
+    provider: Provider
+
+    async def account(self, organizer: str | None) -> str | None:
+        """The acting mailbox/calendar owner's email (the organizer of what we create)."""
+
+    def default_calendar(self, requested: str | None) -> str:
+        """The calendar id to use when the caller names none."""
+
+    def google_domains(self) -> list[str]:
+        """Domains whose users count as Google Calendar users (notifications with externalOnly)."""
+
+    def max_participants(self) -> int:
+        """Most calendars one free/busy call may read."""
+
+    async def insert(self, calendar: str, event: CalendarEvent, key: str | None,
+                     send_updates: SendUpdates) -> tuple[CalendarEvent, bool]:
+        """Create (idempotently under `key`); the event and whether this call created it."""
+
+    async def get(self, calendar: str, event_id: str, hint_tz: str | None, *, gone_ok: bool = False
+                  ) -> CalendarEvent | None:
+        """The event; None when it is gone and `gone_ok`."""
+
+    async def patch(self, calendar: str, current: CalendarEvent, updated: CalendarEvent, changed: set[str],
+                    etag: str, send_updates: SendUpdates) -> CalendarEvent:
+        """Apply the changed fields under If-Match `etag`."""
+
+    async def delete(self, calendar: str, event_id: str, etag: str | None, send_updates: SendUpdates) -> bool:
+        """Delete; False when it was already gone (a repeated delete is a success)."""
+
+    async def list_window(self, calendar: str, lo: datetime, hi: datetime, max_results: int,
+                          page_token: str | None, hint_tz: str | None) -> EventList:
+        """Events in the window with recurring series expanded."""
+
+    async def instances(self, calendar: str, event_id: str, lo: datetime, hi: datetime, max_results: int,
+                        page_token: str | None) -> EventList:
+        """The occurrences of one series."""
+
+    async def free_busy(self, calendar: str, participants: Sequence[Participant], lo: datetime, hi: datetime,
+                        default_tz: str) -> list[ParticipantAvailability]:
+        """Busy periods (and working hours where the provider knows them) per participant."""
+
+
+def parse_instant(value: str, field: str, default_tz: str = "UTC") -> datetime:
+    """An RFC 3339 instant; a wall time without offset is read in `default_tz`."""
+    return parse_datetime(value, zone(default_tz, "time_zone"), "shift", field).astimezone(UTC)
+
+
+class CalendarService:
+    """Provider-neutral activity bodies; `backend_for(act)` builds the provider's backend."""
+
+    def __init__(self, rt: Runtime, plugin: Plugin, backend_for: Any) -> None:
+        self.rt = rt
+        self.plugin = plugin
+        self.backend_for = backend_for
+
+    @property
+    def name(self) -> str:
+        return self.plugin.spec.name
+
+    def _policy(self, explicit: GapPolicy | None) -> GapPolicy:
+        return explicit or self.rt.settings.calendar_dst_gap_policy
+
+    # ---- events ------------------------------------------------------------------------------
+    async def create(self, inp: CreateEventInput) -> EventResult:
+        async with self.rt.action(self.plugin, inp.organization_id, inp.connection, f"{self.name}.create_event",
+                                  target=inp.calendar_id or inp.event.calendarId) as act:
+            # Inside the action so bad input is audited and becomes a non-retryable PermanentError; no
+            # provider call has happened yet.
+            event = resolve_event(inp.event, self._policy(inp.dst_gap_policy))
+            be = self.backend_for(act)
+            organizer = await be.account(event.organizer.email if event.organizer else None)
+            notified = notify.on_create(be.provider, event, inp.send_updates, organizer, be.google_domains())
+            calendar = be.default_calendar(inp.calendar_id or inp.event.calendarId)
+            key = act.idempotency_key(inp.idempotency_key)
+            created_event, created = await be.insert(calendar, event, key, inp.send_updates)
+            act.detail.update(event_id=created_event.id, created=created, notified=len(notified))
+            return EventResult(event=created_event, created=created, notified=notified,
+                               notification="invitation" if notified else "none")
+
+    async def get(self, inp: GetEventInput) -> CalendarEvent:
+        async with self.rt.action(self.plugin, inp.organization_id, inp.connection, f"{self.name}.get_event",
+                                  target=inp.event_id) as act:
+            be = self.backend_for(act)
+            ev = await be.get(be.default_calendar(inp.calendar_id), inp.event_id, inp.time_zone)
+            if ev is None:  # pragma: no cover - get without gone_ok raises instead
+                raise PermanentError(f"event {inp.event_id} not found", code="notFound")
+            return ev
+
+    async def update(self, inp: UpdateEventInput) -> EventResult:
+        async with self.rt.action(self.plugin, inp.organization_id, inp.connection, f"{self.name}.update_event",
+                                  target=inp.event_id) as act:
+            be = self.backend_for(act)
+            calendar = be.default_calendar(inp.calendar_id)
+            current = await be.get(calendar, inp.event_id, None)
+            if current is None:  # pragma: no cover - get without gone_ok raises instead
+                raise PermanentError(f"event {inp.event_id} not found", code="notFound")
+            updated, changed = apply_patch(current, inp.changes, self._policy(inp.dst_gap_policy))
+            organizer = await be.account(current.organizer.email if current.organizer else None)
+            notified = notify.on_update(be.provider, current, updated, changed, inp.send_updates, organizer,
+                                        be.google_domains())
+            if not changed:
+                return EventResult(event=current, notified=[], notification="none")
+            # The caller's etag guards against changes since the caller read the event; without one, the
+            # etag we just read guards our own read-modify-write.
+            result = await be.patch(calendar, current, updated, changed, inp.etag or current.etag or "*",
+                                    inp.send_updates)
+            act.detail.update(changed=sorted(changed), notified=len(notified))
+            return EventResult(event=result, notified=notified, notification="update" if notified else "none")
+
+    async def delete(self, inp: DeleteEventInput) -> DeleteResult:
+        async with self.rt.action(self.plugin, inp.organization_id, inp.connection, f"{self.name}.delete_event",
+                                  target=inp.event_id) as act:
+            be = self.backend_for(act)
+            calendar = be.default_calendar(inp.calendar_id)
+            current = await be.get(calendar, inp.event_id, None, gone_ok=True)
+            deleted = await be.delete(calendar, inp.event_id, inp.etag, inp.send_updates)
+            notified: list[str] = []
+            if deleted and current is not None and current.status != "cancelled":
+                organizer = await be.account(current.organizer.email if current.organizer else None)
+                notified = notify.on_delete(be.provider, current, inp.send_updates, organizer, be.google_domains())
+            act.detail.update(deleted=deleted)
+            return DeleteResult(event_id=inp.event_id, deleted=deleted, already_deleted=not deleted,
+                                notified=notified)
+
+    async def list_window(self, inp: ListEventsInput) -> EventList:
+        async with self.rt.action(self.plugin, inp.organization_id, inp.connection, f"{self.name}.list_events",
+                                  target=inp.calendar_id) as act:
+            lo, hi = _window(inp.time_min, inp.time_max, inp.time_zone or "UTC", "time_min", "time_max")
+            be = self.backend_for(act)
+            return await be.list_window(be.default_calendar(inp.calendar_id), lo, hi, inp.max_results,
+                                        inp.page_token, inp.time_zone)
+
+    async def instances(self, inp: InstancesInput) -> EventList:
+        async with self.rt.action(self.plugin, inp.organization_id, inp.connection, f"{self.name}.list_instances",
+                                  target=inp.event_id) as act:
+            lo, hi = _window(inp.time_min, inp.time_max, "UTC", "time_min", "time_max")
+            be = self.backend_for(act)
+            return await be.instances(be.default_calendar(inp.calendar_id), inp.event_id, lo, hi, inp.max_results,
+                                      inp.page_token)
+
+    # ---- availability ----------------------------------------------------------------------------
+    async def _availability(self, be: CalendarBackend, calendar: str, participants: Sequence[Participant],
+                            lo: datetime, hi: datetime, default_tz: str) -> list[ParticipantAvailability]:
+        if len(participants) > be.max_participants():
+            raise PermanentError(f"participants: at most {be.max_participants()} calendars per free/busy query, "
+                                 f"got {len(participants)}", code="too_many_participants",
+                                 details={"field": "participants", "limit": be.max_participants()})
+        found = await be.free_busy(calendar, participants, lo, hi, default_tz)
+        for p, a in zip(participants, found, strict=True):
+            a.required = p.required
+            if p.working_hours is not None:
+                a.working_hours, a.working_hours_source = p.working_hours, "input"
+            elif a.working_hours is None:
+                a.working_hours = WorkingHours(time_zone=zone(p.time_zone or default_tz, "time_zone").key)
+                a.working_hours_source = "default"
+        return found
+
+    async def find_availability(self, inp: AvailabilityInput) -> AvailabilityResult:
+        async with self.rt.action(self.plugin, inp.organization_id, inp.connection, f"{self.name}.find_availability",
+                                  target=inp.calendar_id) as act:
+            tz = zone(inp.time_zone, "time_zone")
+            lo, hi = _window(inp.window_start, inp.window_end, tz.key, "window_start", "window_end")
+            be = self.backend_for(act)
+            found = await self._availability(be, be.default_calendar(inp.calendar_id), inp.participants, lo, hi,
+                                              tz.key)
+            slots = av.find_slots(found, lo, hi, timedelta(minutes=inp.duration_minutes),
+                                  granularity_minutes=inp.granularity_minutes, align_tz=tz,
+                                  working_hours_only=inp.working_hours_only, max_slots=inp.max_slots,
+                                  tentative_is_busy=inp.tentative_is_busy)
+            act.detail.update(participants=len(found), slots=len(slots))
+            return AvailabilityResult(participants=found, slots=slots)
+
+    async def check_conflicts(self, inp: ConflictCheckInput) -> ConflictCheckResult:
+        """The conflict policy on create: the organizer's and required attendees' calendars."""
+        async with self.rt.action(self.plugin, inp.organization_id, inp.connection, f"{self.name}.check_conflicts",
+                                  target=inp.calendar_id or inp.event.calendarId) as act:
+            event = resolve_event(inp.event, self._policy(inp.dst_gap_policy))
+            start, end = _bounds(event)
+            if inp.policy == "next_free_slot" and event.all_day:
+                raise PermanentError("conflict_policy: next_free_slot moves timed events only; use fail for all-day "
+                                     "events", code="invalid_policy", details={"field": "conflict_policy"})
+            be = self.backend_for(act)
+            organizer = await be.account(event.organizer.email if event.organizer else None)
+            people: list[Participant] = []
+            seen: set[str] = set()
+            for email in [organizer, *[a.email for a in event.attendees if not a.optional]]:
+                if email and email.lower() not in seen:
+                    seen.add(email.lower())
+                    people.append(Participant(email=email, time_zone=event.time_zone))
+            hi = end if inp.policy != "next_free_slot" else start + timedelta(days=inp.horizon_days)
+            found = await self._availability(be, be.default_calendar(inp.calendar_id or inp.event.calendarId),
+                                              people, start, hi, event.time_zone)
+            unchecked = [a.email for a in found if a.error]
+            clashes = av.conflicts(found, start, end)
+            result = ConflictCheckResult(decision="conflict" if clashes else "free", conflicts=clashes,
+                                         start=start.isoformat(), end=end.isoformat(), unchecked=unchecked)
+            if clashes and inp.policy == "next_free_slot":
+                slots = av.find_slots(found, start, hi, end - start, granularity_minutes=15,
+                                      align_tz=zone(event.time_zone), working_hours_only=inp.working_hours_only,
+                                      max_slots=1, not_before=start)
+                if not slots:
+                    raise PermanentError(f"conflict_policy next_free_slot: no free slot of {end - start} within "
+                                         f"{inp.horizon_days} days after {start.isoformat()}", code="no_free_slot",
+                                         details={"conflicts": [c.model_dump(mode="json") for c in clashes]})
+                tz = zone(event.time_zone)
+                result = result.model_copy(update={
+                    "decision": "moved", "moved_from": start.isoformat(),
+                    "start": slots[0].start.astimezone(tz).isoformat(), "end": slots[0].end.astimezone(tz).isoformat()})
+            act.detail.update(decision=result.decision, conflicts=len(clashes))
+            return result
+
+
+def _window(lo_s: str, hi_s: str, tz: str, lo_field: str, hi_field: str) -> tuple[datetime, datetime]:
+    lo, hi = parse_instant(lo_s, lo_field, tz), parse_instant(hi_s, hi_field, tz)
+    if hi <= lo:
+        raise PermanentError(f"{hi_field} must be after {lo_field} (the time range is empty)", code="timeRangeEmpty",
+                             details={"field": hi_field})
+    return lo, hi
+
+
+def _bounds(event: CalendarEvent) -> tuple[datetime, datetime]:
+    """The first occurrence's [start, end) as instants (all-day: local midnights in the event's zone)."""
+    from activities.calendar.tz import midnight
+
+    tz = zone(event.time_zone)
+    if event.start.date is not None and event.end.date is not None:
+        return midnight(event.start.date, tz), midnight(event.end.date, tz)
+    if event.start.date_time is None or event.end.date_time is None:  # pragma: no cover - model invariant
+        raise PermanentError("event has no start", code="invalid_time")
+    return event.start.date_time, event.end.date_time

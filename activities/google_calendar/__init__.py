@@ -1,0 +1,1 @@
+"""Google Calendar v3 plugin: events, instances, freeBusy; OAuth user and service-account credentials."""

@@ -1,0 +1,32 @@
+"""Google Calendar v3 facts as data: auth, base URL, documented quotas."""
+
+from __future__ import annotations
+
+from activities.spec import ProviderSpec, RateLimitSpec
+from store.models import IntegrationType
+
+USER_QUOTA_PER_MINUTE = 600
+PROJECT_QUOTA_PER_MINUTE = 10_000
+QUOTA_PERIOD_SECONDS = 60.0
+# Writes need calendar or calendar.events; freeBusy and calendars.get need calendar or calendar.readonly.
+SCOPES = ("https://www.googleapis.com/auth/calendar.events", "https://www.googleapis.com/auth/calendar.readonly")
+MAX_FREEBUSY_CALENDARS = 50  # calendarExpansionMax
+ID_ALPHABET = "0123456789abcdefghijklmnopqrstuv"  # base32hex: the characters a client-supplied id may use
+
+SPEC = ProviderSpec(
+    name="google_calendar",
+    integration_type=IntegrationType.GOOGLE_CALENDAR,
+    auth_kind="oauth2",
+    base_url_setting="google_calendar_base_url",
+    token_url_setting="google_token_url",
+    scopes=SCOPES,
+    rate_limits={
+        # Both are sliding per-minute windows (developers.google.com/workspace/calendar/api/guides/quota).
+        "user": RateLimitSpec("user", USER_QUOTA_PER_MINUTE, QUOTA_PERIOD_SECONDS,
+                              "requests per minute per user per project"),
+        "project": RateLimitSpec("project", PROJECT_QUOTA_PER_MINUTE, QUOTA_PERIOD_SECONDS,
+                                 "requests per minute per project (configurable)"),
+    },
+    secret_settings=("access_token", "refresh_token"),
+    docs="https://developers.google.com/workspace/calendar/api/v3/reference",
+)

@@ -1,0 +1,1 @@
+"""Microsoft Graph (Outlook calendar) plugin: events, calendarView, instances, getSchedule; MSAL auth."""

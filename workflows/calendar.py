@@ -1,0 +1,168 @@
+"""Calendar workflows for both providers: CalendarAction create/update/cancel and ScheduleMeeting.
+
+The provider is chosen by `integration_type` (GOOGLE_CALENDAR → `google_calendar.*` activities,
+OUTLOOK_CALENDAR → `outlook.*`); both take and return the same provider-neutral models.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.calendar.model import (
+        Attendee,
+        AvailabilityInput,
+        AvailabilityResult,
+        CalendarActionInput,
+        CancelCalendarEventInput,
+        CancelCalendarEventResult,
+        ConflictCheckInput,
+        ConflictCheckResult,
+        CreateCalendarEventResult,
+        CreateEventInput,
+        DeleteEventInput,
+        DeleteResult,
+        EventResult,
+        EventSpec,
+        Participant,
+        ScheduleMeetingInput,
+        ScheduleMeetingResult,
+        UpdateCalendarEventInput,
+        UpdateCalendarEventResult,
+        UpdateEventInput,
+        provider_of,
+    )
+    from activities.errors import ErrorClass
+    from activities.policies import LOOKUP, SEND
+
+
+def _provider(integration_type: str) -> str:
+    try:
+        return provider_of(integration_type)
+    except ValueError as exc:
+        raise ApplicationError(str(exc), type=ErrorClass.PERMANENT.value, non_retryable=True) from None
+
+
+def _refuse(message: str, code: str, details: dict[str, Any]) -> ApplicationError:
+    """A deliberate, non-retryable workflow failure in the error taxonomy."""
+    return ApplicationError(message, {"error_class": ErrorClass.PERMANENT.value, "code": code, "message": message,
+                                      **details}, type=ErrorClass.PERMANENT.value, non_retryable=True)
+
+
+@workflow.defn(name="CreateCalendarEvent")
+class CreateCalendarEvent:
+    """One OpenSyte CalendarAction: apply the conflict policy, then create the event and invite."""
+
+    @workflow.run
+    async def run(self, inp: CalendarActionInput) -> CreateCalendarEventResult:
+        provider = _provider(inp.integration_type)
+        spec = inp.spec()
+        decision: str = "unchecked"
+        check: ConflictCheckResult | None = None
+        if inp.conflict_policy != "ignore":
+            check = await workflow.execute_activity(
+                f"{provider}.check_conflicts",
+                ConflictCheckInput(organization_id=inp.organization_id, connection=inp.connection,
+                                   calendar_id=inp.calendarId, event=spec, policy=inp.conflict_policy,
+                                   horizon_days=inp.horizon_days, working_hours_only=inp.working_hours_only,
+                                   dst_gap_policy=inp.dst_gap_policy),
+                result_type=ConflictCheckResult, **LOOKUP.kwargs())
+            decision = check.decision
+            if check.decision == "conflict" and inp.conflict_policy == "fail":
+                who = sorted({c.email for c in check.conflicts})
+                raise _refuse(f"the event conflicts with busy time of {', '.join(who)}", "calendar_conflict",
+                              {"conflicts": [c.model_dump(mode="json") for c in check.conflicts]})
+            if check.decision == "moved":
+                spec = spec.model_copy(update={"startTime": check.start, "endTime": check.end})
+        res: EventResult = await workflow.execute_activity(
+            f"{provider}.create_event",
+            CreateEventInput(organization_id=inp.organization_id, connection=inp.connection,
+                             calendar_id=inp.calendarId, event=spec, send_updates=inp.send_updates,
+                             idempotency_key=inp.idempotency_key, dst_gap_policy=inp.dst_gap_policy),
+            result_type=EventResult, **SEND.kwargs())
+        return CreateCalendarEventResult(
+            provider=provider, event=res.event, notified=res.notified, decision=decision,
+            conflicts=check.conflicts if check else [], moved_from=check.moved_from if check else None)
+
+
+@workflow.defn(name="UpdateCalendarEvent")
+class UpdateCalendarEvent:
+    """Change an event (If-Match on its etag/changeKey); the result lists who the provider notified."""
+
+    @workflow.run
+    async def run(self, inp: UpdateCalendarEventInput) -> UpdateCalendarEventResult:
+        provider = _provider(inp.integration_type)
+        res: EventResult = await workflow.execute_activity(
+            f"{provider}.update_event",
+            UpdateEventInput(organization_id=inp.organization_id, connection=inp.connection,
+                             calendar_id=inp.calendarId, event_id=inp.eventId, changes=inp.changes, etag=inp.etag,
+                             send_updates=inp.send_updates, dst_gap_policy=inp.dst_gap_policy),
+            result_type=EventResult, **SEND.kwargs())
+        return UpdateCalendarEventResult(provider=provider, event=res.event,
+                                         notified=res.notified, notification=res.notification)
+
+
+@workflow.defn(name="CancelCalendarEvent")
+class CancelCalendarEvent:
+    """Delete an event (attendees get cancellations); deleting twice is a success."""
+
+    @workflow.run
+    async def run(self, inp: CancelCalendarEventInput) -> CancelCalendarEventResult:
+        provider = _provider(inp.integration_type)
+        res: DeleteResult = await workflow.execute_activity(
+            f"{provider}.delete_event",
+            DeleteEventInput(organization_id=inp.organization_id, connection=inp.connection,
+                             calendar_id=inp.calendarId, event_id=inp.eventId, etag=inp.etag,
+                             send_updates=inp.send_updates),
+            result_type=DeleteResult, **SEND.kwargs())
+        return CancelCalendarEventResult(provider=provider, event_id=res.event_id,
+                                         deleted=res.deleted, already_deleted=res.already_deleted,
+                                         notified=res.notified)
+
+
+@workflow.defn(name="ScheduleMeeting")
+class ScheduleMeeting:
+    """Find a slot free for the organizer and every required attendee within their working hours (each in
+    their own zone), create the meeting there, send the invitations, and report the chosen slot."""
+
+    @workflow.run
+    async def run(self, inp: ScheduleMeetingInput) -> ScheduleMeetingResult:
+        provider = _provider(inp.integration_type)
+        participants = [Participant(email=inp.organizer, required=True, time_zone=inp.timezone,
+                                    working_hours=inp.organizer_working_hours)]
+        participants += [Participant(email=a.email, required=not a.optional, time_zone=a.time_zone,
+                                     working_hours=a.working_hours)
+                         for a in inp.attendees if a.email.lower() != inp.organizer.lower()]
+        avail: AvailabilityResult = await workflow.execute_activity(
+            f"{provider}.find_availability",
+            AvailabilityInput(organization_id=inp.organization_id, connection=inp.connection,
+                              calendar_id=inp.calendarId, participants=participants, window_start=inp.window_start,
+                              window_end=inp.window_end, duration_minutes=inp.duration_minutes,
+                              granularity_minutes=inp.granularity_minutes,
+                              working_hours_only=inp.working_hours_only, time_zone=inp.timezone, max_slots=5),
+            result_type=AvailabilityResult, **LOOKUP.kwargs())
+        if not avail.slots:
+            raise _refuse(f"no {inp.duration_minutes}-minute slot between {inp.window_start} and {inp.window_end} "
+                          "is free for the organizer and every required attendee", "no_free_slot",
+                          {"availability": [p.model_dump(mode="json") for p in avail.participants]})
+        slot = avail.slots[0]
+        spec = EventSpec(
+            calendarId=inp.calendarId, title=inp.title, description=inp.description, location=inp.location,
+            startTime=slot.start.isoformat(), endTime=slot.end.isoformat(), timezone=inp.timezone,
+            attendees=[Attendee(email=a.email, name=a.name, optional=a.optional) for a in inp.attendees],
+            organizer=inp.organizer, reminders=inp.reminders, online_meeting=inp.online_meeting)
+        res: EventResult = await workflow.execute_activity(
+            f"{provider}.create_event",
+            CreateEventInput(organization_id=inp.organization_id, connection=inp.connection,
+                             calendar_id=inp.calendarId, event=spec, send_updates=inp.send_updates,
+                             idempotency_key=inp.idempotency_key),
+            result_type=EventResult, **SEND.kwargs())
+        return ScheduleMeetingResult(provider=provider, slot=slot, event=res.event,
+                                     notified=res.notified, alternatives=avail.slots[1:],
+                                     availability=avail.participants)
+
+
+CALENDAR_WORKFLOWS: tuple[type, ...] = (CreateCalendarEvent, UpdateCalendarEvent, CancelCalendarEvent, ScheduleMeeting)
