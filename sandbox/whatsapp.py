@@ -35,6 +35,14 @@ TIER_LIMITS: dict[str, int | None] = {
 MEDIA_KINDS = ("image", "video", "audio", "document", "sticker")
 
 
+def tier_limit(tier: str) -> int | None:
+    """TIER_250 → 250, TIER_10K → 10000, TIER_UNLIMITED → None; any TIER_<n> works for tests."""
+    if tier in TIER_LIMITS:
+        return TIER_LIMITS[tier]
+    m = re.fullmatch(r"TIER_(\d+)(K?)", tier)
+    return int(m.group(1)) * (1000 if m.group(2) else 1) if m else 250
+
+
 def graph_error(
     status: int, code: int, message: str, *, etype: str = "OAuthException", details: str | None = None,
     subcode: int | None = None, transient: bool | None = None, headers: dict[str, str] | None = None,
@@ -598,7 +606,7 @@ class WhatsAppFake:
         return None
 
     def take_initiation(self, num: PhoneNumberConfig, to: str) -> bool:
-        limit = TIER_LIMITS.get(num.messaging_limit_tier, 250)
+        limit = tier_limit(num.messaging_limit_tier)
         if limit is None:
             return True
         seen = self.state.initiations[num.waba_id]
@@ -676,7 +684,7 @@ class WhatsAppFake:
     def number_view(self, num: PhoneNumberConfig) -> dict[str, Any]:
         data = num.model_dump(include={"display_phone_number", "verified_name", "quality_rating",
                                        "code_verification_status", "name_status", "status", "messaging_limit_tier"})
-        limit = TIER_LIMITS.get(num.messaging_limit_tier, 250)
+        limit = tier_limit(num.messaging_limit_tier)
         data.update({"id": num.phone_number_id, "platform_type": "CLOUD_API",
                      "whatsapp_business_manager_messaging_limit": f"TIER_{limit}" if limit else "TIER_UNLIMITED",
                      "throughput": {"level": "STANDARD" if num.throughput_mps <= 80 else "HIGH"}})

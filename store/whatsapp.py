@@ -118,6 +118,20 @@ class WhatsAppCostDaily(SQLModel, table=True):
     cost_amount: float = 0.0
 
 
+class WhatsAppFailureCount(SQLModel, table=True):
+    """Asynchronous (webhook-reported) failures per connection and error code."""
+
+    __tablename__ = "whatsapp_failure_count"
+    __table_args__ = (UniqueConstraint("connection_id", "code"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    connection_id: str = Field(index=True)
+    code: str
+    count: int = 0
+    last_title: str = ""
+    last_at: datetime = Field(default_factory=utcnow)
+
+
 Rates = dict[tuple[str, str], tuple[float, str]]
 _initiation_lock = threading.Lock()
 
@@ -342,23 +356,30 @@ class WhatsAppStore:
 
     # ---- connection health from asynchronous failures ---------------------------------------
     def note_async_failure(self, connection_id: str, code: str, title: str, health: Health | None) -> None:
-        """Count webhook-reported failures by code on the connection; change health when told to."""
+        """Count webhook-reported failures by code; change the connection's health when told to."""
         with self.session() as s:
+            row = s.exec(select(WhatsAppFailureCount).where(WhatsAppFailureCount.connection_id == connection_id,
+                                                            WhatsAppFailureCount.code == code)).first()
+            row = row or WhatsAppFailureCount(connection_id=connection_id, code=code)
+            row.count += 1
+            row.last_title, row.last_at = title, utcnow()
+            s.add(row)
             conn = s.get(Connection, connection_id)
-            if conn is None:
-                return
-            detail = dict(conn.health_detail or {})
-            counts = dict(detail.get("async_failures") or {})
-            counts[code] = int(counts.get(code, 0)) + 1
-            detail["async_failures"] = counts
-            detail["last_async_failure"] = {"code": code, "title": title, "at": utcnow().isoformat()}
-            conn.health_detail = detail
-            conn.error_count += 1
-            if health is not None:
-                conn.health = health.value
-                conn.last_health_check = utcnow()
-            s.add(conn)
+            if conn is not None:
+                detail = dict(conn.health_detail or {})
+                detail["last_async_failure"] = {"code": code, "title": title, "at": utcnow().isoformat()}
+                conn.health_detail = detail
+                conn.error_count += 1
+                if health is not None:
+                    conn.health = health.value
+                    conn.last_health_check = utcnow()
+                s.add(conn)
             s.commit()
+
+    def failure_counts(self, connection_id: str) -> dict[str, int]:
+        with self.session() as s:
+            return {r.code: r.count for r in s.exec(select(WhatsAppFailureCount).where(
+                WhatsAppFailureCount.connection_id == connection_id)).all()}
 
     # ---- the portfolio's messaging limit ---------------------------------------------------
     def reserve_initiations(self, portfolio_id: str, org: str, wa_ids: Sequence[str], limit: int,

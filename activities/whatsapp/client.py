@@ -8,6 +8,7 @@ from activities.limiter import Limit
 from activities.pipeline import Action, Response
 from activities.whatsapp.spec import (
     DEFAULT_THROUGHPUT_MPS,
+    LIMIT_MARGIN_SECONDS,
     MAX_THROUGHPUT_MPS,
     PAIR_BURST,
     PAIR_LIMIT_PERIOD_SECONDS,
@@ -34,16 +35,21 @@ class WhatsAppClient:
     def url(self, *parts: str) -> str:
         return "/".join([self.act.base_url().rstrip("/"), self.version, *parts])
 
+    def margin(self) -> float:
+        value = self.act.settings.get("limit_margin_seconds")
+        return LIMIT_MARGIN_SECONDS if value is None else max(0.0, float(value))
+
     def throughput_limit(self) -> Limit:
         mps = int(self.act.settings.get("throughput_mps") or DEFAULT_THROUGHPUT_MPS)
-        return Limit("whatsapp.throughput", self.phone_number_id, max(1, min(mps, MAX_THROUGHPUT_MPS)), 1.0)
+        return Limit("whatsapp.throughput", self.phone_number_id, max(1, min(mps, MAX_THROUGHPUT_MPS)),
+                     1.0 + self.margin())
 
     def pair_limit(self, wa_id: str) -> Limit:
         """`burst` messages per `burst * period`: never more than Meta's pair allowance (GCRA with that
         burst), and exactly one per period when burst is 1."""
         period = float(self.act.settings.get("pair_period_seconds") or PAIR_LIMIT_PERIOD_SECONDS)
         burst = max(1, int(self.act.settings.get("pair_burst") or PAIR_BURST))
-        return Limit("whatsapp.pair", f"{self.phone_number_id}:{wa_id}", burst, burst * period)
+        return Limit("whatsapp.pair", f"{self.phone_number_id}:{wa_id}", burst, burst * period + self.margin())
 
     async def send(self, payload: dict[str, Any], wa_id: str, *, category: str | None = None) -> Response:
         """POST /{phone-number-id}/messages with the per-number and per-pair limits applied."""

@@ -12,6 +12,7 @@ from activities.whatsapp.models import InboundMessage
 from activities.whatsapp.spec import (
     CUSTOMER_SERVICE_WINDOW_SECONDS,
     DEFAULT_MESSAGING_LIMIT,
+    LIMIT_MARGIN_SECONDS,
     MESSAGING_LIMIT_TIERS,
     MESSAGING_LIMIT_WINDOW_SECONDS,
 )
@@ -119,7 +120,10 @@ def messaging_limit(settings: dict[str, Any]) -> int | None:
 
 
 def messaging_limit_window(settings: dict[str, Any]) -> float:
-    return float(settings.get("messaging_limit_window_seconds") or MESSAGING_LIMIT_WINDOW_SECONDS)
+    """The moving window plus the jitter margin (a slot frees a little after Meta frees it)."""
+    margin = settings.get("limit_margin_seconds")
+    return float(settings.get("messaging_limit_window_seconds") or MESSAGING_LIMIT_WINDOW_SECONDS) + (
+        LIMIT_MARGIN_SECONDS if margin is None else max(0.0, float(margin)))
 
 
 def portfolio_id(settings: dict[str, Any]) -> str:

@@ -17,6 +17,9 @@ MESSAGING_LIMIT_TIERS: dict[str, int | None] = {
     "TIER_100K": 100_000, "TIER_UNLIMITED": None, "UNLIMITED": None,
 }
 CUSTOMER_SERVICE_WINDOW_SECONDS = 24 * 3600
+# Our windows are this much longer than Meta's: a request that waited in our event loop or on the network
+# after taking its slot still arrives inside Meta's limit (jitter must not turn into 130429 / 131056).
+LIMIT_MARGIN_SECONDS = 0.1
 TEMPLATE_CACHE_SECONDS = 300.0
 
 # Connection settings this plugin reads (non-secret; `osi connections add --setting k=v`).
@@ -37,6 +40,7 @@ SETTINGS_DOC: dict[str, str] = {
     "auto_opt_out": "a STOP keyword from the customer opts them out (default true)",
     "opt_out_keywords": "list of keywords that opt a customer out of everything",
     "marketing_opt_out_keywords": "list of keywords that opt a customer out of marketing only",
+    "limit_margin_seconds": f"slack added to every limit window against jitter (default {LIMIT_MARGIN_SECONDS})",
     "api_version": "Graph API version (default from OSI_WHATSAPP_API_VERSION)",
 }
 
