@@ -111,7 +111,8 @@ class WhatsAppConversation:
             phone_number_id=self.inp.phone_number_id, wa_id=self.inp.wa_id, profile_name=self.state.profile_name,
             window_open=self._window_open(), window_closes_at=closes, opted_in=self.state.opted_in,
             opted_out=self.state.opted_out, context=self.state.context,
-            messages=sorted(self.messages.values(), key=lambda m: m.seq), seq=self.state.seq)
+            messages=sorted(self.messages.values(), key=lambda m: m.seq), seq=self.state.seq,
+            subscriptions=len(self.subscriptions))
 
     # ---- updates ------------------------------------------------------------------------------
     @workflow.update(name="send_reply")

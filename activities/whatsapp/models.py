@@ -559,6 +559,7 @@ class ConversationView(_Model):
     context: dict[str, Any]
     messages: list[ConversationMessage]
     seq: int
+    subscriptions: int = 0
 
 
 class ConversationResult(_Model):
