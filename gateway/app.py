@@ -17,7 +17,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
 from activities.runtime import Runtime
-from gateway import admin, codec, slack, whatsapp
+from gateway import admin, calendar_oauth, codec, slack, whatsapp
 from worker.settings import Settings, get_settings
 from worker.temporal import connect
 
@@ -81,4 +81,5 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None,
 
     app.include_router(whatsapp.router(), prefix="/webhooks/whatsapp")
     app.include_router(slack.router())
+    app.include_router(calendar_oauth.router())
     return app

@@ -7,6 +7,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
+from sandbox.google import GoogleFake
+from sandbox.graph import EntraFake, GraphFake
 from sandbox.state import FaultConfig, RecordedRequest, SandboxState, fingerprint, now, parse_body
 from sandbox.whatsapp import WhatsAppFake
 
@@ -14,6 +16,9 @@ from sandbox.whatsapp import WhatsAppFake
 # the prefix) and `control_router()` (test/demo controls under /_sandbox/<name>).
 FAKES: list[tuple[str, str, Callable[[SandboxState], Any]]] = [
     ("whatsapp", "/whatsapp", WhatsAppFake),
+    ("google", "/google", GoogleFake),
+    ("graph", "/graph", GraphFake),
+    ("entra", "/entra", EntraFake),
 ]
 PREFIXES = {prefix: name for name, prefix, _ in FAKES}
 

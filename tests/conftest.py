@@ -80,6 +80,7 @@ def settings(stack: StackInfo, sandbox: SandboxHandle, gateway_port: int) -> Set
         google_calendar_base_url=f"{sandbox.url}/google/calendar/v3/",
         google_token_url=f"{sandbox.url}/google/token",
         graph_base_url=f"{sandbox.url}/graph/v1.0/",
+        entra_http_route=f"{sandbox.url}/entra",
         breaker_failure_threshold=50,
         _env_file=None,  # type: ignore[call-arg]
     )
