@@ -78,6 +78,7 @@ class BulkSendWhatsAppTemplate:
         error: ApplicationError | None = None
         while True:
             if self.cancel_requested or error is not None:
+                self.progress.cancelled += sum(len(q) for q in queue)  # never attempted
                 queue.clear()
             while queue and not self.paused and len(running) < inp.max_parallel_batches:
                 indices = queue.pop(0)
@@ -126,10 +127,9 @@ class BulkSendWhatsAppTemplate:
                 queue = [due[i:i + inp.batch_size] for i in range(0, len(due), inp.batch_size)]
                 continue
             break
-        # Whatever never got a chance (cancel, fatal error) is counted, so the numbers add up.
-        leftovers = sum(len(q) for q in queue) + (len(held) if self.cancel_requested or error else 0)
-        self.progress.cancelled += leftovers
+        # Held recipients that never got their slot (cancel, fatal error) count as cancelled: the numbers add up.
         if self.cancel_requested or error:
+            self.progress.cancelled += len(held)
             self.progress.held -= len(held)
         self.progress.state = "failed" if error else ("cancelled" if self.cancel_requested else "completed")
         result = BulkSendWhatsAppTemplateResult(**self.progress.model_dump(), failures=self.failures)
