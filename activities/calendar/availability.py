@@ -121,7 +121,7 @@ def find_slots(participants: Sequence[ParticipantAvailability], lo: datetime, hi
     for s, e in common:
         t = _align(s, tz, granularity_minutes)
         while t + duration <= e and len(slots) < max_slots:
-            slots.append(Slot(start=t, end=t + duration, optional_free=[
+            slots.append(Slot(start=t.astimezone(tz), end=(t + duration).astimezone(tz), optional_free=[
                 email for email, free in optional if any(fs <= t and t + duration <= fe for fs, fe in free)]))
             t = _align(t + step, tz, granularity_minutes)
         if len(slots) >= max_slots:

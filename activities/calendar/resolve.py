@@ -74,6 +74,15 @@ def _attendees(items: list[Attendee], variables: dict[str, Any]) -> list[Attende
     return out
 
 
+def _wall(value: str) -> datetime | None:
+    """The naive wall-clock time written in `value`, or None when it carries an offset (or is no date-time)."""
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is None else None
+
+
 def _times(start_s: str, end_s: str, all_day: bool, tz_name: str, policy: GapPolicy) -> tuple[EventTime, EventTime]:
     tz = zone(tz_name, "timezone")
     if all_day:
@@ -85,6 +94,11 @@ def _times(start_s: str, end_s: str, all_day: bool, tz_name: str, policy: GapPol
         return (EventTime(date=first, time_zone=tz.key), EventTime(date=last + timedelta(days=1), time_zone=tz.key))
     start = parse_datetime(start_s, tz, policy, "startTime")
     end = parse_datetime(end_s, tz, policy, "endTime")
+    start_wall, end_wall = _wall(start_s), _wall(end_s)
+    if start_wall is not None and end_wall is not None and start.replace(tzinfo=None) != start_wall:
+        # The start fell in a DST gap and was shifted forward: keep the length the caller asked for
+        # (02:30-03:30 on a spring-forward day becomes 03:30-04:30, not an empty 03:30-03:30).
+        end = max(end, start + (end_wall - start_wall))
     if end <= start:
         raise PermanentError(f"endTime: {end.isoformat()} must be after startTime {start.isoformat()}",
                              code="invalid_time_range", details={"field": "endTime"})

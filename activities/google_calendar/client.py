@@ -20,7 +20,7 @@ from activities.calendar.model import (
 )
 from activities.errors import IntegrationError, PermanentError
 from activities.google_calendar import auth
-from activities.google_calendar.spec import MAX_FREEBUSY_CALENDARS, QUOTA_PERIOD_SECONDS
+from activities.google_calendar.spec import LIMIT_MARGIN_SECONDS, MAX_FREEBUSY_CALENDARS, QUOTA_PERIOD_SECONDS
 from activities.google_calendar.translate import (
     conference_request,
     event_id_for,
@@ -41,7 +41,7 @@ class GoogleCalendarClient:
     """Calendar calls for one connection. Connection settings: `calendar_id` (default "primary"), `user`
     (the account's email: organizer and quota key), `project_id` (the Cloud project: quota key),
     `google_domains` (who counts as a Google user for externalOnly), `quota_per_user`,
-    `quota_per_project`, `quota_period_seconds` (overrides), `not_found_attempts`."""
+    `quota_per_project`, `quota_period_seconds`, `limit_margin_seconds` (overrides), `not_found_attempts`."""
 
     provider: Provider = "google_calendar"
 
@@ -81,7 +81,9 @@ class GoogleCalendarClient:
 
     def limits(self) -> list[Limit]:
         s, rs = self.settings, self.act.rt.settings
-        period = float(s.get("quota_period_seconds") or QUOTA_PERIOD_SECONDS)
+        margin = s.get("limit_margin_seconds")
+        period = float(s.get("quota_period_seconds") or QUOTA_PERIOD_SECONDS) + (
+            LIMIT_MARGIN_SECONDS if margin is None else max(0.0, float(margin)))
         project = str(s.get("project_id") or "default")
         user = str(self.subject or s.get("user") or self.email or self.act.connection.id)
         return [

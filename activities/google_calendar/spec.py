@@ -8,6 +8,9 @@ from store.models import IntegrationType
 USER_QUOTA_PER_MINUTE = 600
 PROJECT_QUOTA_PER_MINUTE = 10_000
 QUOTA_PERIOD_SECONDS = 60.0
+# Google counts a request when it arrives, we when we send it: the window is widened by this much so
+# network jitter between the two clocks never lets one request too many into Google's window.
+LIMIT_MARGIN_SECONDS = 0.25
 # Writes need calendar or calendar.events; freeBusy and calendars.get need calendar or calendar.readonly.
 SCOPES = ("https://www.googleapis.com/auth/calendar.events", "https://www.googleapis.com/auth/calendar.readonly")
 MAX_FREEBUSY_CALENDARS = 50  # calendarExpansionMax

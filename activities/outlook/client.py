@@ -22,7 +22,7 @@ from activities.calendar.tz import to_windows
 from activities.errors import ConfigurationError, IntegrationError, PermanentError
 from activities.limiter import Concurrency, Limit
 from activities.outlook import auth
-from activities.outlook.spec import MAILBOX_PERIOD_SECONDS, MAX_SCHEDULE_DAYS, MAX_SCHEDULES
+from activities.outlook.spec import LIMIT_MARGIN_SECONDS, MAILBOX_PERIOD_SECONDS, MAX_SCHEDULE_DAYS, MAX_SCHEDULES
 from activities.outlook.translate import (
     from_graph,
     parse_graph_datetime,
@@ -45,7 +45,7 @@ class OutlookCalendarClient:
     """Calendar calls for one connection. Connection settings: `mailbox` (UPN or id; "me" for delegated
     connections, required for app-only ones unless the organizer names it), `calendar_id` (default: the
     mailbox's default calendar), `tenant`, `user` (the signed-in user's email), `quota_per_10_minutes`,
-    `quota_period_seconds`, `concurrency` (overrides)."""
+    `quota_period_seconds`, `limit_margin_seconds`, `concurrency` (overrides)."""
 
     provider: Provider = "outlook"
 
@@ -100,7 +100,9 @@ class OutlookCalendarClient:
     def limits(self) -> tuple[list[Limit], list[Concurrency]]:
         s, rs = self.settings, self.act.rt.settings
         key = f"{self.app_key}:{self._mailbox_key()}"
-        period = float(s.get("quota_period_seconds") or MAILBOX_PERIOD_SECONDS)
+        margin = s.get("limit_margin_seconds")
+        period = float(s.get("quota_period_seconds") or MAILBOX_PERIOD_SECONDS) + (
+            LIMIT_MARGIN_SECONDS if margin is None else max(0.0, float(margin)))
         budget = int(s.get("quota_per_10_minutes") or rs.outlook_mailbox_requests_per_10_minutes)
         concurrent = int(s.get("concurrency") or rs.outlook_mailbox_concurrency)
         return [Limit("outlook.mailbox", key, budget, period)], [Concurrency("outlook.mailbox", key, concurrent)]

@@ -8,6 +8,8 @@ from store.models import IntegrationType
 MAILBOX_REQUESTS = 10_000
 MAILBOX_PERIOD_SECONDS = 600.0
 MAILBOX_CONCURRENCY = 4
+# Graph counts a request on arrival, we on sending: the window is widened against network jitter.
+LIMIT_MARGIN_SECONDS = 0.25
 MAX_SCHEDULES = 20  # getSchedule: up to 20 entities per call
 MAX_SCHEDULE_DAYS = 62  # getSchedule: the period "must be less than 62 days"
 MAX_ATTENDEES = 500
