@@ -62,7 +62,8 @@ async def test_create_get_patch_delete_round_trip(runtime, sandbox):
                                                       reminders=[{"method": "popup", "minutes": 10}]),
         idempotency_key="k1"))
     ev = res.event
-    assert res.created and ev.id == event_id_for(f"{c.organization_id}:{c.connection_id}:google_calendar.create_event:k1")
+    key = f"{c.organization_id}:{c.connection_id}:google_calendar.create_event:k1"
+    assert res.created and ev.id == event_id_for(key)
     assert ev.start.date_time == datetime(2030, 3, 4, 14, tzinfo=UTC) and ev.time_zone == "America/New_York"
     assert [a.email for a in ev.attendees] == ["ann@partner.org", "bob@example.com"] and ev.attendees[1].optional
     assert ev.reminders.overrides[0].minutes == 10 and not ev.reminders.use_default

@@ -127,11 +127,14 @@ class OutlookCalendarClient:
             return {"Authorization": f"Bearer {token}"}, False
         return {}, True
 
+    async def _ensure(self) -> None:
+        """Resolve the mailbox before any URL is built (app-only connections never use /me)."""
+        if self.mailbox is None:
+            await self._resolve()
+
     async def call(self, method: str, url: str, *, params: dict[str, Any] | None = None, json: Any = None,
                    headers: dict[str, str] | None = None, time_zone: str | None = None, gone_ok: bool = False
                    ) -> Response | None:
-        if self.mailbox is None:
-            await self._resolve()
         extra, authenticate = await self._auth()
         hdrs = {**extra, **(headers or {})}
         if time_zone:
@@ -156,6 +159,7 @@ class OutlookCalendarClient:
     # ---- events ----------------------------------------------------------------------------------
     async def insert(self, calendar: str, event: CalendarEvent, key: str | None,
                      send_updates: SendUpdates) -> tuple[CalendarEvent, bool]:
+        await self._ensure()
         # Graph deduplicates creates by transactionId, so a retried activity gets the first event back.
         body = to_graph(event, transaction=transaction_id(key) if key else None)
         resp = await self.call("POST", self.events_path(calendar), json=body, time_zone=event.time_zone)
@@ -165,11 +169,13 @@ class OutlookCalendarClient:
 
     async def get(self, calendar: str, event_id: str, hint_tz: str | None, *, gone_ok: bool = False
                   ) -> CalendarEvent | None:
+        await self._ensure()
         resp = await self.call("GET", self.event_path(event_id), time_zone=hint_tz, gone_ok=gone_ok)
         return None if resp is None else from_graph(resp.json(), calendar or None, hint_tz=hint_tz)
 
     async def patch(self, calendar: str, current: CalendarEvent, updated: CalendarEvent, changed: set[str],
                     etag: str, send_updates: SendUpdates) -> CalendarEvent:
+        await self._ensure()
         body = to_graph_patch(updated, changed)
         resp = await self.call("PATCH", self.event_path(current.id or ""), json=body, headers={"If-Match": etag},
                                time_zone=updated.time_zone)
@@ -178,6 +184,7 @@ class OutlookCalendarClient:
         return from_graph(resp.json(), calendar or None, hint_tz=updated.time_zone)
 
     async def delete(self, calendar: str, event_id: str, etag: str | None, send_updates: SendUpdates) -> bool:
+        await self._ensure()
         headers = {"If-Match": etag} if etag else None
         # 204 deleted; 404 on a repeated delete means it is already gone: success.
         resp = await self.call("DELETE", self.event_path(event_id), headers=headers, gone_ok=True)
@@ -200,6 +207,7 @@ class OutlookCalendarClient:
 
     async def list_window(self, calendar: str, lo: datetime, hi: datetime, max_results: int,
                           page_token: str | None, hint_tz: str | None) -> EventList:
+        await self._ensure()
         if page_token:
             return await self._page(self._next_link(page_token), None, calendar, hint_tz)
         root = f"{self.root()}/calendars/{quote(calendar, safe='')}" if calendar else self.root()
@@ -209,6 +217,7 @@ class OutlookCalendarClient:
 
     async def instances(self, calendar: str, event_id: str, lo: datetime, hi: datetime, max_results: int,
                         page_token: str | None) -> EventList:
+        await self._ensure()
         if page_token:
             return await self._page(self._next_link(page_token), None, calendar, None)
         params = {"startDateTime": lo.astimezone(UTC).isoformat(), "endDateTime": hi.astimezone(UTC).isoformat(),
@@ -218,6 +227,7 @@ class OutlookCalendarClient:
     # ---- availability -------------------------------------------------------------------------
     async def free_busy(self, calendar: str, participants: Sequence[Participant], lo: datetime, hi: datetime,
                         default_tz: str) -> list[ParticipantAvailability]:
+        await self._ensure()
         if hi - lo >= timedelta(days=MAX_SCHEDULE_DAYS):
             raise PermanentError(f"window: getSchedule covers less than {MAX_SCHEDULE_DAYS} days, got "
                                  f"{(hi - lo).days}", code="window_too_long",
