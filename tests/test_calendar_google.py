@@ -149,7 +149,8 @@ async def test_all_day_multi_day_event_has_exclusive_end(runtime, sandbox):
     res = await a.create_event(CreateEventInput(organization_id=c.organization_id, event=EventSpec(
         title="Offsite", startTime="2030-06-01", endTime="2030-06-03", isAllDay=True, timezone="Europe/Berlin")))
     stored = (await events_of(sandbox, c.email))[0]
-    assert stored["start"] == {"date": "2030-06-01"} and stored["end"] == {"date": "2030-06-04"}
+    assert stored["start"] == {"date": "2030-06-01", "timeZone": "Europe/Berlin"}
+    assert stored["end"] == {"date": "2030-06-04", "timeZone": "Europe/Berlin"}
     assert res.event.all_day and str(res.event.end.date) == "2030-06-04"
     # Listing June 3 (Berlin) finds it; listing from June 4 00:00 Berlin does not (exclusive bounds).
     lst = await a.list_events(ListEventsInput(organization_id=c.organization_id, time_min="2030-06-03T00:00:00+02:00",

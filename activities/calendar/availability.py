@@ -8,7 +8,7 @@ report them as unchecked.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from activities.calendar.model import WEEKDAYS, BusyInterval, Conflict, ParticipantAvailability, Slot, WorkingHours
@@ -36,7 +36,8 @@ def working_intervals(wh: WorkingHours, lo: datetime, hi: datetime) -> list[Inte
         e = localize(datetime.combine(end_day, end_t), tz, "shift", "working_hours.end")
         s, e = max(s, lo), min(e, hi)
         if s < e:
-            out.append((s, e))
+            # UTC from here on: aware arithmetic in one zone is wall-clock arithmetic in Python.
+            out.append((s.astimezone(UTC), e.astimezone(UTC)))
     return merge(out)
 
 
@@ -83,7 +84,9 @@ def intersect(a: Sequence[Interval], b: Sequence[Interval]) -> list[Interval]:
 
 
 def busy_of(p: ParticipantAvailability, tentative_is_busy: bool = True) -> list[Interval]:
-    return merge([(b.start, b.end) for b in p.busy if tentative_is_busy or b.status != "tentative"])
+    """Busy periods in UTC; `workingElsewhere` is available for meetings (as Graph's findMeetingTimes treats it)."""
+    return merge([(b.start.astimezone(UTC), b.end.astimezone(UTC)) for b in p.busy
+                  if b.status != "workingElsewhere" and (tentative_is_busy or b.status != "tentative")])
 
 
 def free_of(p: ParticipantAvailability, lo: datetime, hi: datetime, working_hours_only: bool,
@@ -106,7 +109,8 @@ def find_slots(participants: Sequence[ParticipantAvailability], lo: datetime, hi
                max_slots: int = 5, tentative_is_busy: bool = True, not_before: datetime | None = None) -> list[Slot]:
     """Earliest non-overlapping slots of `duration` when every readable required participant is free."""
     tz = align_tz or ZoneInfo("UTC")
-    common: list[Interval] = [(max(lo, not_before) if not_before else lo, hi)]
+    lo, hi = lo.astimezone(UTC), hi.astimezone(UTC)
+    common: list[Interval] = [(max(lo, not_before.astimezone(UTC)) if not_before else lo, hi)]
     optional: list[tuple[str, list[Interval]]] = []
     for p in participants:
         if p.error:
@@ -137,7 +141,9 @@ def conflicts(participants: Sequence[ParticipantAvailability], start: datetime, 
         if p.error or not p.required:
             continue
         for b in p.busy:
-            if b.start < end and start < b.end and (tentative_is_busy or b.status != "tentative"):
+            if b.status == "workingElsewhere" or not (tentative_is_busy or b.status != "tentative"):
+                continue
+            if b.start < end and start < b.end:
                 out.append(Conflict(email=p.email, start=b.start, end=b.end, status=b.status))
     return out
 

@@ -82,7 +82,8 @@ class Attendee(_Model):
     @field_validator("email")
     @classmethod
     def _email(cls, v: str) -> str:
-        return _check_email(v, "attendees.email")
+        # A placeholder ({{customer.email}}) is checked once its variable is filled in.
+        return v if "{" in v else _check_email(v, "attendees.email")
 
 
 class Reminder(_Model):

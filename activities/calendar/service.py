@@ -236,23 +236,24 @@ class CalendarService:
                     seen.add(email.lower())
                     people.append(Participant(email=email, time_zone=event.time_zone))
             hi = end if inp.policy != "next_free_slot" else start + timedelta(days=inp.horizon_days)
+            tz = zone(event.time_zone)
             found = await self._availability(be, be.default_calendar(inp.calendar_id or inp.event.calendarId),
                                               people, start, hi, event.time_zone)
             unchecked = [a.email for a in found if a.error]
             clashes = av.conflicts(found, start, end)
             result = ConflictCheckResult(decision="conflict" if clashes else "free", conflicts=clashes,
-                                         start=start.isoformat(), end=end.isoformat(), unchecked=unchecked)
+                                         start=start.astimezone(tz).isoformat(), end=end.astimezone(tz).isoformat(),
+                                         unchecked=unchecked)
             if clashes and inp.policy == "next_free_slot":
                 slots = av.find_slots(found, start, hi, end - start, granularity_minutes=15,
-                                      align_tz=zone(event.time_zone), working_hours_only=inp.working_hours_only,
+                                      align_tz=tz, working_hours_only=inp.working_hours_only,
                                       max_slots=1, not_before=start)
                 if not slots:
                     raise PermanentError(f"conflict_policy next_free_slot: no free slot of {end - start} within "
                                          f"{inp.horizon_days} days after {start.isoformat()}", code="no_free_slot",
                                          details={"conflicts": [c.model_dump(mode="json") for c in clashes]})
-                tz = zone(event.time_zone)
                 result = result.model_copy(update={
-                    "decision": "moved", "moved_from": start.isoformat(),
+                    "decision": "moved", "moved_from": start.astimezone(tz).isoformat(),
                     "start": slots[0].start.astimezone(tz).isoformat(), "end": slots[0].end.astimezone(tz).isoformat()})
             act.detail.update(decision=result.decision, conflicts=len(clashes))
             return result
@@ -272,7 +273,8 @@ def _bounds(event: CalendarEvent) -> tuple[datetime, datetime]:
 
     tz = zone(event.time_zone)
     if event.start.date is not None and event.end.date is not None:
-        return midnight(event.start.date, tz), midnight(event.end.date, tz)
+        return midnight(event.start.date, tz).astimezone(UTC), midnight(event.end.date, tz).astimezone(UTC)
     if event.start.date_time is None or event.end.date_time is None:  # pragma: no cover - model invariant
         raise PermanentError("event has no start", code="invalid_time")
-    return event.start.date_time, event.end.date_time
+    # UTC: the length of an event crossing a DST change is its real duration, not the wall-clock one.
+    return event.start.date_time.astimezone(UTC), event.end.date_time.astimezone(UTC)

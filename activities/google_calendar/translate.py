@@ -25,11 +25,13 @@ def event_id_for(key: str) -> str:
     return base64.b32hexencode(digest).decode().rstrip("=").lower()
 
 
-def _time_out(t: EventTime, recurring: bool) -> dict[str, Any]:
+def _time_out(t: EventTime) -> dict[str, Any]:
     if t.date is not None:
         out: dict[str, Any] = {"date": t.date.isoformat()}
-        if recurring and t.time_zone:
-            out["timeZone"] = t.time_zone  # the zone a recurring series is expanded in
+        if t.time_zone:
+            # The zone a recurring series is expanded in; kept on single all-day events too, so the
+            # event's zone survives a round trip (the date itself is never converted).
+            out["timeZone"] = t.time_zone
         return out
     if t.date_time is None:  # pragma: no cover - model invariant
         raise PermanentError("event time missing", code="invalid_time")
@@ -80,8 +82,8 @@ def to_google(ev: CalendarEvent, *, request_id: str | None = None) -> dict[str, 
     recurring = bool(ev.recurrence)
     body: dict[str, Any] = {
         "summary": ev.title,
-        "start": _time_out(ev.start, recurring),
-        "end": _time_out(ev.end, recurring),
+        "start": _time_out(ev.start),
+        "end": _time_out(ev.end),
         "attendees": [_attendee_out(a) for a in ev.attendees],
         "reminders": _reminders_out(ev.reminders),
         "transparency": _transparency(ev.show_as),
