@@ -181,10 +181,10 @@ def comment_view(workflow_id: str, decision: str, channel: str | None, ts: str |
 async def _open_comment_modal(request: Request, ctx: ApprovalContext, workflow_id: str,
                               interaction: SlackInteraction, trigger_id: str) -> bool:
     try:
-        await SlackActivities(request.app.state.rt).open_view(OpenViewInput(
+        await SlackActivities(request.app.state.rt).open_view_now(OpenViewInput(
             organization_id=ctx.organization_id, connection=ctx.connection, trigger_id=trigger_id,
             view=comment_view(workflow_id, interaction.decision or "approve", interaction.channel_id,
-                              interaction.message_ts)))
+                              interaction.message_ts)), actor=f"slack:{interaction.user_id}")
     except Exception as exc:  # ApplicationError from the pipeline, or the trigger already expired
         log.warning("slack: views.open for %s failed: %s", workflow_id, exc)
         return False

@@ -72,20 +72,17 @@ def consume_state(store: Store, state: str) -> SlackOAuthState | None:
     return row
 
 
-def first_delivery(store: Store, key: str, kind: str) -> bool:
-    """True the first time a delivery key is seen; False for a redelivery or a replay."""
+def first_delivery(store: Store, key: str, kind: str, keep: timedelta = timedelta(days=1)) -> bool:
+    """True the first time a delivery key is seen; False for a redelivery or a replay.
+
+    Keys older than `keep` are forgotten on the way (Slack retries events within about an hour and
+    the signature window is five minutes), so the table stays small without a separate job.
+    """
     with store.session() as s:
+        s.execute(delete(SlackDelivery).where(col(SlackDelivery.at) < utcnow() - keep))
         s.add(SlackDelivery(key=key[:300], kind=kind))
         try:
             s.commit()
         except IntegrityError:
             return False
     return True
-
-
-def sweep_deliveries(store: Store, older_than: timedelta = timedelta(days=1)) -> int:
-    """Forget delivery keys past any redelivery window (Slack retries within about an hour)."""
-    with store.session() as s:
-        res = s.execute(delete(SlackDelivery).where(col(SlackDelivery.at) < utcnow() - older_than))
-        s.commit()
-        return int(getattr(res, "rowcount", 0) or 0)

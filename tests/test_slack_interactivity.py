@@ -128,6 +128,8 @@ async def test_comment_modal(client, worker, runtime, sandbox, gateway, slack_ap
     assert view["callback_id"] == webhooks.COMMENT_CALLBACK and view["user"] == a.ws.users["ann"]
     ctx = await a.handle.query("approval_context", a.ws.users["ann"], result_type=ApprovalContext)
     assert ctx.open  # the click opened the form; the decision comes with its submission
+    opened = [e for e in runtime.store.audit_log(a.org) if e.action == "slack.open_view"]
+    assert opened and opened[0].actor == f"slack:{a.ws.users['ann']}" and opened[0].outcome == "ok"
     async with httpx.AsyncClient(timeout=30) as http:
         r = await http.post(f"{sandbox.url}/_sandbox/slack/submit_view", json={
             "view_id": view["id"], "user_id": a.ws.users["ann"],

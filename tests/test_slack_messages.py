@@ -28,6 +28,7 @@ from activities.slack.models import (
     UpdateMessageInput,
 )
 from store.models import ConnectionStatus
+from worker.connections import test_connection as check_connection
 from worker.demo.slack import channel_state, create_workspace, direct_connection, ensure_app
 
 
@@ -144,6 +145,8 @@ async def test_update_ephemeral_dm_and_lookups(runtime, sandbox, slack_app):
     assert (auth.team_id, auth.user_id) == (w.team, w.bot) and auth.bot_id
     info = await run(acts.conversation_info, ConversationInput(organization_id=w.org, channel=w.ch["inner"]))
     assert info.is_private and info.is_member and not info.is_archived
+    tested = await check_connection(runtime, w.org, "SLACK", "default")
+    assert tested["ok"] and tested["auth"]["team_id"] == w.team and tested["problems"] == []
     members = await run(acts.conversation_members, MembersInput(organization_id=w.org, channel=w.ch["crowd"]))
     assert len(members.members) == 451 and members.complete  # 450 people and the bot, over 3 pages
     assert len([r for r in calls(sandbox, method="conversations.members")

@@ -171,8 +171,12 @@ class SlackActivities:
 
     @activity.defn(name="slack.open_view")
     async def open_view(self, inp: OpenViewInput) -> ViewRef:
-        """views.open with a trigger id (valid for 3 s: the gateway calls this directly, not via Temporal)."""
-        async with self.rt.action(self._plugin(), inp.organization_id, inp.connection, "slack.open_view") as act:
+        """views.open with a trigger id (valid for 3 s: the gateway uses `open_view_now`, not Temporal)."""
+        return await self.open_view_now(inp)
+
+    async def open_view_now(self, inp: OpenViewInput, *, actor: str = "workflow") -> ViewRef:
+        async with self.rt.action(self._plugin(), inp.organization_id, inp.connection, "slack.open_view",
+                                  actor=actor) as act:
             body = await SlackClient(act).call("views.open", {"trigger_id": inp.trigger_id,
                                                               "view": validate_view(inp.view)})
             view = body.get("view") or {}
