@@ -71,7 +71,7 @@ async def run_bench(client: Client, rt: Runtime, sandbox_url: str, task_queue: s
     await rt.store.run(WhatsAppStore(rt.store).opt_in, org, pid, [n.lstrip("+") for n in numbers], "bench")
     inp = BulkSendWhatsAppTemplateInput(
         organization_id=org, template_name="bench_notice", batch_size=batch_size,
-        concurrency=concurrency or min(500, max(20, mps // 4)),
+        concurrency=concurrency or min(16, max(4, mps // 50)),
         recipients=[BulkRecipient(to=n, body=[f"customer {i}"]) for i, n in enumerate(numbers)])
     t0 = time.perf_counter()
     res = await client.execute_workflow(BulkSendWhatsAppTemplate.run, inp, id=f"bench-bulk-{uuid.uuid4().hex}",

@@ -239,16 +239,19 @@ class WhatsAppStore:
     # ---- outbound messages -----------------------------------------------------------------
     def record_outbound(self, rows: Sequence[dict[str, Any]]) -> None:
         """Sent messages with their category (a status webhook may have created the row first)."""
+        ids = [r["message_id"] for r in rows]
         with self.session() as s:
+            found = {m.message_id: m for m in s.exec(select(WhatsAppMessageRecord).where(
+                col(WhatsAppMessageRecord.message_id).in_(ids)))} if ids else {}
             for r in rows:
-                found = s.get(WhatsAppMessageRecord, r["message_id"])
-                if found is None:
+                row = found.get(r["message_id"])
+                if row is None:
                     s.add(WhatsAppMessageRecord(**r))
                     continue
                 for k in ("connection_id", "type", "category", "template_name", "idempotency_key"):
                     if r.get(k) is not None:
-                        setattr(found, k, r[k])
-                s.add(found)
+                        setattr(row, k, r[k])
+                s.add(row)
             s.commit()
 
     def message(self, message_id: str) -> WhatsAppMessageRecord | None:

@@ -115,7 +115,7 @@ class WhatsAppConversation:
             subscriptions=len(self.subscriptions))
 
     # ---- updates ------------------------------------------------------------------------------
-    @workflow.update(name="send_reply")
+    @workflow.update  # named after the method: `name=` would type callers' results as coroutines
     async def send_reply(self, req: ConversationReply) -> ConversationReplyResult:
         """Send through the conversation: free-form inside the window, else the fallback template."""
         fallback = self._needs_fallback(req.message)
@@ -150,7 +150,7 @@ class WhatsAppConversation:
                 "send an approved template, or start the conversation with a fallback_template",
                 {"code": "window_closed"}, type=ErrorClass.PERMANENT.value, non_retryable=True)
 
-    @workflow.update(name="wait_for_reply")
+    @workflow.update
     async def wait_for_reply(self, req: WaitForReply) -> WaitForReplyResult:
         """The customer's next message after `after_seq` (default: now), or timed_out."""
         after = req.after_seq if req.after_seq is not None else self.state.seq

@@ -376,7 +376,7 @@ class BulkSendWhatsAppTemplateInput(ConnectionRef):
     language: str = "en_US"
     recipients: list[BulkRecipient] = Field(default_factory=list)
     batch_size: int = 100
-    concurrency: int = 50
+    concurrency: int = Field(default=10, description="sends in flight per batch; about throughput x latency is enough")
     max_parallel_batches: int = 2
     idempotency_key: str | None = Field(default=None, description="defaults to the workflow id")
 
@@ -386,7 +386,7 @@ class BulkBatchInput(ConnectionRef):
     language: str
     recipients: list[BulkRecipient]
     indices: list[int] = Field(description="each recipient's index in the whole send (idempotency keys)")
-    concurrency: int = 50
+    concurrency: int = 10
     idempotency_key: str
 
 

@@ -1,31 +1,55 @@
-"""WhatsApp demo: a text message through Temporal, Vault and the sandbox, with status webhooks."""
+"""WhatsApp demo: an OpenSyte template action, then a conversation driven by signed webhooks from the sandbox."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
+from collections.abc import Callable
 
 import httpx
 from pydantic import SecretStr
+from temporalio.client import WorkflowHandle
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from activities.whatsapp.models import SendWhatsAppMessageInput, SendWhatsAppMessageResult
+from activities.whatsapp.models import (
+    ConversationInput,
+    ConversationReply,
+    ConversationResult,
+    ConversationView,
+    OutboundMessage,
+    SendWhatsAppMessageInput,
+    SendWhatsAppMessageResult,
+    WaitForReply,
+    conversation_workflow_id,
+)
+from store.whatsapp import WhatsAppStore
 from vault.credentials import BearerTokenCredentials
 from worker.connections import add_connection
 from worker.demo import DemoContext
+from workflows.whatsapp_conversation import WhatsAppConversation
 
 PHONE_NUMBER_ID = "106540352242922"
 WABA_ID = "419561257915477"
+CUSTOMER = "+16505551234"
+CUSTOMER_WA_ID = "16505551234"
+ORDER_TEMPLATE = {
+    "waba_id": WABA_ID, "name": "order_update", "language": "en_US", "category": "UTILITY",
+    "components": [{"type": "BODY",
+                    "text": "Hi {{1}}, your order {{2}} ships on {{3}}. Reply here with any question."}],
+}
+
+
+Conversation = WorkflowHandle[WhatsAppConversation, ConversationResult]
 
 
 async def seed(ctx: DemoContext) -> str:
-    """Create (or refresh) the demo WhatsApp connection and the sandbox's matching number."""
-    import secrets
-
+    """Create (or refresh) the demo connection, the sandbox's number and template, and the customer's opt-in."""
     token = "EAAsandbox" + secrets.token_hex(16)
     app_secret, verify = secrets.token_hex(16), secrets.token_hex(8)
     conn = await add_connection(
         ctx.rt, ctx.organization_id, "WHATSAPP_BUSINESS", "default",
-        {"phone_number_id": PHONE_NUMBER_ID, "waba_id": WABA_ID},
+        {"phone_number_id": PHONE_NUMBER_ID, "waba_id": WABA_ID, "messaging_limit": "TIER_1K"},
         BearerTokenCredentials(token=SecretStr(token), app_secret=SecretStr(app_secret),
                                verify_token=SecretStr(verify)),
         actor="demo", replace=True,
@@ -33,27 +57,95 @@ async def seed(ctx: DemoContext) -> str:
     async with httpx.AsyncClient() as http:
         r = await http.post(f"{ctx.sandbox_url}/_sandbox/whatsapp/phone_numbers", json={
             "phone_number_id": PHONE_NUMBER_ID, "token": token, "app_secret": app_secret, "waba_id": WABA_ID,
-            "webhook_url": f"{ctx.gateway_url}/webhooks/whatsapp/{conn.id}", "status_delay_ms": 200})
+            "webhook_url": f"{ctx.gateway_url}/webhooks/whatsapp/{conn.id}", "status_delay_ms": 150})
         r.raise_for_status()
-    ctx.say(f"seeded WhatsApp connection {conn.id} (token in Vault at {ctx.rt.credentials_path(conn)})")
+        (await http.post(f"{ctx.sandbox_url}/_sandbox/whatsapp/templates", json=ORDER_TEMPLATE)).raise_for_status()
+    await ctx.rt.store.run(WhatsAppStore(ctx.rt.store).opt_in, ctx.organization_id, PHONE_NUMBER_ID,
+                           [CUSTOMER_WA_ID], "demo: checkout consent")
+    ctx.say(f"seeded WhatsApp connection {conn.id} (token in Vault at {ctx.rt.credentials_path(conn)}); "
+            f"customer {CUSTOMER} opted in")
     return conn.id
 
 
-async def run(ctx: DemoContext) -> None:
-    conn_id = await seed(ctx)
-    wf_id = f"demo-whatsapp-text-{int(time.time())}"
-    res: SendWhatsAppMessageResult = await ctx.client.execute_workflow(
-        "SendWhatsAppMessage",
-        SendWhatsAppMessageInput(organization_id=ctx.organization_id, to="+16505551234",
-                                 text="Hello from OpenSyte Integrations"),
-        id=wf_id, task_queue=ctx.settings.task_queue, result_type=SendWhatsAppMessageResult,
-    )
-    r = res.results[0]
-    ctx.say(f"SendWhatsAppMessage → {r.status} {r.message_id}")
-    ctx.say(f"  Temporal UI: {ctx.workflow_link(wf_id)}")
-    for _ in range(50):
-        rows = await ctx.rt.store.run(ctx.rt.store.usage, connection_id=conn_id, action="whatsapp.send_text")
-        if rows and rows[-1].delivery_status == "read":
+async def conversation(ctx: DemoContext) -> Conversation:
+    """Started by OpenSyte with its context; webhooks then signal it (signal-with-start finds it running)."""
+    wid = conversation_workflow_id(ctx.organization_id, PHONE_NUMBER_ID, CUSTOMER_WA_ID)
+    try:
+        return await ctx.client.start_workflow(
+            WhatsAppConversation.run,
+            ConversationInput(organization_id=ctx.organization_id, phone_number_id=PHONE_NUMBER_ID,
+                              wa_id=CUSTOMER_WA_ID, context={"contact_id": "demo-contact-1", "deal_id": "demo-deal-7"},
+                              idle_timeout_seconds=ctx.settings.conversation_idle_hours * 3600),
+            id=wid, task_queue=ctx.settings.task_queue)
+    except WorkflowAlreadyStartedError:  # a second `make run`: the conversation is still open
+        handle = ctx.client.get_workflow_handle_for(WhatsAppConversation.run, wid)
+        await handle.signal(WhatsAppConversation.attach_context, {"contact_id": "demo-contact-1"})
+        return handle
+
+
+async def until(handle: Conversation, ok: Callable[[ConversationView], bool], tries: int = 100) -> ConversationView:
+    view: ConversationView = await handle.query(WhatsAppConversation.view)
+    for _ in range(tries):
+        if ok(view):
             break
         await asyncio.sleep(0.1)
-    ctx.say(f"  delivery status from signed webhooks: {rows[-1].delivery_status if rows else 'none'}")
+        view = await handle.query(WhatsAppConversation.view)
+    return view
+
+
+def timeline(view: ConversationView, message_id: str | None) -> str:
+    m = next((m for m in view.messages if m.message_id == message_id), None)
+    return " → ".join(s.status for s in m.timeline) if m else "(none yet)"
+
+
+async def run(ctx: DemoContext) -> None:
+    await seed(ctx)
+    conv = await conversation(ctx)
+    ctx.say(f"WhatsAppConversation {conv.id}\n  Temporal UI: {ctx.workflow_link(conv.id)}")
+
+    # 1. An OpenSyte WhatsAppAction, as stored in its schema: a template with {VAR} / {{var}} variables.
+    wf_id = f"demo-whatsapp-template-{int(time.time())}"
+    res: SendWhatsAppMessageResult = await ctx.client.execute_workflow(
+        "SendWhatsAppMessage",
+        SendWhatsAppMessageInput(organization_id=ctx.organization_id, toNumbers=["{customer.phone}"],
+                                 messageType="TEMPLATE", templateName="order_update", templateLanguage="en_US",
+                                 templateParams=["{{customer.name}}", "{ORDER_NUMBER}", "Friday"],
+                                 variables={"customer": {"name": "Sheena", "phone": CUSTOMER},
+                                            "ORDER_NUMBER": "SO-1042"}),
+        id=wf_id, task_queue=ctx.settings.task_queue, result_type=SendWhatsAppMessageResult,
+    )
+    template = res.results[0]
+    ctx.say(f"1. SendWhatsAppMessage (OpenSyte TEMPLATE order_update) → {template.status} {template.message_id} "
+            f"[{template.category}]\n   Temporal UI: {ctx.workflow_link(wf_id)}")
+
+    # 2. The customer answers: the sandbox signs Meta's webhook, the gateway verifies it and signals.
+    before = await conv.query(WhatsAppConversation.view)
+    async with httpx.AsyncClient() as http:
+        r = await http.post(f"{ctx.sandbox_url}/_sandbox/whatsapp/inbound", json={
+            "phone_number_id": PHONE_NUMBER_ID, "from": CUSTOMER, "profile_name": "Sheena Nelson",
+            "text": "Thanks! Can I still change the delivery address?", "context_message_id": template.message_id})
+        r.raise_for_status()
+    got = await conv.execute_update(WhatsAppConversation.wait_for_reply,
+                                    WaitForReply(after_seq=before.seq, timeout_seconds=30))
+    ctx.say(f"2. customer reply by signed webhook → {got.reply.text if got.reply else 'timed out'!r}")
+
+    # 3. Inside the 24 h window the conversation may answer free-form.
+    answer = await conv.execute_update(WhatsAppConversation.send_reply, ConversationReply(message=OutboundMessage(
+        type="text", text="Yes — reply with the new address and we will update order SO-1042.")))
+    ctx.say(f"3. reply through the conversation (update send_reply) → {answer.status} {answer.message_id} "
+            f"[{answer.category}]")
+
+    # 4. Statuses from Meta's webhooks, as the conversation's query shows them.
+    view = await until(conv, lambda v: timeline(v, answer.message_id).endswith("read")
+                       and timeline(v, template.message_id).endswith("read"))
+    ctx.say(f"4. conversation query: window open={view.window_open}, opted in={view.opted_in}, "
+            f"context={view.context}")
+    for m in view.messages[-3:]:
+        arrow = "←" if m.direction == "in" else "→"
+        ctx.say(f"   {arrow} {m.type:<8} {str(m.text or '')[:48]:<48} {timeline(view, m.message_id)}")
+    costs = await ctx.rt.store.run(WhatsAppStore(ctx.rt.store).cost_report, ctx.organization_id)
+    for c in costs:
+        ctx.say(f"   cost {c.day} {c.category:<9} delivered={c.delivered} billable={c.billable} "
+                f"{c.cost_amount:.4f} {c.currency}")
+    ctx.results["whatsapp"] = {"template": template.message_id, "reply": answer.message_id,
+                               "conversation": conv.id}
