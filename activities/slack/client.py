@@ -3,6 +3,7 @@ scope and channel pre-checks, auto-join."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -16,12 +17,14 @@ from activities.slack.spec import (
     POST_PER_CHANNEL,
     POST_PER_CHANNEL_PERIOD,
     SPECIAL_PER_MINUTE,
+    TIER_ARRIVAL_MARGIN,
     TIER_PER_MINUTE,
     MethodSpec,
 )
 from vault.credentials import OAuth2Credentials
 
 CHANNEL_CACHE = "slack.channels"
+CHANNEL_LOCKS = "slack.channel_locks"
 
 
 class SlackClient:
@@ -41,7 +44,7 @@ class SlackClient:
             return [Limit("slack.post_channel", f"{self.team_id}:{channel or '-'}", POST_PER_CHANNEL,
                           POST_PER_CHANNEL_PERIOD + POST_ARRIVAL_MARGIN)]
         per_minute = TIER_PER_MINUTE.get(spec.tier, SPECIAL_PER_MINUTE)
-        return [Limit(f"slack.{spec.tier}", f"{self.team_id}:{spec.name}", per_minute, 60.0)]
+        return [Limit(f"slack.{spec.tier}", f"{self.team_id}:{spec.name}", per_minute, 60.0 + TIER_ARRIVAL_MARGIN)]
 
     async def granted_scopes(self) -> list[str]:
         creds = await self.act.credentials()
@@ -94,9 +97,18 @@ class SlackClient:
 
     async def channel_info(self, channel: str, *, use_cache: bool = True) -> ChannelInfo:
         key = (self.act.connection.id, channel)
-        hit = self._cache().get(key) if use_cache else None
-        if hit and hit[0] > time.monotonic():
-            return hit[1]
+        if use_cache:
+            # Single flight: posts fanned out to one channel share one Tier 3 lookup instead of each
+            # spending a slot of the 50-per-minute budget on the same answer.
+            locks: dict[tuple[str, str], asyncio.Lock] = self.act.rt.extras.setdefault(CHANNEL_LOCKS, {})
+            async with locks.setdefault(key, asyncio.Lock()):
+                hit = self._cache().get(key)
+                if hit and hit[0] > time.monotonic():
+                    return hit[1]
+                return await self._lookup_channel(channel)
+        return await self._lookup_channel(channel)
+
+    async def _lookup_channel(self, channel: str) -> ChannelInfo:
         body = await self.call("conversations.info", {"channel": channel})
         info = ChannelInfo.model_validate({k: v for k, v in (body.get("channel") or {}).items()
                                            if k in ChannelInfo.model_fields})

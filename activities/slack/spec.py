@@ -30,6 +30,8 @@ POST_PER_CHANNEL_PERIOD = 1.0
 # The limiter waits a little longer than the documented second: our slot is taken when the request
 # leaves, Slack counts it when it arrives, and arrival jitter must not turn into a 429.
 POST_ARRIVAL_MARGIN = 0.1
+# Tier windows get the same allowance for arrival jitter (a second on a one-minute window).
+TIER_ARRIVAL_MARGIN = 1.0
 # Special-tier methods other than chat.postMessage (auth.test) have no published number: they get
 # Tier 4's budget so a runaway loop is throttled by us before Slack does it. chat.postMessage's
 # workspace-wide ceiling is unpublished too; its per-channel limit is the one we enforce.
