@@ -281,15 +281,16 @@ class WhatsAppStore:
                      rates: Rates, country_code: str) -> dict[str, Any]:
         """One status webhook, applied once: timeline, outcome, usage ledger, cost when delivered.
 
-        Returns {"new": bool, "cost": float | None, "error_code": str | None}.
+        Returns {"new": bool, "cost": float | None, "error_code": str | None, "origin": what we sent}.
         """
         with self.session() as s:
             row = s.get(WhatsAppMessageRecord, message_id)
             if row is None:
                 row = WhatsAppMessageRecord(message_id=message_id, organization_id=org, connection_id=connection_id,
                                             phone_number_id=pid, wa_id=recipient)
+            origin = {"type": row.type, "template": row.template_name, "category": row.category}
             if any(step.get("status") == status for step in row.timeline):
-                return {"new": False, "cost": None, "error_code": row.error_code}
+                return {"new": False, "cost": None, "error_code": row.error_code, "origin": origin}
             err = errors[0] if errors else None
             step: dict[str, Any] = {"status": status, "at": ts}
             if err:
@@ -326,7 +327,7 @@ class WhatsAppStore:
                     setattr(u, k, v)
                 s.add(u)
             s.commit()
-            return {"new": True, "cost": cost, "error_code": row.error_code if err else None}
+            return {"new": True, "cost": cost, "error_code": row.error_code if err else None, "origin": origin}
 
     def _add_daily(self, s: Session, org: str, connection_id: str, category: str, billable: bool, cost: float,
                    currency: str, ts: int) -> None:

@@ -295,6 +295,12 @@ class WhatsAppConversation:
                                           status="accepted", seq=self._next_seq())
                 self.messages[st.message_id] = msg
                 self._trim()
+            if ev.origin is not None and msg.template is None and msg.text is None:
+                msg.type = ev.origin.type or msg.type
+                msg.template = ev.origin.template
+                msg.category = msg.category or ev.origin.category
+                if ev.origin.template:
+                    msg.text = f"[template {ev.origin.template}]"
             err = st.errors[0] if st.errors else None
             error = {"code": err.get("code"), "title": err.get("title"),
                      "details": (err.get("error_data") or {}).get("details")} if err else None

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from activities.errors import ErrorClass
 from activities.whatsapp import compliance, cost
 from activities.whatsapp.errors import classify_code
-from activities.whatsapp.models import ConversationEvent, WebhookBatch
+from activities.whatsapp.models import ConversationEvent, SentOrigin, WebhookBatch
 from activities.whatsapp.phone import country_calling_code
 from store.models import Connection, Health
 from store.whatsapp import WhatsAppStore
@@ -54,7 +54,8 @@ async def record(rt: Runtime, conn: Connection, batch: WebhookBatch) -> dict[tup
             st.timestamp, st.recipient_id, st.errors, st.pricing, rates, str(country_calling_code(st.recipient_id)))
         if res["new"] and st.status == "failed":
             await _async_failure(rt, conn, st.recipient_id, st.phone_number_id, st.errors)
-        events[(st.phone_number_id, st.recipient_id)].append(ConversationEvent(status=st))
+        events[(st.phone_number_id, st.recipient_id)].append(
+            ConversationEvent(status=st, origin=SentOrigin.model_validate(res["origin"])))
     for err in batch.errors:
         await _account_error(rt, conn, err)
     return dict(events)

@@ -454,11 +454,20 @@ class WebhookBatch(_Model):
 
 
 # ---- conversations ----------------------------------------------------------------------------
+class SentOrigin(_Model):
+    """What the store knows of an outbound message a status is about (sent by any workflow)."""
+
+    type: str | None = None
+    template: str | None = None
+    category: str | None = None
+
+
 class ConversationEvent(_Model):
     """One webhook event for a conversation (signal payload); `opt_out` set by the gateway's keyword rule."""
 
     inbound: InboundMessage | None = None
     status: StatusEvent | None = None
+    origin: SentOrigin | None = None
     opt_out: bool = False
 
 

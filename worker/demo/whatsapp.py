@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import httpx
 from pydantic import SecretStr
+from rich.markup import escape
 from temporalio.client import WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -116,10 +117,13 @@ async def run(ctx: DemoContext) -> None:
     )
     template = res.results[0]
     ctx.say(f"1. SendWhatsAppMessage (OpenSyte TEMPLATE order_update) → {template.status} {template.message_id} "
-            f"[{template.category}]\n   Temporal UI: {ctx.workflow_link(wf_id)}")
+            f"({template.category})\n   Temporal UI: {ctx.workflow_link(wf_id)}")
+
+    # Its status webhooks reach the conversation too (signal-with-start finds it by customer).
+    before = await until(conv, lambda v: timeline(v, template.message_id) != "(none yet)")
+    ctx.say(f"   the conversation sees it: {timeline(before, template.message_id)}")
 
     # 2. The customer answers: the sandbox signs Meta's webhook, the gateway verifies it and signals.
-    before = await conv.query(WhatsAppConversation.view)
     async with httpx.AsyncClient() as http:
         r = await http.post(f"{ctx.sandbox_url}/_sandbox/whatsapp/inbound", json={
             "phone_number_id": PHONE_NUMBER_ID, "from": CUSTOMER, "profile_name": "Sheena Nelson",
@@ -133,7 +137,7 @@ async def run(ctx: DemoContext) -> None:
     answer = await conv.execute_update(WhatsAppConversation.send_reply, ConversationReply(message=OutboundMessage(
         type="text", text="Yes — reply with the new address and we will update order SO-1042.")))
     ctx.say(f"3. reply through the conversation (update send_reply) → {answer.status} {answer.message_id} "
-            f"[{answer.category}]")
+            f"({answer.category})")
 
     # 4. Statuses from Meta's webhooks, as the conversation's query shows them.
     view = await until(conv, lambda v: timeline(v, answer.message_id).endswith("read")
@@ -142,7 +146,9 @@ async def run(ctx: DemoContext) -> None:
             f"context={view.context}")
     for m in view.messages[-3:]:
         arrow = "←" if m.direction == "in" else "→"
-        ctx.say(f"   {arrow} {m.type:<8} {str(m.text or '')[:48]:<48} {timeline(view, m.message_id)}")
+        text = escape(str(m.text or "")[:48].ljust(48))  # "[template …]" is not rich markup
+        ctx.say(f"   {arrow} {m.type:<8} {(m.category or ''):<8} {text} "
+                f"{timeline(view, m.message_id)}")
     costs = await ctx.rt.store.run(WhatsAppStore(ctx.rt.store).cost_report, ctx.organization_id)
     for c in costs:
         ctx.say(f"   cost {c.day} {c.category:<9} delivered={c.delivered} billable={c.billable} "
