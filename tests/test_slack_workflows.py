@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 
 from activities.slack.models import SendSlackMessageInput, SendSlackMessageResult
 from store.models import ConnectionStatus
@@ -103,3 +105,16 @@ async def test_nothing_delivered_says_so(client, worker, runtime, sandbox, slack
     res = await send(client, task_queue, organization_id=org, channel=ws.channels["old"], message="x")
     assert not res.delivered and res.route is None
     assert [(a.route, a.ok) for a in res.attempts] == [("slack", False)]
+
+
+async def test_invalid_input_fails_the_workflow_at_once(client, worker, task_queue):
+    """A starter without our models (OpenSyte's TypeScript) sends plain JSON; bad input must fail the
+    workflow with the field named, not leave it retrying its first task."""
+    handle = await client.start_workflow(
+        "SendSlackMessage", {"organizationId": "o", "channel": "general", "message": "x"},
+        id=f"slack-bad-{uuid.uuid4().hex}", task_queue=task_queue)
+    with pytest.raises(WorkflowFailureError) as exc:
+        await asyncio.wait_for(handle.result(), timeout=20)
+    cause = exc.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "ValidationError"
+    assert "'general' is not a Slack conversation ID" in cause.message

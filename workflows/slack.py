@@ -9,6 +9,8 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
     from activities.errors import error_from_details
     from activities.policies import BOOKKEEPING, LOOKUP, SEND
     from activities.slack.activities import SlackActivities
@@ -38,13 +40,16 @@ with workflow.unsafe.imports_passed_through():
 
 # WhatsApp messages carry at most this much text.
 WHATSAPP_TEXT_LIMIT = 4096
+# Input that fails validation (a channel name instead of an ID, asUser, ...) fails the workflow at once
+# with pydantic's message naming the field, instead of retrying the workflow task forever.
+BAD_INPUT = [ValidationError]
 
 
 def _failure(err: BaseException) -> dict[str, Any]:
     return error_from_details(err) or {"message": str(err)}
 
 
-@workflow.defn(name="SendSlackMessage")
+@workflow.defn(name="SendSlackMessage", failure_exception_types=BAD_INPUT)
 class SendSlackMessage:
     """Post a message; when that fails for good (or the connection needs re-authentication), try the
     fallback routes in order. The result names the route that delivered it."""
@@ -126,7 +131,7 @@ def _date_token(epoch: int, iso: str) -> str:
     return f"<!date^{epoch}^{{date_short_pretty}} at {{time}}|{iso}>"
 
 
-@workflow.defn(name="SlackApproval")
+@workflow.defn(name="SlackApproval", failure_exception_types=BAD_INPUT)
 class SlackApproval:
     """Post Approve/Reject, wait (with reminders) for an allowed person to decide, update the message
     with who decided and when, and return the decision. Clicks arrive as `slack_interaction` signals."""
@@ -326,7 +331,7 @@ class SlackApproval:
         )
 
 
-@workflow.defn(name="SlackStatusCommand")
+@workflow.defn(name="SlackStatusCommand", failure_exception_types=BAD_INPUT)
 class SlackStatusCommand:
     """`/opensyte status`: a report of this workspace's connections (the gateway replies via response_url)."""
 
