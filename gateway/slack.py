@@ -174,7 +174,8 @@ def comment_view(workflow_id: str, decision: str, channel: str | None, ts: str |
         "private_metadata": json.dumps({"wf": workflow_id, "decision": decision, "channel": channel, "ts": ts}),
         "blocks": [{"type": "input", "block_id": COMMENT_BLOCK, "optional": True,
                     "label": {"type": "plain_text", "text": "Comment"},
-                    "element": {"type": "plain_text_input", "action_id": COMMENT_ACTION, "multiline": True}}],
+                    "element": {"type": "plain_text_input", "action_id": COMMENT_ACTION, "multiline": True,
+                                "max_length": webhooks.COMMENT_MAX}}],
     }
 
 

@@ -125,6 +125,10 @@ def test_view_submission_and_events_parse() -> None:
     req = webhooks.parse(f"payload={quote(json.dumps(doc))}".encode())
     ((wf, ev),) = webhooks.interactions(req)
     assert (wf, ev.decision, ev.comment, ev.action_id) == ("wf-9", "reject", "too expensive", "osi.reject")
+    values = doc["view"]["state"]["values"][webhooks.COMMENT_BLOCK][webhooks.COMMENT_ACTION]
+    values["value"] = "x" * 5000  # longer than a signal may carry: cut, never a crash in the gateway
+    ((_, long_ev),) = webhooks.interactions(webhooks.parse(f"payload={quote(json.dumps(doc))}".encode()))
+    assert long_ev.comment == "x" * webhooks.COMMENT_MAX
     ev_req = webhooks.parse(json.dumps({"type": "event_callback", "team_id": "T1", "event_id": "Ev1",
                                         "event": {"type": "app_uninstalled"}}).encode())
     assert (ev_req.kind, ev_req.dedupe_key, ev_req.event["type"]) == ("event_callback", "event:Ev1",

@@ -32,6 +32,7 @@ REJECT_ACTION = "osi.reject"
 COMMENT_CALLBACK = "osi.comment"  # callback_id of the comment modal
 COMMENT_BLOCK = "osi_comment"
 COMMENT_ACTION = "comment"
+COMMENT_MAX = 3000  # the modal's input limit, and what a signal carries
 
 
 class MalformedRequest(ValueError):
@@ -178,6 +179,7 @@ def interactions(req: SlackRequest) -> list[tuple[str, SlackInteraction]]:
             return []
         values = (view.get("state") or {}).get("values") or {}
         comment = ((values.get(COMMENT_BLOCK) or {}).get(COMMENT_ACTION) or {}).get("value")
+        comment = str(comment)[:COMMENT_MAX] if comment else None
         if meta.get("wf"):
             out.append((str(meta["wf"]), SlackInteraction(
                 kind="view_submission", callback_id=COMMENT_CALLBACK, channel_id=meta.get("channel"),
