@@ -322,9 +322,14 @@ def router() -> APIRouter:
         temporal: Client = request.app.state.temporal
         settings: Settings = request.app.state.settings
         wf_id = f"slack-command-{inp.team_id}-{form.get('trigger_id') or int(time.time() * 1000)}"
-        handle = await asyncio.wait_for(temporal.start_workflow(
-            "SlackStatusCommand", inp, id=wf_id, task_queue=settings.task_queue, result_type=SlackStatusReport),
-            timeout=ACK_BUDGET_SECONDS)
+        try:
+            handle = await asyncio.wait_for(temporal.start_workflow(
+                "SlackStatusCommand", inp, id=wf_id, task_queue=settings.task_queue, result_type=SlackStatusReport),
+                timeout=ACK_BUDGET_SECONDS)
+        except (RPCError, TimeoutError) as exc:
+            log.warning("slack: could not start %s: %s", wf_id, type(exc).__name__)
+            return JSONResponse({"response_type": "ephemeral",
+                                 "text": "OpenSyte cannot answer right now; please try again in a minute."})
 
         async def reply() -> None:
             try:
