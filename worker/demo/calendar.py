@@ -156,7 +156,7 @@ async def schedule(ctx: DemoContext, kind: str, emails: dict[str, str], monday: 
     res: ScheduleMeetingResult = await ctx.client.execute_workflow(
         "ScheduleMeeting",
         ScheduleMeetingInput(
-            organization_id=ctx.organization_id, integration_type=kind,  # type: ignore[arg-type]
+            organization_id=ctx.organization_id, integration_type=kind,
             title="Project kickoff", description="Scope, milestones and owners", organizer=emails["pm"],
             timezone="America/New_York", duration_minutes=45, online_meeting=kind == "OUTLOOK_CALENDAR",
             window_start=monday.isoformat(), window_end=(monday + timedelta(days=2)).isoformat(),
@@ -172,7 +172,7 @@ async def schedule(ctx: DemoContext, kind: str, emails: dict[str, str], monday: 
     upd_id = f"demo-calendar-{kind.lower()}-update-{stamp}"
     upd: UpdateCalendarEventResult = await ctx.client.execute_workflow(
         "UpdateCalendarEvent",
-        UpdateCalendarEventInput(organization_id=ctx.organization_id, integration_type=kind,  # type: ignore[arg-type]
+        UpdateCalendarEventInput(organization_id=ctx.organization_id, integration_type=kind,
                                  eventId=res.event.id or "", changes=EventPatch(location="Room 4.2"),
                                  etag=res.event.etag),
         id=upd_id, task_queue=ctx.settings.task_queue, result_type=UpdateCalendarEventResult)
@@ -180,7 +180,7 @@ async def schedule(ctx: DemoContext, kind: str, emails: dict[str, str], monday: 
     conflict_id = f"demo-calendar-{kind.lower()}-conflict-{stamp}"
     moved: CreateCalendarEventResult = await ctx.client.execute_workflow(
         "CreateCalendarEvent",
-        CalendarActionInput(organization_id=ctx.organization_id, integration_type=kind,  # type: ignore[arg-type]
+        CalendarActionInput(organization_id=ctx.organization_id, integration_type=kind,
                             title="Design review", timezone="America/New_York",
                             startTime=monday.replace(hour=9, minute=15).replace(tzinfo=None).isoformat(),
                             endTime=monday.replace(hour=9, minute=45).replace(tzinfo=None).isoformat(),
