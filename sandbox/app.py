@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request, Response
 
 from sandbox.google import GoogleFake
 from sandbox.graph import EntraFake, GraphFake
+from sandbox.slack import SlackFake
 from sandbox.state import FaultConfig, RecordedRequest, SandboxState, fingerprint, now, parse_body
 from sandbox.whatsapp import WhatsAppFake
 
@@ -16,6 +17,7 @@ from sandbox.whatsapp import WhatsAppFake
 # the prefix) and `control_router()` (test/demo controls under /_sandbox/<name>).
 FAKES: list[tuple[str, str, Callable[[SandboxState], Any]]] = [
     ("whatsapp", "/whatsapp", WhatsAppFake),
+    ("slack", "/slack", SlackFake),
     ("google", "/google", GoogleFake),
     ("graph", "/graph", GraphFake),
     ("entra", "/entra", EntraFake),
