@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -11,6 +12,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.whatsapp.activities import WhatsAppActivities
 from activities.whatsapp.models import SendTemplateInput, SendTextInput, Template
+from activities.whatsapp.webhooks import sign
 from store.whatsapp import WhatsAppStore
 from tests.test_whatsapp_support import ORDER_TEMPLATE, PROMO_TEMPLATE, customer_writes, env, eventually, wa_conn
 
@@ -150,3 +152,23 @@ async def test_marketing_opt_out_at_meta_131050_is_remembered(runtime, sandbox, 
     assert rec.error_code == "131050" and rec.category == "marketing"
     assert ws.contact(wa.organization_id, wa.phone_number_id, WA_ID).marketing_opted_out
     assert (await refusal(template(runtime, wa, PROMO))).details[0]["code"] == "marketing_opted_out"
+
+
+async def test_account_level_error_webhook_degrades_health(runtime, sandbox, gateway) -> None:
+    """`value.errors[]` (no message, no status): counted, the number degraded, admins told, 200 to Meta."""
+    wa = await wa_conn(runtime, sandbox.url, gateway)
+    doc = {"object": "whatsapp_business_account", "entry": [{"id": wa.waba_id, "changes": [{"field": "messages",
+           "value": {"messaging_product": "whatsapp", "metadata": {"phone_number_id": wa.phone_number_id},
+                     "errors": [{"code": 130429, "title": "Rate limit hit", "message": "Rate limit hit",
+                                 "error_data": {"details": "Message failed to send because there were too many "
+                                                           "messages sent from this phone number"}}]}}]}]}
+    raw = json.dumps(doc).encode()
+    async with httpx.AsyncClient() as http:
+        r = await http.post(f"{gateway}/webhooks/whatsapp/{wa.connection_id}", content=raw,
+                            headers={"X-Hub-Signature-256": sign(wa.app_secret, raw)})
+    assert r.status_code == 200
+    assert WhatsAppStore(runtime.store).failure_counts(wa.connection_id) == {"130429": 1}
+    conn = runtime.store.get_connection(wa.connection_id)
+    assert conn.health == "degraded" and conn.health_detail["last_async_failure"]["code"] == "130429"
+    (note,) = runtime.store.notifications(connection_id=wa.connection_id)
+    assert note.kind == "account_error" and "130429" in note.message
