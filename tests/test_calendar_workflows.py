@@ -203,3 +203,17 @@ async def test_bad_calendar_action_fails_fast(client, worker, runtime, sandbox, 
     assert err.type == "PermanentError" and err.details[0]["code"] == "dst_gap"
     rows = runtime.store.usage(connection_id=c.connection_id, action="outlook.create_event")
     assert rows == []  # no provider call was made
+
+
+async def test_google_not_found_is_retried_then_final(client, worker, runtime, sandbox, task_queue):
+    """Google says to back off on 404 (propagation delay): temporary for the first attempts, then final."""
+    c = await seed.google_connection(runtime, sandbox.url, settings={"not_found_attempts": 2})
+    with pytest.raises(WorkflowFailureError) as info:
+        await run(client, task_queue, "UpdateCalendarEvent", UpdateCalendarEventInput(
+            organization_id=c.organization_id, integration_type="GOOGLE_CALENDAR", eventId="nosuchevent0",
+            changes=EventPatch(title="x")), UpdateCalendarEventResult)
+    err = failure(info.value)
+    assert err.type == "PermanentError" and err.details[0]["code"] == "notFound"
+    rows = runtime.store.usage(connection_id=c.connection_id, action="google_calendar.update_event")
+    # Two attempts reached Google (the ledger keeps each call's own class); the second one was final.
+    assert [r.status_code for r in rows] == [404, 404] and "after 2 attempts" in err.message
