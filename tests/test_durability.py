@@ -101,3 +101,15 @@ async def test_worker_shuts_down_cleanly_on_sigterm(settings):
     stderr = proc.stderr.read() if proc.stderr else ""
     assert code == 0, stderr
     assert "shutting down" in stderr
+
+
+async def test_invalid_json_input_fails_the_workflow_at_once(client, worker, task_queue):
+    from temporalio.client import WorkflowFailureError
+
+    handle = await client.start_workflow("SendWhatsAppMessage", {"to": ["+16505551234"], "text": "no org"},
+                                         id=f"bad-{uuid.uuid4().hex}", task_queue=task_queue)
+    try:
+        await asyncio.wait_for(handle.result(), timeout=30)
+        raise AssertionError("a workflow without recipients must fail")
+    except WorkflowFailureError as err:
+        assert "organization_id" in str(err.cause) and "Field required" in str(err.cause)

@@ -7,6 +7,7 @@ import logging
 import signal
 
 from prometheus_client import start_http_server
+from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -27,6 +28,9 @@ def build_worker(client: Client, rt: Runtime, task_queue: str | None = None) -> 
         activities=list(all_activities(rt)),
         # Every activity is async (I/O on the shared httpx client), so no thread pool is needed.
         max_concurrent_activities=200,
+        # An input that fails validation fails the workflow at once with the field named, instead of
+        # retrying the first workflow task forever (a start from plain JSON can carry anything).
+        workflow_failure_exception_types=[ValidationError],
     )
 
 
