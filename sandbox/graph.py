@@ -125,6 +125,8 @@ class EntraFakeState:
     faults: list[dict[str, Any]] = field(default_factory=list)
     public_host: str = "https://login.microsoftonline.com"
     default_user: str | None = None
+    # Tenants the fake knows; an app registered in one is multi-tenant (usable in any known tenant).
+    tenants: set[str] = field(default_factory=set)
 
 
 class MailboxConfig(BaseModel):
@@ -728,7 +730,7 @@ class EntraFake:
             "error_uri": f"https://login.microsoftonline.com/error?code={aadsts}"}, status_code=status, headers=headers)
 
     def _tenant_known(self, tenant: str) -> bool:
-        return tenant in ("common", "organizations") or any(a["tenant"] == tenant for a in self.state.apps.values())
+        return tenant in ("common", "organizations") or tenant in self.state.tenants
 
     def _id_token(self, user: str, client_id: str, tenant: str) -> str:
         def part(obj: dict[str, Any]) -> str:
@@ -871,6 +873,7 @@ class EntraFake:
         @r.post("/apps")
         async def add_app(cfg: AppConfig) -> dict[str, Any]:
             st.apps[cfg.client_id] = cfg.model_dump()
+            st.tenants.add(cfg.tenant)
             return {"ok": True}
 
         @r.put("/public_host")

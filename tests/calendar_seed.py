@@ -22,6 +22,7 @@ from worker.connections import add_connection
 GOOGLE_CLIENT_ID = "sandbox-client.apps.googleusercontent.com"
 MS_CLIENT_ID = "00000000-0000-0000-0000-00000000c0de"
 MS_TENANT = "contoso-tenant"
+_APP_IDS: dict[str, str] = {}
 GOOGLE_SCOPES = ["https://www.googleapis.com/auth/calendar.events",
                  "https://www.googleapis.com/auth/calendar.readonly"]
 
@@ -42,22 +43,34 @@ def uid(prefix: str = "u") -> str:
 
 
 async def google_app(rt: Runtime, sandbox_url: str, gateway_url: str | None = None) -> str:
-    """The Google OAuth client in Vault (created once) and in the fake; returns its secret."""
+    """The Google OAuth client in Vault (created once; an existing one, e.g. the demo's, is kept) and the same
+    client in the fake; returns its secret (`google_client_id()` gives its id)."""
+    client_id, secret = GOOGLE_CLIENT_ID, ""
     try:
         app = await rt.vault.read_app("google")
-        secret = app.client_secret.get_secret_value() if app.client_secret else ""
+        if app.client_id and app.client_secret:
+            client_id, secret = app.client_id, app.client_secret.get_secret_value()
     except CredentialsMissing:
-        secret = ""
+        pass
     if not secret:
         secret = "GOCSPX-" + secrets.token_urlsafe(16)
-        rt.vault.write_app_sync("google", AppSecrets(client_id=GOOGLE_CLIENT_ID, client_secret=SecretStr(secret)))
+        rt.vault.write_app_sync("google", AppSecrets(client_id=client_id, client_secret=SecretStr(secret)))
+    _APP_IDS["google"] = client_id
     redirects = [f"{gateway_url}/oauth/google_calendar/callback"] if gateway_url else []
     async with httpx.AsyncClient() as http:
         r = await http.post(f"{sandbox_url}/_sandbox/google/clients", json={
-            "client_id": GOOGLE_CLIENT_ID, "client_secret": secret, "redirect_uris": redirects,
+            "client_id": client_id, "client_secret": secret, "redirect_uris": redirects,
             "project": "sandbox-project"})
         r.raise_for_status()
     return secret
+
+
+def google_client_id() -> str:
+    return _APP_IDS.get("google", GOOGLE_CLIENT_ID)
+
+
+def ms_client_id() -> str:
+    return _APP_IDS.get("microsoft", MS_CLIENT_ID)
 
 
 async def google_user(sandbox_url: str, email: str, time_zone: str = "UTC") -> None:
@@ -76,7 +89,7 @@ async def google_connection(rt: Runtime, sandbox_url: str, *, email: str | None 
     await google_user(sandbox_url, email, time_zone)
     async with httpx.AsyncClient() as http:
         r = await http.post(f"{sandbox_url}/_sandbox/google/tokens", json={
-            "email": email, "client_id": GOOGLE_CLIENT_ID, "scopes": GOOGLE_SCOPES, "expires_in": expires_in})
+            "email": email, "client_id": google_client_id(), "scopes": GOOGLE_SCOPES, "expires_in": expires_in})
         r.raise_for_status()
         tok = r.json()
     creds = OAuth2Credentials(
@@ -122,18 +135,22 @@ async def google_sa_connection(rt: Runtime, sandbox_url: str, *, subject: str, o
 
 async def microsoft_app(rt: Runtime, sandbox_url: str, gateway_url: str | None = None,
                         strict_rotation: bool = True) -> str:
+    """The Microsoft app in Vault (an existing one is kept) and in the Entra fake; returns its secret."""
+    client_id, secret = MS_CLIENT_ID, ""
     try:
         app = await rt.vault.read_app("microsoft")
-        secret = app.client_secret.get_secret_value() if app.client_secret else ""
+        if app.client_id and app.client_secret:
+            client_id, secret = app.client_id, app.client_secret.get_secret_value()
     except CredentialsMissing:
-        secret = ""
+        pass
     if not secret:
         secret = "msal~" + secrets.token_urlsafe(24)
-        rt.vault.write_app_sync("microsoft", AppSecrets(client_id=MS_CLIENT_ID, client_secret=SecretStr(secret)))
+        rt.vault.write_app_sync("microsoft", AppSecrets(client_id=client_id, client_secret=SecretStr(secret)))
+    _APP_IDS["microsoft"] = client_id
     redirects = [f"{gateway_url}/oauth/outlook/callback"] if gateway_url else []
     async with httpx.AsyncClient() as http:
         r = await http.post(f"{sandbox_url}/_sandbox/entra/apps", json={
-            "client_id": MS_CLIENT_ID, "client_secret": secret, "tenant": MS_TENANT, "redirect_uris": redirects,
+            "client_id": client_id, "client_secret": secret, "tenant": MS_TENANT, "redirect_uris": redirects,
             "strict_rotation": strict_rotation})
         r.raise_for_status()
     return secret
@@ -158,7 +175,7 @@ async def outlook_connection(rt: Runtime, sandbox_url: str, *, email: str | None
     await mailbox(sandbox_url, email, time_zone, working_hours)
     async with httpx.AsyncClient() as http:
         r = await http.post(f"{sandbox_url}/_sandbox/entra/tokens", json={
-            "user": email, "client_id": MS_CLIENT_ID, "tenant": MS_TENANT, "expires_in": expires_in})
+            "user": email, "client_id": ms_client_id(), "tenant": MS_TENANT, "expires_in": expires_in})
         r.raise_for_status()
         tok = r.json()
     creds = OAuth2Credentials(

@@ -37,7 +37,7 @@ async def invoke(*args: str, stdin: str | None = None):
 
 async def test_app_secrets_are_stored_and_shown_masked(cli_env, runtime, sandbox):
     secret = await seed.google_app(runtime, sandbox.url)  # the same secret again: other tests keep working
-    out = await invoke("app-set", "--provider", "google", "--client-id", seed.GOOGLE_CLIENT_ID, "--secrets-stdin",
+    out = await invoke("app-set", "--provider", "google", "--client-id", seed.google_client_id(), "--secrets-stdin",
                        stdin=json.dumps({"client_secret": secret}))
     assert out.exit_code == 0, out.output
     assert secret not in out.output

@@ -35,7 +35,7 @@ async def test_google_connect_flow(runtime, sandbox, gateway, settings):
         location = start.headers["location"]
         q = query(location)
         assert location.startswith(settings.google_authorize_url)
-        assert q["client_id"] == seed.GOOGLE_CLIENT_ID and q["code_challenge_method"] == "S256"
+        assert q["client_id"] == seed.google_client_id() and q["code_challenge_method"] == "S256"
         assert q["access_type"] == "offline" and q["redirect_uri"] == f"{gateway}/oauth/google_calendar/callback"
         assert "calendar.events" in q["scope"]
         # The browser at Google's consent page (the sandbox's authorize endpoint).
