@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, Column, UniqueConstraint, text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, func, select
 
 from store.db import Store
@@ -134,6 +136,25 @@ class WhatsAppFailureCount(SQLModel, table=True):
 
 Rates = dict[tuple[str, str], tuple[float, str]]
 _initiation_lock = threading.Lock()
+F = TypeVar("F", bound=Callable[..., Any])
+RACE_ATTEMPTS = 3
+
+
+def race_safe(fn: F) -> F:
+    """Webhook deliveries and the activities that sent the messages write the same rows at the same
+    time: a unique-key collision means the other writer got there first, so run again and merge."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        for attempt in range(RACE_ATTEMPTS):
+            try:
+                return fn(*args, **kwargs)
+            except IntegrityError:
+                if attempt == RACE_ATTEMPTS - 1:
+                    raise
+        return None  # pragma: no cover - the loop returns or raises
+
+    return wrapper  # type: ignore[return-value]
 
 
 class WhatsAppStore:
@@ -169,6 +190,7 @@ class WhatsAppStore:
                     out[row.wa_id] = row
         return out
 
+    @race_safe
     def opt_in(self, org: str, pid: str, wa_ids: Sequence[str], source: str, at: datetime | None = None) -> int:
         """Record opt-in (clears any earlier opt-out): source and time are kept."""
         at = at or utcnow()
@@ -185,6 +207,7 @@ class WhatsAppStore:
             s.commit()
         return len(unique)
 
+    @race_safe
     def opt_out(self, org: str, pid: str, wa_id: str, source: str, *, marketing_only: bool = False,
                 at: datetime | None = None) -> WhatsAppContact:
         """Revoke: everything (STOP) or only marketing messages (Meta's 131050 state)."""
@@ -214,6 +237,7 @@ class WhatsAppStore:
                 q = q.where(WhatsAppContact.opted_out == True)  # noqa: E712
             return s.exec(q.order_by(col(WhatsAppContact.id)).limit(limit)).all()
 
+    @race_safe
     def record_inbound(self, org: str, connection_id: str, pid: str, wa_id: str, message_id: str,
                        at: datetime, mtype: str, profile_name: str | None) -> bool:
         """An inbound message opens/refreshes the window; False when Meta redelivered it."""
@@ -237,6 +261,7 @@ class WhatsAppStore:
             return True
 
     # ---- outbound messages -----------------------------------------------------------------
+    @race_safe
     def record_outbound(self, rows: Sequence[dict[str, Any]]) -> None:
         """Sent messages with their category (a status webhook may have created the row first)."""
         ids = [r["message_id"] for r in rows]
@@ -253,6 +278,31 @@ class WhatsAppStore:
                         setattr(row, k, r[k])
                 s.add(row)
             s.commit()
+
+    def sync_usage(self, message_ids: Sequence[str]) -> int:
+        """Copy outcomes onto usage rows written after their status webhooks (a fast webhook can beat the
+        send's own bookkeeping); a no-op for rows the webhook already updated."""
+        n = 0
+        with self.session() as s:
+            recs = s.exec(select(WhatsAppMessageRecord).where(
+                col(WhatsAppMessageRecord.message_id).in_(list(message_ids)),
+                WhatsAppMessageRecord.status != "accepted")).all()
+            for rec in recs:
+                for u in s.exec(select(UsageRecord).where(UsageRecord.reference == rec.message_id)).all():
+                    if u.delivery_status == rec.status:
+                        continue
+                    u.delivery_status = rec.status
+                    if rec.error_code and rec.status == "failed":
+                        u.error_code = rec.error_code
+                    if rec.cost_recorded:
+                        u.cost_amount, u.currency = rec.cost_amount, rec.currency
+                        delivered = [t for t in rec.timeline if t.get("status") in ("delivered", "read")]
+                        if delivered and u.delivered_at is None:
+                            u.delivered_at = datetime.fromtimestamp(int(delivered[0].get("at") or 0), UTC)
+                    s.add(u)
+                    n += 1
+            s.commit()
+        return n
 
     def message(self, message_id: str) -> WhatsAppMessageRecord | None:
         with self.session() as s:
@@ -276,6 +326,7 @@ class WhatsAppStore:
                         out[row.idempotency_key] = row.message_id
         return out
 
+    @race_safe
     def apply_status(self, org: str, connection_id: str, pid: str, message_id: str, status: str, ts: int,
                      recipient: str, errors: list[dict[str, Any]], pricing: dict[str, Any] | None,
                      rates: Rates, country_code: str) -> dict[str, Any]:
@@ -359,6 +410,7 @@ class WhatsAppStore:
             return s.exec(q.order_by(col(WhatsAppCostDaily.day), col(WhatsAppCostDaily.category))).all()
 
     # ---- connection health from asynchronous failures ---------------------------------------
+    @race_safe
     def note_async_failure(self, connection_id: str, code: str, title: str, health: Health | None) -> None:
         """Count webhook-reported failures by code; change the connection's health when told to."""
         with self.session() as s:

@@ -259,7 +259,9 @@ async def test_registration_and_verification(runtime, sandbox) -> None:
     with pytest.raises(ApplicationError) as exc:
         await env().run(acts.register, PhoneNumberInput(**ref))
     assert exc.value.details[0]["code"] == 133005
-    recorded = [r for r in sandbox.state.recorder.dump("whatsapp") if r["path"].endswith("/register")]
+    recorded = [r for r in sandbox.state.recorder.dump("whatsapp")
+                if r["path"].endswith(f"/{wa.phone_number_id}/register")]
+    assert len(recorded) == 2
     assert all(r["body"]["pin"] in ("246810", "135790") for r in recorded)
     audit = " ".join(repr(e.detail) for e in runtime.store.audit_log(wa.organization_id))
     assert "246810" not in audit and "135790" not in audit

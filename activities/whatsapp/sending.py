@@ -99,7 +99,9 @@ async def send_one(rt: Runtime, organization_id: str, connection: str, to: str, 
             await rt.store.run(rt.store.put_idempotent, key, act.organization_id, act.name, result.model_dump())
         if conversation_id:
             act.detail["conversation"] = conversation_id
-        return result
+    if result.message_id:  # the usage row exists now: give it any outcome a fast webhook already reported
+        await rt.store.run(ws.sync_usage, [result.message_id])
+    return result
 
 
 def _outbound_row(act: Action, client: WhatsAppClient, message_id: str, wa_id: str, msg: OutboundMessage,
@@ -218,6 +220,7 @@ async def send_batch(rt: Runtime, inp: BulkBatchInput) -> BulkBatchResult:
                 del todo[idx]
         progress.beat(force=True)
         await _send_concurrently(act, client, ws, inp, todo, keys, category, outcomes, progress)
+    await rt.store.run(ws.sync_usage, [o.message_id for o in outcomes.values() if o.message_id])
     return BulkBatchResult(outcomes=[outcomes[i] for i in sorted(outcomes)])
 
 
