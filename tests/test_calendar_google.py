@@ -384,3 +384,14 @@ async def test_bad_input_is_refused_before_any_call(runtime, sandbox):
             await a.create_event(CreateEventInput(organization_id=c.organization_id, event=event))
         assert info.value.type == "PermanentError" and app_error(info.value)["code"] == code, code
     assert [q for q in sandbox.state.recorder.dump("google", since) if "/calendar/" in q["path"]] == []
+
+
+async def test_concurrent_callers_refresh_once(runtime, sandbox):
+    c = await seed.google_connection(runtime, sandbox.url, store_expires_in=10)
+    since = sandbox.state.recorder.seq
+    window = {"time_min": "2030-01-01T00:00:00Z", "time_max": "2030-01-02T00:00:00Z"}
+    done = await asyncio.gather(*(acts(runtime).list_events(ListEventsInput(organization_id=c.organization_id,
+                                                                            **window)) for _ in range(8)))
+    assert len(done) == 8
+    grants = [q for q in sandbox.state.recorder.dump("google", since) if q["path"] == "/google/token"]
+    assert len(grants) == 1 and "grant_type=refresh_token" in grants[0]["body"]

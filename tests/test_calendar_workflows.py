@@ -217,3 +217,20 @@ async def test_google_not_found_is_retried_then_final(client, worker, runtime, s
     rows = runtime.store.usage(connection_id=c.connection_id, action="google_calendar.update_event")
     # Two attempts reached Google (the ledger keeps each call's own class); the second one was final.
     assert [r.status_code for r in rows] == [404, 404] and "after 2 attempts" in err.message
+
+
+async def test_started_from_plain_json_like_opensyte(client, worker, runtime, sandbox, task_queue):
+    """OpenSyte (TypeScript) passes a CalendarAction row as plain JSON and reads plain JSON back."""
+    c = await seed.google_connection(runtime, sandbox.url)
+    row = {"organization_id": c.organization_id, "integration_type": "GOOGLE_CALENDAR", "calendarId": None,
+           "title": "Onboarding {{employee.name}}", "description": None, "location": "HQ",
+           "startTime": "{{start}}", "endTime": "2030-05-07", "isAllDay": True, "timezone": "Europe/Madrid",
+           "attendees": ["{{employee.email}}"], "organizer": None, "reminders": [30],
+           "recurrence": None, "variables": {"employee": {"name": "Ana", "email": "ana@partner.org"},
+                                             "start": "2030-05-06"}}
+    handle = await client.start_workflow("CreateCalendarEvent", row, id=f"json-{uuid.uuid4().hex}",
+                                         task_queue=task_queue)
+    out = await handle.result()
+    assert isinstance(out, dict) and out["event"]["title"] == "Onboarding Ana"
+    assert out["event"]["start"]["date"] == "2030-05-06" and out["event"]["end"]["date"] == "2030-05-08"
+    assert out["notified"] == ["ana@partner.org"]
