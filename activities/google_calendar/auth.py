@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 import google.auth.transport
@@ -174,6 +174,3 @@ async def service_account_token(rt: Runtime, connection: Connection, creds: Serv
 def forget_service_account_token(rt: Runtime, connection_id: str, subject: str | None) -> None:
     rt.extras.get("google_calendar.sa_tokens", {}).pop((connection_id, subject), None)
 
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
