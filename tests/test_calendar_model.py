@@ -440,6 +440,7 @@ GRAPH_ROWS = [
     (400, "MailboxNotEnabledForRESTAPI", ErrorClass.CONFIGURATION), (400, "ErrorInvalidRequest", ErrorClass.PERMANENT),
     (412, "ErrorIrresolvableConflict", ErrorClass.PERMANENT), (409, "ErrorIrresolvableConflict", ErrorClass.PERMANENT),
     (410, "resyncRequired", ErrorClass.PERMANENT), (503, "serviceNotAvailable", ErrorClass.TEMPORARY),
+    (404, "ErrorInvalidUser", ErrorClass.CONFIGURATION),
     (504, "gatewayTimeout", ErrorClass.TEMPORARY),
 ]
 
@@ -450,6 +451,8 @@ def test_graph_classifier_branches_on_code(status: int, code: str, cls: ErrorCla
     assert err is not None and err.error_class is cls
     if code in ("ErrorIrresolvableConflict",):
         assert err.code == "etag_mismatch"
+    if code == "ErrorItemNotFound":
+        assert err.code == "notFound"  # what a repeated delete treats as success; ErrorInvalidUser is not
     if status == 401:
         assert err.details["refresh"] and err.details["reauth"]
     assert merr.classify(201, {}, {"id": "x"}) is None

@@ -43,8 +43,12 @@ def classify(status: int, headers: Mapping[str, str], body: Any) -> IntegrationE
     if status == 412 or code in ETAG_CODES:
         return PermanentError(f"{text}: the event changed since its changeKey was read; fetch it again and "
                               "re-apply the change", code="etag_mismatch", details={**details, "graph_code": code})
-    if status == 404 or code in NOT_FOUND_CODES:
+    if code == "ErrorInvalidUser":
+        return ConfigurationError(f"{text}: check the connection's mailbox", code=label, details=details)
+    if code in NOT_FOUND_CODES or (status == 404 and code is None):
         return PermanentError(text, code="notFound", details=details)
+    if status == 404:
+        return PermanentError(text, code=label, details=details)
     if status == 410:
         return PermanentError(text, code=label, details={**details, "full_sync": True})
     if status in (423, 503, 504) or status >= 500:
