@@ -150,7 +150,8 @@ async def test_marketing_opt_out_at_meta_131050_is_remembered(runtime, sandbox, 
     res = await template(runtime, wa, PROMO)
     rec = await eventually(lambda: ws.message(res.message_id), lambda r: r is not None and r.status == "failed")
     assert rec.error_code == "131050" and rec.category == "marketing"
-    assert ws.contact(wa.organization_id, wa.phone_number_id, WA_ID).marketing_opted_out
+    assert (await eventually(lambda: ws.contact(wa.organization_id, wa.phone_number_id, WA_ID),
+                             lambda c: c.marketing_opted_out)).marketing_opted_out
     assert (await refusal(template(runtime, wa, PROMO))).details[0]["code"] == "marketing_opted_out"
 
 

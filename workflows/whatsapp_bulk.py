@@ -180,7 +180,8 @@ class BulkSendWhatsAppTemplate:
         if self.cancel_requested:
             self.progress.state = "cancelling"
         elif self.paused and (queue or held):
-            self.progress.state = "paused"
+            # "paused" only once the batches in flight are done: from then on nothing reaches Meta.
+            self.progress.state = "pausing" if running else "paused"
         elif not queue and not running and held:
             self.progress.state = "held"
         else:

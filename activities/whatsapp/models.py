@@ -411,7 +411,8 @@ class BulkProgress(_Model):
     cancelled: int = 0
     failed_by_error: dict[str, int] = Field(default_factory=dict)
     skipped_by_reason: dict[str, int] = Field(default_factory=dict)
-    state: Literal["running", "paused", "held", "cancelling", "completed", "cancelled", "failed"] = "running"
+    state: Literal["running", "pausing", "paused", "held", "cancelling", "completed", "cancelled", "failed"] = (
+        "running")
     error: dict[str, Any] | None = None
 
 
