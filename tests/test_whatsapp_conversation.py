@@ -233,3 +233,12 @@ async def test_idle_conversation_ends_and_restarts_from_the_store(client, worker
     await customer_writes(sandbox.url, wa, "+" + wa_id, "back again")
     v = await eventually(lambda: view(client, wid), lambda v: v.opted_in and len(v.messages) == 1)
     assert v.opted_in and v.window_open and v.messages[0].text == "back again"
+
+
+async def test_idle_end_waits_for_a_pending_wait_for_reply(client, worker, runtime, sandbox, gateway, task_queue):
+    wa = await wa_conn(runtime, sandbox.url, gateway)
+    wid = await start(client, task_queue, wa, "16505554010", idle_timeout_seconds=0.3)
+    handle = client.get_workflow_handle(wid, result_type=ConversationResult)
+    waited = await handle.execute_update(WhatsAppConversation.wait_for_reply, WaitForReply(timeout_seconds=1.2))
+    assert waited.timed_out  # the conversation stayed open for the caller past its idle time
+    assert (await handle.result()).reason == "idle"

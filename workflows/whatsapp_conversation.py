@@ -192,8 +192,12 @@ class WhatsAppConversation:
             now = workflow.now()
             assert self.last_activity is not None
             idle_left = self.last_activity + idle - now
-            if idle_left <= timedelta(0) and not self.outbox.items and workflow.all_handlers_finished():
-                return ConversationResult(reason="idle", messages=len(self.messages))
+            if idle_left <= timedelta(0) and not self.outbox.items:
+                if workflow.all_handlers_finished():
+                    return ConversationResult(reason="idle", messages=len(self.messages))
+                # Idle, but someone still waits for a reply: no timer until that changes.
+                await workflow.wait_condition(lambda: self.wake or workflow.all_handlers_finished())
+                continue
             timeout = max(idle_left, timedelta(seconds=1))
             held = [i.not_before for i in self.outbox.items if i.not_before is not None]
             if held:
