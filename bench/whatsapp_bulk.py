@@ -49,14 +49,16 @@ async def _seed_number(http: httpx.AsyncClient, sandbox_url: str, **cfg: Any) ->
 
 
 async def run_bench(client: Client, rt: Runtime, sandbox_url: str, task_queue: str, *, messages: int = 10_000,
-                    mps: int = 500, batch_size: int = 250, concurrency: int | None = None) -> dict[str, Any]:
+                    mps: int = 500, batch_size: int = 250, concurrency: int | None = None,
+                    limit_margin_seconds: float | None = None) -> dict[str, Any]:
     """Seed a connection limited to `mps`, send `messages` through the workflow, then the plain loop."""
     org = f"bench-{uuid.uuid4().hex[:8]}"
     pid, plain_pid = (str(10**14 + secrets.randbelow(10**14)) for _ in range(2))
     waba, token = str(2 * 10**14 + secrets.randbelow(10**14)), "EAAbench" + secrets.token_hex(12)
     await add_connection(rt, org, "WHATSAPP_BUSINESS", "default",
                          {"phone_number_id": pid, "waba_id": waba, "throughput_mps": mps,
-                          "messaging_limit": "unlimited"},
+                          "messaging_limit": "unlimited",
+                          **({} if limit_margin_seconds is None else {"limit_margin_seconds": limit_margin_seconds})},
                          BearerTokenCredentials(token=SecretStr(token)), actor="bench", replace=True)
     numbers = recipients(messages)
     async with httpx.AsyncClient() as http:

@@ -168,7 +168,9 @@ async def test_temporary_failure_retries_the_batch_without_resending(client, wor
 async def test_benchmark_script_at_small_numbers(client, worker, runtime, sandbox, task_queue, capsys) -> None:
     from bench.whatsapp_bulk import run_bench
 
-    report = await run_bench(client, runtime, sandbox.url, task_queue, messages=240, mps=120, batch_size=60)
+    # (The in-thread sandbox shares this interpreter's GC pauses: a wider margin, see test_whatsapp_limits.)
+    report = await run_bench(client, runtime, sandbox.url, task_queue, messages=240, mps=120, batch_size=60,
+                             limit_margin_seconds=0.5)
     out = capsys.readouterr().out
     assert report["sent"] == 240 and report["throughput_errors"] == 0
     # (A short run may exceed 1.0: the sliding window lets the first second's worth go at once.)

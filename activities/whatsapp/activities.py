@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pydantic import SecretStr
 from temporalio import activity
 
 from activities.errors import ConfigurationError, IntegrationError, PermanentError
@@ -192,8 +193,6 @@ async def store_pin(rt: Runtime, organization_id: str, connection: str, pin: str
     """Keep the two-step verification PIN in Vault (the CLI prompts for it, hidden)."""
     if not pin.isdigit() or len(pin) != 6:
         raise PermanentError("pin: the two-step verification PIN has exactly 6 digits", code="invalid_pin")
-    from pydantic import SecretStr
-
     await rt.vault.write(pin_path(rt, organization_id, connection), ApiKeyCredentials(api_key=SecretStr(pin)))
 
 
