@@ -820,9 +820,11 @@ class WhatsAppFake:
             return {"ok": True}
 
         @r.post("/inbound")
-        async def inbound(req: InboundRequest) -> dict[str, Any]:
+        async def inbound(req: InboundRequest) -> Response:
             """A customer writes: open the window and deliver Meta's signed webhook (plus redeliveries)."""
-            num = self.state.numbers[req.phone_number_id]
+            num = self.state.numbers.get(req.phone_number_id)
+            if num is None:
+                return JSONResponse({"error": f"unknown phone_number_id {req.phone_number_id}"}, status_code=404)
             value = self.inbound_message(num, req)
             msg = value["messages"][0]
             wa_id = msg["from"]
@@ -830,7 +832,7 @@ class WhatsAppFake:
             self.state.windows[key] = max(self.state.windows.get(key, 0.0), float(msg["timestamp"]))
             self.state.inbound[msg["id"]] = msg
             statuses = [await self.deliver_webhook(num, self.envelope(num, value)) for _ in range(1 + req.redeliver)]
-            return {"message_id": msg["id"], "wa_id": wa_id, "deliveries": statuses}
+            return JSONResponse({"message_id": msg["id"], "wa_id": wa_id, "deliveries": statuses})
 
         @r.post("/redeliver")
         async def redeliver(body: dict[str, int]) -> dict[str, Any]:
