@@ -477,6 +477,25 @@ class WhatsAppStore:
             s.commit()
         return allowed, held
 
+    def confirm_initiations(self, portfolio_id: str, wa_ids: Sequence[str], reserved_at: datetime) -> int:
+        """Move slots taken at `reserved_at` to now, once Meta accepted the sends.
+
+        Meta starts counting when it receives the message, which is after we reserved; counting from the
+        acceptance keeps our window from freeing a slot before Meta's does (slow or retried sends).
+        """
+        if not wa_ids:
+            return 0
+        with self.session() as s:
+            rows = s.exec(select(WhatsAppInitiation).where(
+                WhatsAppInitiation.portfolio_id == portfolio_id, WhatsAppInitiation.wa_id.in_(list(wa_ids)),  # type: ignore[attr-defined]
+                WhatsAppInitiation.at >= reserved_at)).all()
+            now = utcnow()
+            for r in rows:
+                r.at = now
+                s.add(r)
+            s.commit()
+            return len(rows)
+
     def initiations(self, portfolio_id: str, window_seconds: float) -> int:
         since = utcnow() - timedelta(seconds=window_seconds)
         with self.session() as s:

@@ -116,3 +116,26 @@ def test_notifications(store: Store) -> None:
     store.notify_admins(org, "reauth_required", "token revoked", action_url="http://x/install")
     (n,) = store.notifications(org)
     assert (n.kind, n.action_url, n.acknowledged) == ("reauth_required", "http://x/install", False)
+
+
+def test_messaging_limit_slots_count_from_acceptance(store: Store) -> None:
+    """A slot reserved before a slow send frees a window after Meta accepted it, not after we reserved."""
+    from datetime import timedelta
+
+    from store.models import utcnow
+    from store.whatsapp import WhatsAppStore
+
+    ws = WhatsAppStore(store)
+    portfolio = f"waba-{uuid.uuid4().hex[:8]}"
+    reserved_at = utcnow() - timedelta(seconds=30)  # the send took 30 s to be accepted
+    allowed, held = ws.reserve_initiations(portfolio, "org", ["111", "222"], 2, 60, reserved_at)
+    assert allowed == ["111", "222"] and held == {}
+    assert ws.confirm_initiations(portfolio, ["111"], reserved_at) == 1
+    # 40 s after the reservation: "222" (never confirmed) still frees at reserved + 60 s; the next customer
+    # waits for it, and once it has left the window, "111" (confirmed 30 s later) keeps its slot.
+    _a, held = ws.reserve_initiations(portfolio, "org", ["333"], 2, 60, reserved_at + timedelta(seconds=40))
+    assert held["333"] == reserved_at + timedelta(seconds=60)
+    allowed, held = ws.reserve_initiations(portfolio, "org", ["333", "444"], 2, 60,
+                                           reserved_at + timedelta(seconds=61))
+    assert allowed == ["333"] and held["444"] > reserved_at + timedelta(seconds=61)
+    assert ws.confirm_initiations(portfolio, [], reserved_at) == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from temporalio import activity
@@ -76,8 +77,9 @@ async def send_one(rt: Runtime, organization_id: str, connection: str, to: str, 
                                      category=category, now=now)
         if refused is not None:
             raise refused
+        reserved_at: datetime | None = None
         if msg.type == "template" and not compliance.window_open(contact, now):
-            held = await _reserve(act, [wa_id])
+            held, reserved_at = await _reserve(act, [wa_id])
             if held:
                 act.detail["held_until"] = held[wa_id].isoformat()
                 return SendResult(to=to, status="held", wa_id=wa_id, category=category,
@@ -96,6 +98,9 @@ async def send_one(rt: Runtime, organization_id: str, connection: str, to: str, 
         if result.message_id:
             await rt.store.run(ws.record_outbound, [_outbound_row(act, client, result.message_id, wa_id, msg,
                                                                   category, key)])
+            if reserved_at is not None:
+                await rt.store.run(ws.confirm_initiations, compliance.portfolio_id(act.settings), [wa_id],
+                                   reserved_at)
         if key:
             await rt.store.run(rt.store.put_idempotent, key, act.organization_id, act.name, result.model_dump())
         if conversation_id:
@@ -113,16 +118,20 @@ def _outbound_row(act: Action, client: WhatsAppClient, message_id: str, wa_id: s
             "idempotency_key": key, "timeline": [{"status": "accepted", "at": int(time.time())}]}
 
 
-async def _reserve(act: Action, wa_ids: list[str]) -> dict[str, Any]:
-    """Messaging-limit slots for customers outside a window; returns the held ones with their resume time."""
+async def _reserve(act: Action, wa_ids: list[str]) -> tuple[dict[str, datetime], datetime | None]:
+    """Messaging-limit slots for customers outside a window: (held ones with their resume time, reserved at).
+
+    `reserved at` is None when no limit applies; otherwise accepted sends confirm their slots from it.
+    """
     limit = compliance.messaging_limit(act.settings)
     if limit is None or not wa_ids:
-        return {}
+        return {}, None
     ws = WhatsAppStore(act.rt.store)
+    now = utcnow()
     _allowed, held = await act.rt.store.run(
         ws.reserve_initiations, compliance.portfolio_id(act.settings), act.organization_id, wa_ids, limit,
-        compliance.messaging_limit_window(act.settings))
-    return held
+        compliance.messaging_limit_window(act.settings), now)
+    return held, now
 
 
 async def mark_read(rt: Runtime, organization_id: str, connection: str, message_id: str,
@@ -217,13 +226,17 @@ async def send_batch(rt: Runtime, inp: BulkBatchInput) -> BulkBatchResult:
                 del todo[idx]
             elif not compliance.window_open(contacts.get(wa_id), now):
                 outside.append(wa_id)
-        held = await _reserve(act, outside)
+        held, reserved_at = await _reserve(act, outside)
         for idx, (wa_id, _payload, _msg) in list(todo.items()):
             if wa_id in held:
                 outcomes[idx] = BulkOutcome(index=idx, status="held", resume_at=held[wa_id].isoformat())
                 del todo[idx]
         progress.beat(force=True)
         await _send_concurrently(act, client, ws, inp, todo, keys, category, outcomes, progress)
+        if reserved_at is not None:
+            sent = {todo[i][0] for i, o in outcomes.items() if i in todo and o.message_id}
+            await rt.store.run(ws.confirm_initiations, compliance.portfolio_id(act.settings),
+                               [w for w in outside if w in sent], reserved_at)
     await rt.store.run(ws.sync_usage, [o.message_id for o in outcomes.values() if o.message_id])
     return BulkBatchResult(outcomes=[outcomes[i] for i in sorted(outcomes)])
 
