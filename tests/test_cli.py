@@ -85,3 +85,17 @@ def test_schema_export(tmp_path):
     assert out.exit_code == 0, out.output
     doc = json.loads((tmp_path / "SendWhatsAppMessage.input.schema.json").read_text())
     assert "organization_id" in doc["properties"] and "to" in doc["properties"]
+
+
+def test_committed_schemas_match_the_models(tmp_path):
+    """docs/schemas is what OpenSyte's TypeScript starters read: it must follow the models (`make schemas`)."""
+    from pathlib import Path
+
+    from worker.schemas import export_schemas
+
+    committed = Path(__file__).resolve().parent.parent / "docs" / "schemas"
+    fresh = {p.name: p.read_text() for p in export_schemas(tmp_path)}
+    on_disk = {p.name: p.read_text() for p in committed.glob("*.schema.json")}
+    assert sorted(on_disk) == sorted(fresh), "run `make schemas`: workflows were added or removed"
+    stale = [name for name, text in fresh.items() if on_disk[name] != text]
+    assert not stale, f"run `make schemas`: these schemas are out of date: {stale}"
