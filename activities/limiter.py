@@ -50,9 +50,15 @@ class Limiter(Protocol):
 class MemoryLimiter:
     """In-process sliding-window limiter; one per worker process."""
 
+    # Pair limits key on (number, customer): millions of keys over a worker's life. Every this many
+    # acquisitions, logs whose newest entry has left its window are dropped (they would wait for nothing).
+    PRUNE_EVERY = 4096
+
     def __init__(self, clock: Any = time.monotonic) -> None:
         self._clock = clock
         self._logs: dict[str, deque[float]] = defaultdict(deque)
+        self._periods: dict[str, float] = {}
+        self._acquired = 0
         self._lock = asyncio.Lock()
         self._sems: dict[str, asyncio.Semaphore] = {}
         self.waited_total = 0.0
@@ -74,11 +80,26 @@ class MemoryLimiter:
                 if wait <= 0:
                     for lim in limits:
                         self._logs[lim.name].append(now)
+                        self._periods[lim.name] = lim.period
                     self.waited_total += waited
+                    self._acquired += 1
+                    if self._acquired % self.PRUNE_EVERY == 0:
+                        self._prune(now)
                     return waited
             # Small margin so a slot freed exactly at the boundary is really free at the provider.
             await asyncio.sleep(wait + 0.002)
             waited += wait + 0.002
+
+    def _prune(self, now: float) -> None:
+        stale = [name for name, log in self._logs.items()
+                 if not log or log[-1] <= now - self._periods.get(name, 0.0)]
+        for name in stale:
+            del self._logs[name]
+            self._periods.pop(name, None)
+
+    @property
+    def tracked_keys(self) -> int:
+        return len(self._logs)
 
     @asynccontextmanager
     async def concurrency(self, limits: Sequence[Concurrency]) -> AsyncIterator[None]:

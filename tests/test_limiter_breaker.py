@@ -48,6 +48,24 @@ async def test_memory_limiter_takes_all_limits_together() -> None:
     assert waited >= 0.29
 
 
+async def test_memory_limiter_forgets_keys_whose_window_passed() -> None:
+    """Pair limits key on every customer: a long-lived worker must not keep them all forever."""
+    clock = FakeClock()
+    lim = MemoryLimiter(clock=clock)
+    lim.PRUNE_EVERY = 100
+    number = Limit("n", "p1", 1_000_000, 1.0)
+    for i in range(250):
+        await lim.acquire([number, Limit("pair", f"p1:c{i}", 1, 6.0)])
+    clock.t += 3.0  # the number's window has passed; pairs are still within theirs
+    for i in range(250, 300):
+        await lim.acquire([number, Limit("pair", f"p1:c{i}", 1, 6.0)])
+    assert lim.tracked_keys == 1 + 300  # nothing expired yet except the number log, which is in use again
+    clock.t += 10.0
+    for i in range(300, 400):
+        await lim.acquire([number, Limit("pair", f"p1:c{i}", 1, 6.0)])
+    assert lim.tracked_keys == 1 + 100  # only the pairs of the last window and the number remain
+
+
 async def test_concurrency_limit() -> None:
     lim = MemoryLimiter()
     inflight = peak = 0

@@ -19,6 +19,10 @@ DEMO_MODULES = ["worker.demo.whatsapp", "worker.demo.slack", "worker.demo.calend
 DEMO_ORG = "demo-org"
 
 
+class DemoFailed(RuntimeError):
+    """A demo step ran but did not do what it shows: `make run` must not print "ok" for it."""
+
+
 @dataclass
 class DemoContext:
     settings: Settings
@@ -32,6 +36,11 @@ class DemoContext:
 
     def say(self, text: str) -> None:
         self.console.print(text)
+
+    def expect(self, condition: object, what: str) -> None:
+        """Fail the demo loudly when a step's outcome is not the one it demonstrates."""
+        if not condition:
+            raise DemoFailed(what)
 
     def workflow_link(self, workflow_id: str) -> str:
         ui = self.settings.temporal_ui_url.rstrip("/")

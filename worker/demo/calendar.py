@@ -165,6 +165,7 @@ async def schedule(ctx: DemoContext, kind: str, emails: dict[str, str], monday: 
             idempotency_key=wf_id),
         id=wf_id, task_queue=ctx.settings.task_queue, result_type=ScheduleMeetingResult)
     ny, berlin = ZoneInfo("America/New_York"), ZoneInfo("Europe/Berlin")
+    ctx.expect(res.event.id and emails["dev"] in res.notified, f"[{label}] ScheduleMeeting: {res}")
     ctx.say(f"[{label}] ScheduleMeeting chose {res.slot.start.astimezone(ny):%a %Y-%m-%d %H:%M} New York "
             f"({res.slot.start.astimezone(berlin):%H:%M} Berlin) → event {res.event.id}")
     ctx.say(f"  invitations sent to: {', '.join(res.notified)}")
@@ -187,6 +188,8 @@ async def schedule(ctx: DemoContext, kind: str, emails: dict[str, str], monday: 
                             attendees=[emails["dev"]], conflict_policy="next_free_slot"),
         id=conflict_id, task_queue=ctx.settings.task_queue, result_type=CreateCalendarEventResult)
     start = moved.event.start.date_time.astimezone(ny) if moved.event.start.date_time else None
+    ctx.expect(moved.conflicts and start is not None and (start.hour, start.minute) != (9, 15),
+               f"[{label}] next_free_slot kept the conflicting 09:15: {moved.decision}")
     ctx.say(f"  CreateCalendarEvent at 09:15 with conflict_policy=next_free_slot: {moved.decision}, "
             f"{len(moved.conflicts)} conflict(s) → {start:%H:%M} New York  {ctx.workflow_link(conflict_id)}")
     ctx.results[f"calendar.{kind}"] = {"event_id": res.event.id, "slot": res.slot.start.isoformat()}

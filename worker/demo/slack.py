@@ -189,6 +189,7 @@ async def run(ctx: DemoContext) -> None:
             blocks=[{"type": "header", "text": {"type": "plain_text", "text": "Deal won :tada:"}},
                     {"type": "section", "text": {"type": "mrkdwn", "text": "*{deal}* closed at *{amount}*"}}]),
         id=wf_id, task_queue=ctx.settings.task_queue, result_type=SendSlackMessageResult)
+    ctx.expect(res.delivered and res.route == "slack", f"notification: {res.route}, delivered={res.delivered}")
     ctx.say(f"SendSlackMessage → delivered={res.delivered} via {res.route} (ts {res.ts}); the bot auto-joined #general")
     ctx.say(f"  Temporal UI: {ctx.workflow_link(wf_id)}")
 
@@ -199,6 +200,7 @@ async def run(ctx: DemoContext) -> None:
                               message="Invoice INV-1009 is overdue",
                               fallback=[{"kind": "channel", "channel": DEMO_CHANNELS["approvals"]}]),
         id=wf_id, task_queue=ctx.settings.task_queue, result_type=SendSlackMessageResult)
+    ctx.expect(res.delivered and res.route != "slack", f"archived channel fallback: {res.route}")
     ctx.say(f"SendSlackMessage to an archived channel → {res.attempts[0].error and res.attempts[0].error.get('code')}"
             f", delivered via {res.route}")
     ctx.say(f"  Temporal UI: {ctx.workflow_link(wf_id)}")
@@ -219,6 +221,8 @@ async def run(ctx: DemoContext) -> None:
     result: SlackApprovalResult = await handle.result()
     state = await channel_state(ctx.sandbox_url, ws.team_id, DEMO_CHANNELS["approvals"])
     updated = next(m for m in state["messages"] if m["ts"] == msg["ts"])
+    ctx.expect(result.decision == "approved" and result.decided_by == DEMO_USERS["alice"] and result.refused,
+               f"approval: {result.decision} by {result.decided_by}, refused {result.refused}")
     ctx.say(f"SlackApproval → {result.decision} by {result.decided_by} at {result.decided_at}; "
             f"refused {result.refused}")
     ctx.say(f"  message now reads: {updated['blocks'][-1]['text']['text']!r}")
@@ -234,5 +238,6 @@ async def run(ctx: DemoContext) -> None:
             if replies and replies[-1].get("team") == ws.team_id and "OpenSyte integrations" in replies[-1]["text"]:
                 break
             await asyncio.sleep(0.1)
+    ctx.expect(replies and replies[-1].get("team") == ws.team_id, "/opensyte status: no reply via response_url")
     ctx.say(f"/opensyte status → ack HTTP {ack.get('status')} in {ack.get('seconds')} s; reply via response_url: "
             f"{replies[-1]['text'].splitlines()[1] if replies else 'none'}")

@@ -116,6 +116,7 @@ async def run(ctx: DemoContext) -> None:
         id=wf_id, task_queue=ctx.settings.task_queue, result_type=SendWhatsAppMessageResult,
     )
     template = res.results[0]
+    ctx.expect(template.status == "accepted" and template.message_id, f"template send: {template}")
     ctx.say(f"1. SendWhatsAppMessage (OpenSyte TEMPLATE order_update) → {template.status} {template.message_id} "
             f"({template.category})\n   Temporal UI: {ctx.workflow_link(wf_id)}")
 
@@ -131,17 +132,21 @@ async def run(ctx: DemoContext) -> None:
         r.raise_for_status()
     got = await conv.execute_update(WhatsAppConversation.wait_for_reply,
                                     WaitForReply(after_seq=before.seq, timeout_seconds=30))
+    ctx.expect(got.reply is not None, "the customer's signed reply never reached the conversation")
     ctx.say(f"2. customer reply by signed webhook → {got.reply.text if got.reply else 'timed out'!r}")
 
     # 3. Inside the 24 h window the conversation may answer free-form.
     answer = await conv.execute_update(WhatsAppConversation.send_reply, ConversationReply(message=OutboundMessage(
         type="text", text="Yes — reply with the new address and we will update order SO-1042.")))
+    ctx.expect(answer.status == "accepted", f"reply through the conversation: {answer}")
     ctx.say(f"3. reply through the conversation (update send_reply) → {answer.status} {answer.message_id} "
             f"({answer.category})")
 
     # 4. Statuses from Meta's webhooks, as the conversation's query shows them.
     view = await until(conv, lambda v: timeline(v, answer.message_id).endswith("read")
                        and timeline(v, template.message_id).endswith("read"))
+    ctx.expect(view.opted_in and timeline(view, answer.message_id).endswith("read"),
+               f"conversation view: opted in={view.opted_in}, reply {timeline(view, answer.message_id)}")
     ctx.say(f"4. conversation query: window open={view.window_open}, opted in={view.opted_in}, "
             f"context={view.context}")
     for m in view.messages[-3:]:
