@@ -199,6 +199,11 @@ class GoogleFake:
             return gerror(403, "insufficientPermissions", "Request had insufficient authentication scopes.")
         return self._quota(tok) or tok
 
+    async def _target(self, request: Request, scopes: set[str], calendar_id: str) -> str | JSONResponse:
+        """The caller's calendar after faults, auth, scopes and quota: an id, or the error Google sends."""
+        tok = await self._guard(request, scopes)
+        return tok if isinstance(tok, JSONResponse) else self._calendar(tok, calendar_id)
+
     def _calendar(self, tok: Token, calendar_id: str) -> str | JSONResponse:
         owner = (tok.email or "").lower()
         cal = owner if calendar_id == "primary" else calendar_id.lower()
@@ -439,10 +444,7 @@ class GoogleFake:
 
         @r.get("/calendar/v3/calendars/{calendar_id}")
         async def get_calendar(calendar_id: str, request: Request) -> Response:
-            tok = await self._guard(request, READ_SCOPES)
-            if isinstance(tok, JSONResponse):
-                return tok
-            cal = self._calendar(tok, calendar_id)
+            cal = await self._target(request, READ_SCOPES, calendar_id)
             if isinstance(cal, JSONResponse):
                 return cal
             user = st.users[cal]
@@ -452,10 +454,7 @@ class GoogleFake:
 
         @r.post("/calendar/v3/calendars/{calendar_id}/events")
         async def insert(calendar_id: str, request: Request) -> Response:
-            tok = await self._guard(request, WRITE_SCOPES)
-            if isinstance(tok, JSONResponse):
-                return tok
-            cal = self._calendar(tok, calendar_id)
+            cal = await self._target(request, WRITE_SCOPES, calendar_id)
             if isinstance(cal, JSONResponse):
                 return cal
             body = await body_of(request)
@@ -483,10 +482,7 @@ class GoogleFake:
 
         @r.get("/calendar/v3/calendars/{calendar_id}/events/{event_id}")
         async def get_event(calendar_id: str, event_id: str, request: Request) -> Response:
-            tok = await self._guard(request, READ_SCOPES)
-            if isinstance(tok, JSONResponse):
-                return tok
-            cal = self._calendar(tok, calendar_id)
+            cal = await self._target(request, READ_SCOPES, calendar_id)
             if isinstance(cal, JSONResponse):
                 return cal
             ev = self.find(cal, event_id)
@@ -496,10 +492,7 @@ class GoogleFake:
 
         @r.patch("/calendar/v3/calendars/{calendar_id}/events/{event_id}")
         async def patch(calendar_id: str, event_id: str, request: Request) -> Response:
-            tok = await self._guard(request, WRITE_SCOPES)
-            if isinstance(tok, JSONResponse):
-                return tok
-            cal = self._calendar(tok, calendar_id)
+            cal = await self._target(request, WRITE_SCOPES, calendar_id)
             if isinstance(cal, JSONResponse):
                 return cal
             ev = st.calendars[cal].get(event_id)
@@ -546,10 +539,7 @@ class GoogleFake:
 
         @r.delete("/calendar/v3/calendars/{calendar_id}/events/{event_id}")
         async def delete(calendar_id: str, event_id: str, request: Request) -> Response:
-            tok = await self._guard(request, WRITE_SCOPES)
-            if isinstance(tok, JSONResponse):
-                return tok
-            cal = self._calendar(tok, calendar_id)
+            cal = await self._target(request, WRITE_SCOPES, calendar_id)
             if isinstance(cal, JSONResponse):
                 return cal
             ev = st.calendars[cal].get(event_id)
@@ -569,20 +559,14 @@ class GoogleFake:
 
         @r.get("/calendar/v3/calendars/{calendar_id}/events")
         async def list_events(calendar_id: str, request: Request) -> Response:
-            tok = await self._guard(request, READ_SCOPES)
-            if isinstance(tok, JSONResponse):
-                return tok
-            cal = self._calendar(tok, calendar_id)
+            cal = await self._target(request, READ_SCOPES, calendar_id)
             if isinstance(cal, JSONResponse):
                 return cal
             return self._list(cal, dict(request.query_params), None)
 
         @r.get("/calendar/v3/calendars/{calendar_id}/events/{event_id}/instances")
         async def instances(calendar_id: str, event_id: str, request: Request) -> Response:
-            tok = await self._guard(request, READ_SCOPES)
-            if isinstance(tok, JSONResponse):
-                return tok
-            cal = self._calendar(tok, calendar_id)
+            cal = await self._target(request, READ_SCOPES, calendar_id)
             if isinstance(cal, JSONResponse):
                 return cal
             ev = st.calendars[cal].get(event_id)
