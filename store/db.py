@@ -52,6 +52,12 @@ APPEND_ONLY_POSTGRES = [
 ]
 
 
+def _by_identity(organization_id: str, integration_type: str, name: str) -> Any:
+    """A connection is identified by (organization, integration type, name)."""
+    return select(Connection).where(Connection.organization_id == organization_id,
+                                    Connection.integration_type == integration_type, Connection.name == name)
+
+
 def make_engine(url: str) -> Engine:
     """An engine for SQLite (file created, WAL mode) or PostgreSQL (`postgresql+psycopg://`)."""
     if url.startswith("postgresql://"):
@@ -128,13 +134,7 @@ class Store:
     ) -> Connection:
         """Create or update settings (used by OAuth installs and the demo seed)."""
         with self.session() as s:
-            conn = s.exec(
-                select(Connection).where(
-                    Connection.organization_id == organization_id,
-                    Connection.integration_type == integration_type,
-                    Connection.name == name,
-                )
-            ).first()
+            conn = s.exec(_by_identity(organization_id, integration_type, name)).first()
             if conn is None:
                 conn = Connection(
                     organization_id=organization_id, integration_type=integration_type, name=name
@@ -149,13 +149,7 @@ class Store:
 
     def find_connection(self, organization_id: str, integration_type: str, name: str) -> Connection:
         with self.session() as s:
-            conn = s.exec(
-                select(Connection).where(
-                    Connection.organization_id == organization_id,
-                    Connection.integration_type == integration_type,
-                    Connection.name == name,
-                )
-            ).first()
+            conn = s.exec(_by_identity(organization_id, integration_type, name)).first()
         if conn is None:
             raise ConnectionNotFound(
                 f"no {integration_type} connection named {name!r} in organization {organization_id}"
