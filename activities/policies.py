@@ -63,6 +63,9 @@ SEND = ActivityOptions(start_to_close_timeout=timedelta(seconds=30), retry_polic
 LOOKUP = ActivityOptions(start_to_close_timeout=timedelta(seconds=30), retry_policy=_policy(5))
 # Store-only bookkeeping (audit, health, notifications): our own database, retried generously.
 BOOKKEEPING = ActivityOptions(start_to_close_timeout=timedelta(seconds=30), retry_policy=_policy(20, 10))
+# A round of alert deliveries: each route's failures are recorded and retried by the next scheduled
+# round, so the activity itself retries little; 5 minutes covers Slack's 1 message/s per channel.
+DELIVERY = ActivityOptions(start_to_close_timeout=timedelta(minutes=5), retry_policy=_policy(3))
 # Long batch activities (bulk sends) heartbeat their progress.
 BATCH = ActivityOptions(
     start_to_close_timeout=timedelta(hours=2),

@@ -30,9 +30,9 @@ def plugin_for(integration_type: str) -> Plugin:
 
 def core_workflows() -> list[type]:
     """Workflows that belong to no single provider (maintenance)."""
-    from workflows.maintenance import ConnectionHealthSweep
+    from workflows.maintenance import ConnectionHealthSweep, DeliverAdminNotifications
 
-    return [ConnectionHealthSweep]
+    return [ConnectionHealthSweep, DeliverAdminNotifications]
 
 
 def all_workflows() -> list[type]:
@@ -45,9 +45,10 @@ def all_workflows() -> list[type]:
 
 
 def all_activities(rt: Runtime) -> Sequence[Any]:
+    from activities.alerts import AlertActivities
     from activities.maintenance import MaintenanceActivities
 
-    acts: list[Any] = list(MaintenanceActivities(rt).all())
+    acts: list[Any] = [*MaintenanceActivities(rt).all(), *AlertActivities(rt).all()]
     for p in plugins():
         acts.extend(p.activities(rt))
     return acts

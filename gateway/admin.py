@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 
+from activities.alerts import RouteSpec
 from store.models import AdminKey, UsageRecord
 
 EXPIRY_WARNING_DAYS = 7
@@ -126,6 +127,39 @@ def router() -> APIRouter:
         rt = request.app.state.rt
         if not await rt.store.run(rt.store.acknowledge_notification, organization_id, notification_id):
             raise HTTPException(404, "no such notification in this organization")
+        return {"ok": True}
+
+    @r.get("/orgs/{organization_id}/alert-routes")
+    async def alert_routes(organization_id: str, request: Request, _: Principal = Depends(org_scope)
+                           ) -> list[dict[str, Any]]:
+        from store.alerts import AlertStore
+
+        rt = request.app.state.rt
+        return [a.model_dump(mode="json") for a in await rt.store.run(AlertStore(rt.store).routes, organization_id)]
+
+    @r.post("/orgs/{organization_id}/alert-routes", status_code=201)
+    async def add_alert_route(organization_id: str, spec: RouteSpec, request: Request,
+                              who: Principal = Depends(org_scope)) -> dict[str, Any]:
+        """A webhook route's signing secret is in the answer, once; Vault keeps the only other copy."""
+        from activities.alerts import add_route
+        from activities.errors import IntegrationError
+        from store.db import ConnectionNotFound
+
+        try:
+            route, secret = await add_route(request.app.state.rt, organization_id, spec, actor=f"admin:{who.label}")
+        except IntegrationError as exc:
+            raise HTTPException(422, exc.message) from None
+        except ConnectionNotFound as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {**route.model_dump(mode="json"), **({"signing_secret": secret} if secret else {})}
+
+    @r.delete("/orgs/{organization_id}/alert-routes/{route_id}")
+    async def remove_alert_route(organization_id: str, route_id: str, request: Request,
+                                 who: Principal = Depends(org_scope)) -> dict[str, bool]:
+        from activities.alerts import remove_route
+
+        if not await remove_route(request.app.state.rt, organization_id, route_id, actor=f"admin:{who.label}"):
+            raise HTTPException(404, "no such alert route in this organization")
         return {"ok": True}
 
     @r.get("/orgs/{organization_id}/diagnostics")

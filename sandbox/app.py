@@ -87,6 +87,23 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
         state.faults.clear()
         return {"ok": True}
 
+    # A webhook receiver (an operator's alerting endpoint, say): records what it gets; its answer is settable.
+    @app.post("/_sandbox/sink/{name}")
+    async def sink(name: str, request: Request) -> Response:
+        box = state.sinks.setdefault(name, {"status": 200, "received": []})
+        box["received"].append({"headers": {k.lower(): v for k, v in request.headers.items()},
+                                "body": (await request.body()).decode(errors="replace")})
+        return Response(status_code=box["status"])
+
+    @app.put("/_sandbox/sink/{name}/status/{status}")
+    async def sink_status(name: str, status: int) -> dict[str, Any]:
+        state.sinks.setdefault(name, {"status": 200, "received": []})["status"] = status
+        return {"ok": True}
+
+    @app.get("/_sandbox/sink/{name}")
+    async def sink_received(name: str) -> list[dict[str, Any]]:
+        return list(state.sinks.get(name, {}).get("received", []))
+
     @app.get("/_sandbox/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}

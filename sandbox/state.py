@@ -70,6 +70,7 @@ class SandboxState:
     def __init__(self) -> None:
         self.recorder = Recorder()
         self.faults: dict[str, FaultConfig] = {}
+        self.sinks: dict[str, dict[str, Any]] = {}  # webhook receivers: {name: {"status", "received"}}
         self._rng = random.Random()
         self.providers: dict[str, Any] = {}
         self.background: set[asyncio.Task[Any]] = set()

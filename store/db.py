@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import secrets
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,6 +50,10 @@ APPEND_ONLY_POSTGRES = [
     "CREATE TRIGGER audit_event_append_only BEFORE UPDATE OR DELETE ON audit_event "
     "FOR EACH ROW EXECUTE FUNCTION audit_event_append_only()",
 ]
+
+
+# An identical unacknowledged alert inside this window is the same alert, not a new one.
+NOTIFICATION_DEDUPE_SECONDS = 3600
 
 
 def _by_identity(organization_id: str, integration_type: str, name: str) -> Any:
@@ -318,15 +322,22 @@ class Store:
         severity: str = "error",
         action_url: str | None = None,
     ) -> AdminNotification:
-        n = AdminNotification(
-            organization_id=organization_id,
-            connection_id=connection_id,
-            kind=kind,
-            message=message,
-            severity=severity,
-            action_url=action_url,
-        )
+        """Record an alert; the same unacknowledged alert within the last hour is not recorded again.
+
+        Deduplication keeps a failing retry loop (or a failing alert delivery) from flooding administrators.
+        """
+        since = utcnow() - timedelta(seconds=NOTIFICATION_DEDUPE_SECONDS)
         with self.session() as s:
+            same = s.exec(select(AdminNotification).where(
+                AdminNotification.organization_id == organization_id,
+                col(AdminNotification.connection_id).is_(None) if connection_id is None
+                else AdminNotification.connection_id == connection_id, AdminNotification.kind == kind,
+                AdminNotification.message == message, AdminNotification.acknowledged == False,  # noqa: E712
+                AdminNotification.at > since)).first()
+            if same is not None:
+                return same
+            n = AdminNotification(organization_id=organization_id, connection_id=connection_id, kind=kind,
+                                  message=message, severity=severity, action_url=action_url)
             s.add(n)
             s.commit()
             s.refresh(n)

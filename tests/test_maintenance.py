@@ -54,11 +54,18 @@ async def test_rotation_replaces_the_secret_and_revives_the_connection(runtime, 
     assert any(e.action == "connection.rotate" for e in runtime.store.audit_log(wa.organization_id))
 
 
-async def test_health_sweep_schedule_is_created_once(client, settings):
-    from worker.schedules import HEALTH_SWEEP_ID, ensure_schedules
+async def test_schedules_are_created_once(client, settings):
+    from worker.schedules import ALERT_DELIVERY_ID, HEALTH_SWEEP_ID, ensure_schedules
 
     first = await ensure_schedules(client, settings)
-    second = await ensure_schedules(client, settings)
-    assert first == [HEALTH_SWEEP_ID] and second == []
-    desc = await client.get_schedule_handle(HEALTH_SWEEP_ID).describe()
-    assert desc.schedule.spec.intervals[0].every.total_seconds() == 3600
+    try:
+        second = await ensure_schedules(client, settings)
+        assert first == [HEALTH_SWEEP_ID, ALERT_DELIVERY_ID] and second == []
+        sweep = await client.get_schedule_handle(HEALTH_SWEEP_ID).describe()
+        assert sweep.schedule.spec.intervals[0].every.total_seconds() == 3600
+        alerts = await client.get_schedule_handle(ALERT_DELIVERY_ID).describe()
+        assert alerts.schedule.spec.intervals[0].every.total_seconds() == 60
+    finally:
+        # Left running, they would fire in the middle of other tests (the whole suite shares one server).
+        for schedule_id in first:
+            await client.get_schedule_handle(schedule_id).delete()

@@ -82,6 +82,10 @@ class VaultClient:
             ]
         )
 
+    def alert_route_path(self, organization_id: str, route_id: str) -> str:
+        """A webhook alert route's signing secret."""
+        return f"osi/alerts/{_segment(organization_id, 'organization id')}/{_segment(route_id, 'route id')}"
+
     def app_path(self, provider: str) -> str:
         return f"osi/apps/{_segment(provider, 'provider')}"
 

@@ -233,7 +233,7 @@ def _register_provider_commands() -> None:
     import importlib
 
     for module, name in (("worker.cli_whatsapp", "whatsapp"), ("worker.cli_slack", "slack"),
-                         ("worker.cli_calendar", "calendar")):
+                         ("worker.cli_calendar", "calendar"), ("worker.cli_alerts", "alerts")):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

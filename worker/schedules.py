@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from pydantic import BaseModel
 from temporalio.client import (
     Client,
     Schedule,
@@ -13,23 +14,33 @@ from temporalio.client import (
     ScheduleSpec,
 )
 
+from activities.alerts import DeliverInput
 from activities.maintenance import SweepInput
 from worker.settings import Settings
 
 HEALTH_SWEEP_ID = "connection-health-sweep"
+ALERT_DELIVERY_ID = "admin-notification-delivery"
 
 
-async def ensure_schedules(client: Client, settings: Settings, every: timedelta = timedelta(hours=1)) -> list[str]:
-    """Create the health sweep schedule if it does not exist; return the ids created."""
-    try:
-        await client.create_schedule(
-            HEALTH_SWEEP_ID,
-            Schedule(
-                action=ScheduleActionStartWorkflow("ConnectionHealthSweep", SweepInput(), id=HEALTH_SWEEP_ID,
-                                                   task_queue=settings.task_queue),
-                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
-            ),
-        )
-    except ScheduleAlreadyRunningError:
-        return []
-    return [HEALTH_SWEEP_ID]
+async def ensure_schedules(client: Client, settings: Settings, every: timedelta = timedelta(hours=1),
+                           alerts_every: timedelta = timedelta(minutes=1)) -> list[str]:
+    """Create the health sweep and alert delivery schedules where missing; return the ids created."""
+    wanted: list[tuple[str, str, BaseModel, timedelta]] = [
+        (HEALTH_SWEEP_ID, "ConnectionHealthSweep", SweepInput(), every),
+        (ALERT_DELIVERY_ID, "DeliverAdminNotifications", DeliverInput(), alerts_every),
+    ]
+    created = []
+    for schedule_id, workflow_name, arg, interval in wanted:
+        try:
+            await client.create_schedule(
+                schedule_id,
+                Schedule(
+                    action=ScheduleActionStartWorkflow(workflow_name, arg, id=schedule_id,
+                                                       task_queue=settings.task_queue),
+                    spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=interval)]),
+                ),
+            )
+        except ScheduleAlreadyRunningError:
+            continue
+        created.append(schedule_id)
+    return created

@@ -1,12 +1,13 @@
-"""Maintenance workflows: a health sweep over connections (run on a Temporal schedule)."""
+"""Maintenance workflows on Temporal schedules: a health sweep over connections, alert delivery."""
 
 from __future__ import annotations
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.alerts import AlertActivities, DeliverInput, DeliverResult
     from activities.maintenance import CheckInput, MaintenanceActivities, SweepInput, SweepResult
-    from activities.policies import BOOKKEEPING, LOOKUP
+    from activities.policies import BOOKKEEPING, DELIVERY, LOOKUP
 
 
 @workflow.defn(name="ConnectionHealthSweep")
@@ -30,3 +31,12 @@ class ConnectionHealthSweep:
             if check.expiring:
                 result.expiring.append(check)
         return result
+
+
+@workflow.defn(name="DeliverAdminNotifications")
+class DeliverAdminNotifications:
+    """One round of alert delivery to every organization's routes (the schedule runs it every minute)."""
+
+    @workflow.run
+    async def run(self, inp: DeliverInput) -> DeliverResult:
+        return await workflow.execute_activity_method(AlertActivities.deliver, inp, **DELIVERY.kwargs())
