@@ -114,6 +114,22 @@ def gateway(settings: Settings, runtime: Runtime) -> Iterator[str]:
 
 
 @pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """`osi` commands in this process talk to the test stack."""
+    from worker import settings as settings_mod
+
+    for key, value in {
+        "OSI_TEMPORAL_ADDRESS": settings.temporal_address, "OSI_VAULT_ADDR": settings.vault_addr,
+        "OSI_VAULT_TOKEN": "root", "OSI_DATABASE_URL": settings.database_url,
+        "OSI_WHATSAPP_BASE_URL": settings.whatsapp_base_url,
+    }.items():
+        monkeypatch.setenv(key, value)
+    settings_mod.get_settings.cache_clear()
+    yield
+    settings_mod.get_settings.cache_clear()
+
+
+@pytest.fixture
 def task_queue(settings: Settings) -> str:
     return settings.task_queue
 

@@ -13,8 +13,8 @@ from activities.alerts import DeliverInput, DeliverResult, RouteSpec, add_route,
 from activities.errors import PermanentError
 from store.alerts import AlertStore
 from store.db import ConnectionNotFound
+from tests.test_cli import ainvoke
 from vault.client import CredentialsMissing
-from tests.test_cli import ainvoke, cli_env  # noqa: F401 (a fixture)
 from worker.demo.slack import channel_state, create_workspace, direct_connection, ensure_app
 
 
@@ -125,13 +125,14 @@ async def test_acknowledged_and_pre_existing_alerts_are_not_delivered(client, wo
 
 def test_the_same_unacknowledged_alert_is_recorded_once(runtime) -> None:
     org = f"org_{uuid.uuid4().hex[:10]}"
-    a = runtime.store.notify_admins(org, "configuration_error", "SLACK connection 'x': missing_scope", connection_id="c1")
-    b = runtime.store.notify_admins(org, "configuration_error", "SLACK connection 'x': missing_scope", connection_id="c1")
+    msg = "SLACK connection 'x': missing_scope"
+    a = runtime.store.notify_admins(org, "configuration_error", msg, connection_id="c1")
+    b = runtime.store.notify_admins(org, "configuration_error", msg, connection_id="c1")
     other = runtime.store.notify_admins(org, "configuration_error", "SLACK connection 'y': missing_scope",
                                         connection_id="c2")
     assert a.id == b.id and other.id != a.id
     runtime.store.acknowledge_notification(org, a.id)
-    c = runtime.store.notify_admins(org, "configuration_error", "SLACK connection 'x': missing_scope", connection_id="c1")
+    c = runtime.store.notify_admins(org, "configuration_error", msg, connection_id="c1")
     assert c.id != a.id  # once acknowledged, a recurrence is news again
     assert len(runtime.store.notifications(org)) == 3
     # Alerts about no particular connection are deduplicated too.

@@ -9,23 +9,7 @@ import secrets
 import uuid
 
 import httpx
-import pytest
 from typer.testing import CliRunner
-
-from worker import settings as settings_mod
-
-
-@pytest.fixture
-def cli_env(settings, monkeypatch):
-    for key, value in {
-        "OSI_TEMPORAL_ADDRESS": settings.temporal_address, "OSI_VAULT_ADDR": settings.vault_addr,
-        "OSI_VAULT_TOKEN": "root", "OSI_DATABASE_URL": settings.database_url,
-        "OSI_WHATSAPP_BASE_URL": settings.whatsapp_base_url,
-    }.items():
-        monkeypatch.setenv(key, value)
-    settings_mod.get_settings.cache_clear()
-    yield
-    settings_mod.get_settings.cache_clear()
 
 
 def invoke(*args: str, stdin: str | None = None):
