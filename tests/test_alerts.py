@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -13,6 +14,7 @@ from activities.alerts import DeliverInput, DeliverResult, RouteSpec, add_route,
 from activities.errors import PermanentError
 from store.alerts import AlertStore
 from store.db import ConnectionNotFound
+from store.models import AdminNotification
 from tests.test_cli import ainvoke
 from vault.client import CredentialsMissing
 from worker.demo.slack import channel_state, create_workspace, direct_connection, ensure_app
@@ -115,12 +117,21 @@ async def test_a_failing_route_is_retried_then_given_up_without_blocking_others(
 
 async def test_acknowledged_and_pre_existing_alerts_are_not_delivered(client, worker, runtime, sandbox, task_queue):
     org = f"org_{uuid.uuid4().hex[:10]}"
-    acked = runtime.store.notify_admins(org, "configuration_error", "acknowledged already")
-    runtime.store.acknowledge_notification(org, acked.id)
+    old = runtime.store.notify_admins(org, "configuration_error", "raised a day before the route existed")
+    with runtime.store.session() as s:  # backdate it
+        row = s.get(AdminNotification, old.id)
+        row.at = row.at - timedelta(hours=20)
+        s.add(row)
+        s.commit()
     sink = f"quiet-{uuid.uuid4().hex[:8]}"
     await add_route(runtime, org, RouteSpec(kind="webhook", url=sink_url(sandbox, sink)), actor="t")
+    acked = runtime.store.notify_admins(org, "configuration_error", "acknowledged before delivery")
+    runtime.store.acknowledge_notification(org, acked.id)
     res = await deliver(client, task_queue, org)
     assert (res.delivered, res.failed) == (0, 0) and await received(sandbox, sink) == []
+    fresh = runtime.store.notify_admins(org, "configuration_error", "raised now")
+    res = await deliver(client, task_queue, org)
+    assert res.delivered == 1 and json.loads((await received(sandbox, sink))[0]["body"])["id"] == fresh.id
 
 
 def test_the_same_unacknowledged_alert_is_recorded_once(runtime) -> None:
