@@ -20,11 +20,10 @@ from activities.runtime import Runtime
 from activities.whatsapp.activities import WhatsAppActivities
 from activities.whatsapp.models import SendTextInput
 from sandbox.app import create_app
-from tests.servers import ServerThread
 from vault.credentials import BearerTokenCredentials
 from worker.connections import add_connection
 from worker.settings import Settings
-from worker.stack import Stack, free_port
+from worker.stack import ServerThread, Stack, free_port
 
 CONCURRENCY = 50
 
