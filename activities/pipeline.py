@@ -177,6 +177,7 @@ class Action:
         json: Any = None,
         params: Mapping[str, Any] | None = None,
         data: Mapping[str, Any] | None = None,
+        files: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         limits: Sequence[Limit] = (),
         concurrency: Sequence[Concurrency] = (),
@@ -187,8 +188,8 @@ class Action:
     ) -> Response:
         """One provider call; raises a classified IntegrationError on failure."""
         try:
-            return await self._call_once(method, url, json=json, params=params, data=data, headers=headers,
-                                         limits=limits, concurrency=concurrency, cost_units=cost_units,
+            return await self._call_once(method, url, json=json, params=params, data=data, files=files,
+                                         headers=headers, limits=limits, concurrency=concurrency, cost_units=cost_units,
                                          category=category, reference=reference, authenticate=authenticate)
         except IntegrationError as err:
             # An expired access token with a refreshable credential: refresh once and retry once.
@@ -198,8 +199,8 @@ class Action:
             if not isinstance(creds, OAuth2Credentials) or creds.refresh_token is None:
                 raise
             await self.credentials(stale_access_token=creds.access_token.get_secret_value())
-            return await self._call_once(method, url, json=json, params=params, data=data, headers=headers,
-                                         limits=limits, concurrency=concurrency, cost_units=cost_units,
+            return await self._call_once(method, url, json=json, params=params, data=data, files=files,
+                                         headers=headers, limits=limits, concurrency=concurrency, cost_units=cost_units,
                                          category=category, reference=reference, authenticate=authenticate)
 
     async def _call_once(
@@ -210,6 +211,7 @@ class Action:
         json: Any,
         params: Mapping[str, Any] | None,
         data: Mapping[str, Any] | None,
+        files: Mapping[str, Any] | None,
         headers: Mapping[str, str] | None,
         limits: Sequence[Limit],
         concurrency: Sequence[Concurrency],
@@ -236,7 +238,7 @@ class Action:
         try:
             async with self.rt.limiter.concurrency(concurrency):
                 resp = await self.rt.http.request(
-                    method, url, json=json, params=params, data=data, headers=req_headers
+                    method, url, json=json, params=params, data=data, files=files, headers=req_headers
                 )
             status, resp_headers, body = resp.status_code, resp.headers, _parse_body(resp)
             err = self.plugin.classify(status, resp_headers, body)

@@ -104,6 +104,19 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
     async def sink_received(name: str) -> list[dict[str, Any]]:
         return list(state.sinks.get(name, {}).get("received", []))
 
+    # Files served over HTTP (what an OpenSyte storage URL would be): media uploads fetch them.
+    @app.put("/_sandbox/files/{name}")
+    async def put_file(name: str, request: Request) -> dict[str, Any]:
+        state.files[name] = (await request.body(), request.headers.get("content-type", ""))
+        return {"ok": True, "size": len(state.files[name][0])}
+
+    @app.get("/_sandbox/files/{name}")
+    async def get_file(name: str) -> Response:
+        if name not in state.files:
+            return Response(status_code=404)
+        data, mime = state.files[name]
+        return Response(data, media_type=mime or None)
+
     @app.get("/_sandbox/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}

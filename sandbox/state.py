@@ -71,6 +71,7 @@ class SandboxState:
         self.recorder = Recorder()
         self.faults: dict[str, FaultConfig] = {}
         self.sinks: dict[str, dict[str, Any]] = {}  # webhook receivers: {name: {"status", "received"}}
+        self.files: dict[str, tuple[bytes, str]] = {}  # name → (content, content type)
         self._rng = random.Random()
         self.providers: dict[str, Any] = {}
         self.background: set[asyncio.Task[Any]] = set()

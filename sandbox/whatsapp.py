@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from sandbox.state import SandboxState
+from sandbox.whatsapp_media import MediaEndpoints
 
 VERSION_RE = re.compile(r"^v[0-9]+\.[0-9]+$")
 PLACEHOLDER_RE = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
@@ -166,6 +167,7 @@ class WhatsAppFake:
         self.sandbox = sandbox
         self.state = WhatsAppFakeState()
         self._http: httpx.AsyncClient | None = None
+        self.media = MediaEndpoints(self)
 
     # ---- helpers ---------------------------------------------------------------------------
     def http(self) -> httpx.AsyncClient:
@@ -331,9 +333,10 @@ class WhatsAppFake:
         elif req.type == "reaction":
             msg["reaction"] = {"message_id": req.reaction_message_id or "", "emoji": req.emoji or ""}
         elif req.type == "image":
-            msg["image"] = {"caption": req.text, "mime_type": "image/jpeg",
-                            "sha256": base64.b64encode(hashlib.sha256(os.urandom(8)).digest()).decode(),
-                            "id": str(secrets.randbelow(10**15) + 10**15)}
+            # The customer's photo is kept like uploaded media: GET /{media-id} and the download work.
+            item = self.media.received(num.phone_number_id, "image/jpeg", b"\xff\xd8\xff\xe0" + os.urandom(64))
+            msg["image"] = {"caption": req.text, "mime_type": item.mime_type, "sha256": item.sha256,
+                            "id": item.media_id}
         else:
             msg["errors"] = [async_error(131051, "Message type unknown", "Message type is not currently supported")]
             msg["type"] = "unsupported"
@@ -624,6 +627,16 @@ class WhatsAppFake:
     def router(self) -> APIRouter:
         r = APIRouter()
 
+        @r.get("/media-files/{media_id}")  # before /{version}/{id}, which would take it
+        async def media_file(media_id: str, request: Request) -> Response:
+            return self.media.download(request, media_id)
+
+        @r.delete("/{version}/{media_id}")
+        async def delete_media(version: str, media_id: str, request: Request) -> Response:
+            if not VERSION_RE.match(version):
+                return graph_error(400, 2500, f"Unknown path components: /{version}")
+            return self.media.delete(request, media_id)
+
         @r.get("/{version}/{oid}/message_templates")
         async def list_templates(version: str, oid: str, request: Request) -> Response:
             if not VERSION_RE.match(version):
@@ -650,6 +663,9 @@ class WhatsAppFake:
                 return graph_error(400, 2500, f"Unknown path components: /{version}", etype="OAuthException")
             if (resp := await self.fault(await self.sandbox.fault_for("whatsapp"))) is not None:
                 return resp
+            if pid in self.media.media:  # GET /{media-id}: Graph ids share one namespace
+                item = self.media.owned(request, pid)
+                return item if isinstance(item, Response) else self.media.view(request, item)
             num = self.authorize(request, pid)
             if isinstance(num, JSONResponse):
                 return num
@@ -666,6 +682,10 @@ class WhatsAppFake:
                 return graph_error(400, 2500, f"Unknown path components: /{version}")
             if action == "messages":
                 return await self.send(pid, request)
+            if action == "media":
+                if (resp := await self.fault(await self.sandbox.fault_for("whatsapp"))) is not None:
+                    return resp
+                return await self.media.upload(pid, request)
             if action not in ("register", "deregister", "request_code", "verify_code"):
                 return graph_error(400, 100, f"(#100) Unknown path components: /{action}")
             if (resp := await self.fault(await self.sandbox.fault_for("whatsapp"))) is not None:

@@ -82,6 +82,7 @@ def settings(stack: StackInfo, sandbox: SandboxHandle, gateway_port: int) -> Set
         graph_base_url=f"{sandbox.url}/graph/v1.0/",
         entra_http_route=f"{sandbox.url}/entra",
         breaker_failure_threshold=50,
+        media_fetch_private_hosts="127.0.0.1",
         _env_file=None,  # type: ignore[call-arg]
     )
 

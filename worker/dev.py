@@ -45,6 +45,8 @@ def child_env(s: Settings) -> dict[str, str]:
             "OSI_GOOGLE_AUTHORIZE_URL": f"{sandbox}/google/authorize",
             "OSI_GRAPH_BASE_URL": f"{sandbox}/graph/v1.0/",
             "OSI_ENTRA_HTTP_ROUTE": f"{sandbox}/entra",
+            # Media uploads may fetch the sandbox's files (it is not a public host).
+            "OSI_MEDIA_FETCH_PRIVATE_HOSTS": s.host,
         }
     if s.vault_token is not None:
         env["OSI_VAULT_TOKEN"] = s.vault_token.get_secret_value()

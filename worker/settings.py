@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     entra_authority_host: str = "https://login.microsoftonline.com"
 
     # ---- WhatsApp (issue 3) ----
+    # Hosts that media uploads may fetch from although they are not public (comma-separated; the sandbox).
+    media_fetch_private_hosts: str = ""
     conversation_idle_hours: float = 72.0
     conversation_history_limit: int = Field(default=2000, ge=100)
 

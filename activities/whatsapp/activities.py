@@ -8,7 +8,7 @@ from pydantic import SecretStr
 from temporalio import activity
 
 from activities.errors import ConfigurationError, IntegrationError, PermanentError
-from activities.whatsapp import sending, templates
+from activities.whatsapp import media, sending, templates
 from activities.whatsapp.client import WhatsAppClient
 from activities.whatsapp.models import (
     BulkBatchInput,
@@ -17,6 +17,8 @@ from activities.whatsapp.models import (
     ContactSnapshot,
     MarkReadInput,
     Media,
+    MediaInfo,
+    MediaRefInput,
     OutboundMessage,
     PhoneActionResult,
     PhoneNumberInput,
@@ -35,6 +37,8 @@ from activities.whatsapp.models import (
     TemplateInfo,
     TemplatesInput,
     TemplatesResult,
+    UploadMediaInput,
+    UploadMediaResult,
     VerifyCodeInput,
 )
 from store.whatsapp import WhatsAppStore, aware
@@ -170,6 +174,22 @@ class WhatsAppActivities:
             body = await WhatsAppClient(act).phone_action("deregister", {})
             return PhoneActionResult(success=bool(body.get("success")), action="deregister")
 
+    # ---- media -------------------------------------------------------------------------------
+    @activity.defn(name="whatsapp.upload_media")
+    async def upload_media(self, inp: UploadMediaInput) -> UploadMediaResult:
+        """Fetch `source_url` (public hosts only), check Meta's type and size limits, upload; the id can be
+        sent with send_media for 30 days."""
+        return await media.upload(self.rt, inp)
+
+    @activity.defn(name="whatsapp.media_info")
+    async def media_info(self, inp: MediaRefInput) -> MediaInfo:
+        """URL (short-lived, needs the token), type, size and hash of uploaded or received media."""
+        return await media.info(self.rt, inp)
+
+    @activity.defn(name="whatsapp.delete_media")
+    async def delete_media(self, inp: MediaRefInput) -> bool:
+        return await media.delete(self.rt, inp)
+
     # ---- store lookups for conversations ---------------------------------------------------
     @activity.defn(name="whatsapp.contact_snapshot")
     async def contact_snapshot(self, inp: ContactLookupInput) -> ContactSnapshot:
@@ -186,7 +206,8 @@ class WhatsAppActivities:
         return [self.send_text, self.send_media, self.send_location, self.send_contacts, self.send_reaction,
                 self.send_interactive, self.send_template, self.send_message, self.mark_read,
                 self.send_template_batch, self.list_templates, self.get_phone_number, self.request_code,
-                self.verify_code, self.register, self.deregister, self.contact_snapshot]
+                self.verify_code, self.register, self.deregister, self.contact_snapshot, self.upload_media,
+                self.media_info, self.delete_media]
 
 
 async def store_pin(rt: Runtime, organization_id: str, connection: str, pin: str) -> None:

@@ -594,3 +594,34 @@ class ContactLookupInput(ConnectionRef):
 def conversation_workflow_id(organization_id: str, phone_number_id: str, wa_id: str) -> str:
     """One conversation per (organization, business number, customer)."""
     return f"whatsapp-conversation:{organization_id}:{phone_number_id}:{wa_id}"
+
+
+# ---- media -----------------------------------------------------------------------------------
+class UploadMediaInput(ConnectionRef):
+    """Fetch a file from `source_url` (e.g. OpenSyte's file storage) and upload it to Meta (kept 30 days)."""
+
+    source_url: str = Field(min_length=1, max_length=4096)
+    mime_type: str | None = None  # default: the source's Content-Type
+    filename: str | None = Field(default=None, max_length=240)
+
+
+class UploadMediaResult(_Model):
+    media_id: str
+    kind: str  # image | video | audio | document | sticker: the message type that can carry it
+    mime_type: str
+    size: int
+    sha256: str
+
+
+class MediaRefInput(ConnectionRef):
+    media_id: str = Field(min_length=1, max_length=64, pattern=r"^[0-9]+$")
+
+
+class MediaInfo(_Model):
+    """What Meta says of uploaded or received media; `url` is short-lived and needs the token."""
+
+    media_id: str
+    url: str
+    mime_type: str
+    sha256: str
+    file_size: int
