@@ -39,12 +39,30 @@ class Concurrency:
     limit: int
 
 
+@dataclass(frozen=True)
+class Spacing:
+    """Consecutive calls for one key start at least `period` seconds after the previous one's answer.
+
+    A window counted when we send cannot see when the provider received: a slow request followed by a
+    fast one arrive closer together than they left. The provider received the previous call before we
+    got its answer, so spacing from the answer holds at the provider whatever the latency (Slack's one
+    post per second per channel). In-process; across workers the window limit still applies.
+    """
+
+    scope: str
+    key: str
+    period: float
+
+
 class Limiter(Protocol):
     async def acquire(self, limits: Sequence[Limit]) -> float:
         """Wait until every limit has room, take one slot in each; return seconds waited."""
 
     def concurrency(self, limits: Sequence[Concurrency]) -> Any:
         """Async context manager holding one in-flight slot per limit."""
+
+    def spaced(self, spacings: Sequence[Spacing]) -> Any:
+        """Async context manager: one call at a time per key, started `period` after the last answer."""
 
 
 class MemoryLimiter:
@@ -61,6 +79,8 @@ class MemoryLimiter:
         self._acquired = 0
         self._lock = asyncio.Lock()
         self._sems: dict[str, asyncio.Semaphore] = {}
+        self._spacing_locks: dict[str, asyncio.Lock] = {}
+        self._last_answer: dict[str, float] = {}
         self.waited_total = 0.0
 
     def _wait_needed(self, lim: Limit, now: float) -> float:
@@ -114,6 +134,34 @@ class MemoryLimiter:
         finally:
             for sem in sems:
                 sem.release()
+
+    @asynccontextmanager
+    async def spaced(self, spacings: Sequence[Spacing]) -> AsyncIterator[None]:
+        held: list[tuple[str, asyncio.Lock]] = []
+        try:
+            for sp in sorted(spacings, key=lambda sp: f"{sp.scope}:{sp.key}"):  # fixed order: no deadlock
+                name = f"{sp.scope}:{sp.key}"
+                lock = self._spacing_locks.setdefault(name, asyncio.Lock())
+                await lock.acquire()
+                held.append((name, lock))
+                wait = self._last_answer.get(name, float("-inf")) + sp.period - self._clock()
+                if wait > 0:
+                    self.waited_total += wait
+                    await asyncio.sleep(wait)
+            yield
+        finally:
+            now = self._clock()
+            for name, lock in held:
+                self._last_answer[name] = now
+                lock.release()
+                if not lock.locked() and len(self._spacing_locks) > self.PRUNE_EVERY:
+                    self._prune_spacing(now, max(sp.period for sp in spacings))
+
+    def _prune_spacing(self, now: float, period: float) -> None:
+        for name in [n for n, at in self._last_answer.items() if at < now - period
+                     and not self._spacing_locks[n].locked()]:
+            del self._last_answer[name]
+            del self._spacing_locks[name]
 
 
 _REDIS_ACQUIRE = """
@@ -176,6 +224,9 @@ class RedisLimiter:
 
     def concurrency(self, limits: Sequence[Concurrency]) -> Any:
         return self._local.concurrency(limits)
+
+    def spaced(self, spacings: Sequence[Spacing]) -> Any:
+        return self._local.spaced(spacings)
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -3,6 +3,7 @@ breaker, HTTP, classify, record."""
 
 from __future__ import annotations
 
+import functools
 import json as jsonlib
 import logging
 import time
@@ -16,7 +17,7 @@ import httpx
 from temporalio import activity
 
 from activities.errors import ConfigurationError, ErrorClass, IntegrationError, TemporaryError
-from activities.limiter import Concurrency, Limit
+from activities.limiter import Concurrency, Limit, Spacing
 from activities.metrics import LIMITER_WAIT, PROVIDER_CALLS, PROVIDER_LATENCY
 from activities.policies import retry_delay
 from store.db import ConnectionNotFound
@@ -181,16 +182,19 @@ class Action:
         headers: Mapping[str, str] | None = None,
         limits: Sequence[Limit] = (),
         concurrency: Sequence[Concurrency] = (),
+        spacing: Sequence[Spacing] = (),
         cost_units: float = 1.0,
         category: str | None = None,
         reference: Callable[[Any], str | None] | None = None,
         authenticate: bool = True,
     ) -> Response:
         """One provider call; raises a classified IntegrationError on failure."""
+        once = functools.partial(
+            self._call_once, method, url, json=json, params=params, data=data, files=files, headers=headers,
+            limits=limits, concurrency=concurrency, spacing=spacing, cost_units=cost_units, category=category,
+            reference=reference, authenticate=authenticate)
         try:
-            return await self._call_once(method, url, json=json, params=params, data=data, files=files,
-                                         headers=headers, limits=limits, concurrency=concurrency, cost_units=cost_units,
-                                         category=category, reference=reference, authenticate=authenticate)
+            return await once()
         except IntegrationError as err:
             # An expired access token with a refreshable credential: refresh once and retry once.
             if not (authenticate and err.details.get("refresh") and self.plugin.refresh is not None):
@@ -199,9 +203,7 @@ class Action:
             if not isinstance(creds, OAuth2Credentials) or creds.refresh_token is None:
                 raise
             await self.credentials(stale_access_token=creds.access_token.get_secret_value())
-            return await self._call_once(method, url, json=json, params=params, data=data, files=files,
-                                         headers=headers, limits=limits, concurrency=concurrency, cost_units=cost_units,
-                                         category=category, reference=reference, authenticate=authenticate)
+            return await once()
 
     async def _call_once(
         self,
@@ -215,6 +217,7 @@ class Action:
         headers: Mapping[str, str] | None,
         limits: Sequence[Limit],
         concurrency: Sequence[Concurrency],
+        spacing: Sequence[Spacing],
         cost_units: float,
         category: str | None,
         reference: Callable[[Any], str | None] | None,
@@ -236,7 +239,8 @@ class Action:
         resp_headers: Mapping[str, str] = {}
         err: IntegrationError | None
         try:
-            async with self.rt.limiter.concurrency(concurrency):
+            async with self.rt.limiter.spaced(spacing), self.rt.limiter.concurrency(concurrency):
+                t0 = time.perf_counter()  # latency is the provider's, not our queueing
                 resp = await self.rt.http.request(
                     method, url, json=json, params=params, data=data, files=files, headers=req_headers
                 )

@@ -9,7 +9,7 @@ import pytest
 
 from activities.breaker import Breaker, BreakerState
 from activities.errors import TemporaryError
-from activities.limiter import Concurrency, Limit, MemoryLimiter, RedisLimiter
+from activities.limiter import Concurrency, Limit, MemoryLimiter, RedisLimiter, Spacing
 
 
 class FakeClock:
@@ -64,6 +64,28 @@ async def test_memory_limiter_forgets_keys_whose_window_passed() -> None:
     for i in range(300, 400):
         await lim.acquire([number, Limit("pair", f"p1:c{i}", 1, 6.0)])
     assert lim.tracked_keys == 1 + 100  # only the pairs of the last window and the number remain
+
+
+async def test_spacing_counts_from_the_previous_answer_not_the_send() -> None:
+    """A slow call followed by a fast one must still reach the provider a full period apart."""
+    lim = MemoryLimiter()
+    loop = asyncio.get_running_loop()
+    arrivals: list[float] = []
+    latencies = iter([0.25, 0.0, 0.15, 0.0])  # the provider receives at the END of each latency
+
+    async def call() -> None:
+        async with lim.spaced([Spacing("post", "team:C1", 0.2)]):
+            await asyncio.sleep(next(latencies))
+            arrivals.append(loop.time())
+
+    await asyncio.gather(*(call() for _ in range(4)))
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    assert all(g >= 0.2 - 1e-3 for g in gaps), gaps
+    # Another key is not held back by this one.
+    t0 = loop.time()
+    async with lim.spaced([Spacing("post", "team:C2", 5.0)]):
+        pass
+    assert loop.time() - t0 < 0.05
 
 
 async def test_concurrency_limit() -> None:

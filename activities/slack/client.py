@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from activities.errors import ConfigurationError, IntegrationError, PermanentError
-from activities.limiter import Limit
+from activities.limiter import Limit, Spacing
 from activities.pipeline import Action, Response
 from activities.slack.models import ChannelInfo
 from activities.slack.spec import (
@@ -46,6 +46,12 @@ class SlackClient:
         per_minute = TIER_PER_MINUTE.get(spec.tier, SPECIAL_PER_MINUTE)
         return [Limit(f"slack.{spec.tier}", f"{self.team_id}:{spec.name}", per_minute, 60.0 + TIER_ARRIVAL_MARGIN)]
 
+    def spacing(self, spec: MethodSpec, channel: str | None) -> list[Spacing]:
+        """Posts to one channel start a period after Slack answered the previous one (see `Spacing`)."""
+        if spec.name != "chat.postMessage":
+            return []
+        return [Spacing("slack.post_channel", f"{self.team_id}:{channel or '-'}", POST_PER_CHANNEL_PERIOD)]
+
     async def granted_scopes(self) -> list[str]:
         creds = await self.act.credentials()
         return list(creds.scopes) if isinstance(creds, OAuth2Credentials) else []
@@ -78,7 +84,8 @@ class SlackClient:
         kwargs: dict[str, Any] = {"json": args} if spec.http == "POST" else {"params": args}
         try:
             resp: Response = await self.act.call(
-                spec.http, self.url(method), limits=self.limits(spec, channel), category=category,
+                spec.http, self.url(method), limits=self.limits(spec, channel), spacing=self.spacing(spec, channel),
+                category=category,
                 reference=(lambda b: (b or {}).get("ts")) if method == "chat.postMessage" else None, **kwargs,
             )
         except IntegrationError as err:
