@@ -85,3 +85,21 @@ async def test_dashboard_shows_health_acknowledges_and_tests(page, runtime, sand
     # A passing test turns it healthy again.
     await row.locator("text=test").click()
     await expect(row.locator("td.healthy")).to_have_text("healthy")
+
+    # Alert routes: a refused URL says why; a webhook route shows its signing secret once, then can go.
+    await page.fill("#route-target", "http://alerts.example.com/hook")
+    await page.click("text=Add route")
+    await expect(page.locator("#route-message")).to_contain_text("https")
+    await page.fill("#route-target", "https://alerts.example.com/hook")
+    await page.select_option("#route-severity", "error")
+    await page.click("text=Add route")
+    await expect(page.locator("#route-message")).to_contain_text("signing secret (shown once): whsec_")
+    routes = page.locator("#routes tbody tr")
+    await expect(routes).to_have_count(1)
+    await expect(routes).to_contain_text("https://alerts.example.com/hook")
+    await expect(routes).to_contain_text("error")
+    await routes.locator("text=remove").click()
+    await expect(routes).to_have_count(0)
+    from store.alerts import AlertStore
+
+    assert list(AlertStore(runtime.store).routes(wa.organization_id)) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import uuid
 
@@ -129,3 +130,21 @@ def test_media_kinds_follow_metas_table() -> None:
     assert media_kind("application/pdf")[0] == "document" and media_kind("audio/ogg")[0] == "audio"
     with pytest.raises(PermanentError, match="video/quicktime"):
         media_kind("video/quicktime")
+
+
+async def test_cli_uploads_looks_up_and_deletes(cli_env, monkeypatch, runtime, sandbox) -> None:
+    from tests.test_whatsapp_cli import osi
+
+    monkeypatch.setenv("OSI_MEDIA_FETCH_PRIVATE_HOSTS", "127.0.0.1")
+    wa = await seed.whatsapp_connection(runtime, sandbox.url)
+    url = await serve(sandbox, b"%PDF-1.7\n" + os.urandom(64), "application/pdf")
+    up = await osi("media", "upload", "--org", wa.organization_id, url, "--filename", "invoice.pdf")
+    assert up.exit_code == 0, up.output
+    doc = json.loads(up.output)
+    assert doc["kind"] == "document" and doc["mime_type"] == "application/pdf"
+    info = await osi("media", "info", doc["media_id"], "--org", wa.organization_id)
+    assert json.loads(info.output)["sha256"] == doc["sha256"]
+    assert json.loads((await osi("media", "delete", doc["media_id"], "--org", wa.organization_id)).output) == {
+        "ok": True}
+    refused = await osi("media", "upload", "--org", wa.organization_id, url, "--mime-type", "image/gif")
+    assert refused.exit_code == 1 and "image/gif" in refused.output

@@ -1,4 +1,4 @@
-"""`osi whatsapp`: phone number status and registration, templates, opt-ins and cost reports."""
+"""`osi whatsapp`: phone number status and registration, templates, opt-ins, cost reports and media."""
 
 from __future__ import annotations
 
@@ -22,10 +22,12 @@ phone = typer.Typer(help="The connection's business phone number", no_args_is_he
 templates = typer.Typer(help="Message templates of the connection's WABA", no_args_is_help=True)
 optin = typer.Typer(help="Opt-in registry per (organization, number, customer)", no_args_is_help=True)
 cost = typer.Typer(help="Delivered-message cost: reports and the rate table", no_args_is_help=True)
+media = typer.Typer(help="Media: upload from a URL, look up, delete", no_args_is_help=True)
 app.add_typer(phone, name="phone")
 app.add_typer(templates, name="templates")
 app.add_typer(optin, name="optin")
 app.add_typer(cost, name="cost")
+app.add_typer(media, name="media")
 console = Console()
 
 ORG = typer.Option(..., "--org", help="OpenSyte organization id")
@@ -292,3 +294,36 @@ def cost_rates_show(as_json: bool = JSON_OUT) -> None:
     for r in rows:
         table.add_row(r["country_code"], r["category"], str(r["price"]), r["currency"])
     console.print(table)
+
+
+# ---- media ------------------------------------------------------------------------------------
+@media.command("upload")
+def media_upload(org: str = ORG, name: str = NAME,
+                 url: str = typer.Argument(..., help="http(s) URL of the file (public host)"),
+                 mime_type: str | None = typer.Option(None, "--mime-type", help="default: the source's type"),
+                 filename: str | None = typer.Option(None, "--filename")) -> None:
+    """Upload a file for sending by id (Meta keeps it 30 days); type and size are checked first."""
+    from activities.whatsapp.models import UploadMediaInput
+
+    res = _run(lambda rt: _acts(rt).upload_media(UploadMediaInput(
+        organization_id=org, connection=name, source_url=url, mime_type=mime_type, filename=filename)))
+    console.print_json(data=res.model_dump())
+
+
+@media.command("info")
+def media_info(media_id: str = typer.Argument(...), org: str = ORG, name: str = NAME) -> None:
+    """Type, size, SHA-256 and the short-lived download URL (it needs the connection's token)."""
+    from activities.whatsapp.models import MediaRefInput
+
+    res = _run(lambda rt: _acts(rt).media_info(MediaRefInput(organization_id=org, connection=name,
+                                                             media_id=media_id)))
+    console.print_json(data=res.model_dump())
+
+
+@media.command("delete")
+def media_delete(media_id: str = typer.Argument(...), org: str = ORG, name: str = NAME) -> None:
+    from activities.whatsapp.models import MediaRefInput
+
+    ok = _run(lambda rt: _acts(rt).delete_media(MediaRefInput(organization_id=org, connection=name,
+                                                              media_id=media_id)))
+    console.print_json(data={"ok": ok})
