@@ -116,15 +116,15 @@ def gateway(settings: Settings, runtime: Runtime) -> Iterator[str]:
 
 @pytest.fixture
 def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """`osi` commands in this process talk to the test stack."""
+    """`osi` commands in this process talk to the test stack (the same settings as the session's)."""
     from worker import settings as settings_mod
 
-    for key, value in {
-        "OSI_TEMPORAL_ADDRESS": settings.temporal_address, "OSI_VAULT_ADDR": settings.vault_addr,
-        "OSI_VAULT_TOKEN": "root", "OSI_DATABASE_URL": settings.database_url,
-        "OSI_WHATSAPP_BASE_URL": settings.whatsapp_base_url,
-    }.items():
-        monkeypatch.setenv(key, value)
+    fields = ("temporal_address", "task_queue", "vault_addr", "database_url", "gateway_public_url",
+              "whatsapp_base_url", "slack_base_url", "google_calendar_base_url", "google_token_url",
+              "graph_base_url", "entra_http_route", "media_fetch_private_hosts")
+    for name in fields:
+        monkeypatch.setenv(f"OSI_{name.upper()}", str(getattr(settings, name) or ""))
+    monkeypatch.setenv("OSI_VAULT_TOKEN", "root")
     settings_mod.get_settings.cache_clear()
     yield
     settings_mod.get_settings.cache_clear()

@@ -198,9 +198,8 @@ async def test_routes_are_validated_scoped_audited_and_removed_with_their_secret
     assert not await remove_route(runtime, org, route_id, actor="t")
 
 
-async def test_cli_adds_lists_delivers_and_removes(cli_env, monkeypatch, client, worker, runtime, sandbox,
+async def test_cli_adds_lists_delivers_and_removes(cli_env, client, worker, runtime, sandbox,
                                                    task_queue) -> None:
-    monkeypatch.setenv("OSI_TASK_QUEUE", task_queue)
     org = f"org_{uuid.uuid4().hex[:10]}"
     sink = f"cli-{uuid.uuid4().hex[:8]}"
     bad = await ainvoke("alerts", "add-webhook", org, "http://alerts.example.com/x")

@@ -15,17 +15,10 @@ from worker import settings as settings_mod
 
 
 @pytest.fixture
-def cli_env(settings, monkeypatch):
-    for key, value in {
-        "OSI_TEMPORAL_ADDRESS": settings.temporal_address, "OSI_VAULT_ADDR": settings.vault_addr,
-        "OSI_VAULT_TOKEN": "root", "OSI_DATABASE_URL": settings.database_url,
-        "OSI_GOOGLE_CALENDAR_BASE_URL": settings.google_calendar_base_url,
-        "OSI_GOOGLE_TOKEN_URL": settings.google_token_url, "OSI_GRAPH_BASE_URL": settings.graph_base_url,
-        "OSI_ENTRA_HTTP_ROUTE": settings.entra_http_route or "", "OSI_GATEWAY_PUBLIC_URL": "https://gw.example",
-    }.items():
-        monkeypatch.setenv(key, value)
-    settings_mod.get_settings.cache_clear()
-    yield
+def cli_env(cli_env, monkeypatch):
+    """Install links printed by the CLI name the public gateway URL."""
+
+    monkeypatch.setenv("OSI_GATEWAY_PUBLIC_URL", "https://gw.example")
     settings_mod.get_settings.cache_clear()
 
 

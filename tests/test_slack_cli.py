@@ -5,21 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 
-import pytest
 from typer.testing import CliRunner
 
-from worker import settings as settings_mod
 from worker.demo.slack import ensure_app
-
-
-@pytest.fixture
-def cli_env(settings, monkeypatch):
-    for key, value in {"OSI_VAULT_ADDR": settings.vault_addr, "OSI_VAULT_TOKEN": "root",
-                       "OSI_GATEWAY_PUBLIC_URL": settings.gateway_public_url}.items():
-        monkeypatch.setenv(key, value)
-    settings_mod.get_settings.cache_clear()
-    yield
-    settings_mod.get_settings.cache_clear()
 
 
 async def invoke(*args: str, stdin: str | None = None):

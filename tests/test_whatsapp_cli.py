@@ -7,26 +7,11 @@ import json
 from pathlib import Path
 
 import httpx
-import pytest
 from typer.testing import CliRunner
 
 from activities.whatsapp.cost import default_rates
 from store.whatsapp import WhatsAppStore
 from tests.test_whatsapp_support import NAMED_TEMPLATE, wa_conn
-from worker import settings as settings_mod
-
-
-@pytest.fixture
-def cli_env(settings, monkeypatch):
-    for key, value in {
-        "OSI_TEMPORAL_ADDRESS": settings.temporal_address, "OSI_VAULT_ADDR": settings.vault_addr,
-        "OSI_VAULT_TOKEN": "root", "OSI_DATABASE_URL": settings.database_url,
-        "OSI_WHATSAPP_BASE_URL": settings.whatsapp_base_url,
-    }.items():
-        monkeypatch.setenv(key, value)
-    settings_mod.get_settings.cache_clear()
-    yield
-    settings_mod.get_settings.cache_clear()
 
 
 async def osi(*args: str, stdin: str | None = None):

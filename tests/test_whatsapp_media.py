@@ -132,10 +132,9 @@ def test_media_kinds_follow_metas_table() -> None:
         media_kind("video/quicktime")
 
 
-async def test_cli_uploads_looks_up_and_deletes(cli_env, monkeypatch, runtime, sandbox) -> None:
+async def test_cli_uploads_looks_up_and_deletes(cli_env, runtime, sandbox) -> None:
     from tests.test_whatsapp_cli import osi
 
-    monkeypatch.setenv("OSI_MEDIA_FETCH_PRIVATE_HOSTS", "127.0.0.1")
     wa = await seed.whatsapp_connection(runtime, sandbox.url)
     url = await serve(sandbox, b"%PDF-1.7\n" + os.urandom(64), "application/pdf")
     up = await osi("media", "upload", "--org", wa.organization_id, url, "--filename", "invoice.pdf")
