@@ -3,7 +3,6 @@ connections, and quick reads (events, availability) through the same activities 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import sys
@@ -50,16 +49,9 @@ def _secret(name: str, from_stdin: bool) -> str:
 
 
 def _run(fn: Callable[[Any], Awaitable[T]]) -> T:
-    from activities.runtime import Runtime
+    from worker.cli import run_with_runtime
 
-    async def main() -> T:
-        rt = Runtime(get_settings())
-        try:
-            return await fn(rt)
-        finally:
-            await rt.close()
-
-    return asyncio.run(main())
+    return run_with_runtime(fn)
 
 
 @app.command("app-set")

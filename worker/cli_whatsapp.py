@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -13,8 +12,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from temporalio.exceptions import ApplicationError
-
-from worker.settings import get_settings
 
 T = TypeVar("T")
 app = typer.Typer(help="WhatsApp Business: phone number, templates, opt-ins, cost", no_args_is_help=True)
@@ -37,17 +34,10 @@ JSON_OUT = typer.Option(False, "--json", help="machine-readable output")
 
 def _run(fn: Callable[[Any], Awaitable[T]]) -> T:
     """One Runtime for the command; a classified provider error is printed and exits 1."""
-    from activities.runtime import Runtime
-
-    async def main() -> T:
-        rt = Runtime(get_settings())
-        try:
-            return await fn(rt)
-        finally:
-            await rt.close()
+    from worker.cli import run_with_runtime
 
     try:
-        return asyncio.run(main())
+        return run_with_runtime(fn)
     except ApplicationError as err:
         details = err.details[0] if err.details and isinstance(err.details[0], dict) else {}
         console.print_json(data={"ok": False, "error": {"type": err.type, "message": err.message,
