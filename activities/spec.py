@@ -50,6 +50,8 @@ Classifier = Callable[[int, Mapping[str, str], Any], IntegrationError | None]
 AuthHeaders = Callable[["Credentials"], dict[str, str]]
 Refresh = Callable[["Runtime", "Connection", "OAuth2Credentials"], Awaitable["OAuth2Credentials"]]
 ConnectionTest = Callable[["Action"], Awaitable[dict[str, Any]]]
+# Revoke the connection's grant at the provider (on removal); returns {"revoked": bool, ...}.
+Revoke = Callable[["Action"], Awaitable[dict[str, Any]]]
 WebhookVerifier = Callable[..., bool]
 WebhookParser = Callable[[bytes], Any]
 
@@ -67,5 +69,6 @@ class Plugin:
     workflows: Sequence[type]
     test_connection: ConnectionTest
     refresh: Refresh | None = None
+    revoke: Revoke | None = None
     webhook_verifier: WebhookVerifier | None = None
     webhook_parser: WebhookParser | None = None

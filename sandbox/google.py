@@ -588,6 +588,25 @@ class GoogleFake:
         async def authorize(request: Request) -> Response:
             return self._authorize(dict(request.query_params))
 
+        @r.post("/revoke")
+        async def revoke_grant(request: Request) -> Response:
+            """Google's revoke endpoint: a refresh token ends the grant and the access tokens issued for it."""
+            form = await request.form()
+            token = str(form.get("token") or request.query_params.get("token") or "")
+            rec = self.state.refresh.get(token)
+            if rec is not None and not rec["revoked"]:
+                rec["revoked"] = True
+                for acc in self.state.access.values():
+                    if acc.email == rec["email"] and acc.client_id == rec["client_id"]:
+                        acc.expires_at = 0
+                return JSONResponse({})
+            live = self.state.access.get(token)
+            if live is not None and live.expires_at > time.time():
+                live.expires_at = 0
+                return JSONResponse({})
+            return JSONResponse({"error": "invalid_token", "error_description": "Token expired or revoked"},
+                                status_code=400)
+
         @r.post("/token")
         async def token(request: Request) -> Response:
             return await self._token(request)

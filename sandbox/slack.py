@@ -29,6 +29,7 @@ from sandbox.state import SandboxState
 TIERS_PER_MINUTE = {"tier1": 1, "tier2": 20, "tier3": 50, "tier4": 100}
 METHODS: dict[str, tuple[str, tuple[str, ...], bool]] = {
     "auth.test": ("special", (), True),
+    "auth.revoke": ("tier3", (), False),
     "chat.postMessage": ("special", ("chat:write",), True),
     "chat.update": ("tier3", ("chat:write",), True),
     "chat.postEphemeral": ("tier4", ("chat:write",), True),
@@ -546,6 +547,13 @@ class SlackFake:
     async def m_auth_test(self, ws: Workspace, tok: Token, args: dict[str, Any]) -> JSONResponse:
         return ok(url=f"https://{ws.domain}.slack.com/", team=ws.name, user="opensyte", team_id=ws.team_id,
                   user_id=ws.bot_user_id, bot_id=ws.bot_id, is_enterprise_install=False)
+
+    async def m_auth_revoke(self, ws: Workspace, tok: Token, args: dict[str, Any]) -> JSONResponse:
+        """The token stops working; `test=true` only says whether it would."""
+        if str(args.get("test", "")).lower() in ("1", "true"):
+            return ok(revoked=False)
+        tok.revoked = True
+        return ok(revoked=True)
 
     def content_error(self, args: dict[str, Any], limit_text: int | None = None) -> JSONResponse | None:
         text, blocks, atts = args.get("text"), args.get("blocks"), args.get("attachments")

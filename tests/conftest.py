@@ -79,6 +79,7 @@ def settings(stack: StackInfo, sandbox: SandboxHandle, gateway_port: int) -> Set
         slack_authorize_url=f"{sandbox.url}/slack/oauth/v2/authorize",
         google_calendar_base_url=f"{sandbox.url}/google/calendar/v3/",
         google_token_url=f"{sandbox.url}/google/token",
+        google_revoke_url=f"{sandbox.url}/google/revoke",
         graph_base_url=f"{sandbox.url}/graph/v1.0/",
         entra_http_route=f"{sandbox.url}/entra",
         breaker_failure_threshold=50,

@@ -52,7 +52,8 @@ async def test_connections_lifecycle(cli_env, sandbox, runtime):
     failed = await ainvoke("connections", "test", *common)
     assert failed.exit_code == 1 and "190" in failed.output and token not in failed.output
     removed = await ainvoke("connections", "remove", *common, "--yes")
-    assert removed.exit_code == 0
+    assert removed.exit_code == 0 and "not revoked at the provider" in removed.output
+    assert "no revocation API" in removed.output
     assert json.loads((await ainvoke("connections", "list", "--org", org, "--json")).output) == []
 
 

@@ -157,14 +157,17 @@ def connections_rotate(
 def connections_remove(
     org: str = typer.Option(..., "--org"), type_: str = typer.Option(..., "--type"),
     name: str = typer.Option("default", "--name"), yes: bool = typer.Option(False, "--yes"),
+    revoke: bool = typer.Option(True, "--revoke/--no-revoke", help="revoke the grant at the provider first"),
 ) -> None:
-    """Delete the connection and its secrets in Vault."""
+    """Revoke the grant at the provider (Slack, Google), then delete the connection and its secrets in Vault."""
     from worker.connections import remove_connection
 
     if not yes:
         typer.confirm(f"remove {type_}/{name} of {org} and delete its secrets?", abort=True)
-    run_with_runtime(lambda rt: remove_connection(rt, org, type_, name))
-    console.print("removed")
+    outcome = run_with_runtime(lambda rt: remove_connection(rt, org, type_, name, revoke=revoke))
+    revoked = "revoked at the provider" if outcome.get("revoked") else "not revoked at the provider"
+    why = outcome.get("note") or outcome.get("error")
+    console.print(f"removed ({revoked}{': ' + why if why else ''})")
 
 
 @admin.command("issue-key")

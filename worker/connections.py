@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from temporalio.exceptions import ApplicationError
+
 from activities.registry import plugin_for
 from activities.runtime import Runtime
 from store.db import ConnectionNotFound
-from store.models import Connection, Health, IntegrationType
+from store.models import Connection, ConnectionStatus, Health, IntegrationType
 from vault.client import CredentialsMissing
 from vault.credentials import Credentials, OAuth2Credentials
 
@@ -68,13 +70,32 @@ async def rotate_credentials(
 
 
 async def remove_connection(rt: Runtime, organization_id: str, integration_type: str, name: str,
-                            *, actor: str = "operator") -> None:
+                            *, actor: str = "operator", revoke: bool = True) -> dict[str, Any]:
+    """Revoke the grant at the provider where it can be (best effort, reported), then delete the secrets
+    from Vault and the connection from the store. Returns what the revocation did."""
     itype = _check_type(integration_type)
     conn = await rt.store.run(rt.store.find_connection, organization_id, itype, name)
+    plugin = plugin_for(itype)
+    outcome: dict[str, Any] = {"revoked": False}
+    if not revoke:
+        outcome["note"] = "not asked to revoke"
+    elif plugin.revoke is None:
+        outcome["note"] = f"{plugin.spec.name} has no revocation API; the credentials are deleted from Vault"
+    elif conn.status == ConnectionStatus.NEEDS_REAUTH.value:
+        outcome["note"] = "the provider already refused the credentials; nothing to revoke"
+    else:
+        try:
+            async with rt.action(plugin, organization_id, name, f"{plugin.spec.name}.revoke", actor=actor) as act:
+                outcome = await plugin.revoke(act)
+        except CredentialsMissing:
+            outcome["note"] = "no credentials were stored"
+        except ApplicationError as exc:  # the provider is down or refused: remove anyway, and say so
+            outcome = {"revoked": False, "error": exc.message}
     await rt.vault.delete(rt.credentials_path(conn))
     await rt.store.run(rt.store.delete_connection, conn.id)
     await rt.store.run(rt.store.audit, organization_id, actor, "connection.remove", "ok",
-                       connection_id=conn.id, target=f"{itype}/{name}")
+                       connection_id=conn.id, target=f"{itype}/{name}", detail=outcome)
+    return outcome
 
 
 async def test_connection(rt: Runtime, organization_id: str, integration_type: str, name: str,

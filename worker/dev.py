@@ -42,6 +42,7 @@ def child_env(s: Settings) -> dict[str, str]:
             "OSI_SLACK_AUTHORIZE_URL": f"{sandbox}/slack/oauth/v2/authorize",
             "OSI_GOOGLE_CALENDAR_BASE_URL": f"{sandbox}/google/calendar/v3/",
             "OSI_GOOGLE_TOKEN_URL": f"{sandbox}/google/token",
+            "OSI_GOOGLE_REVOKE_URL": f"{sandbox}/google/revoke",
             "OSI_GOOGLE_AUTHORIZE_URL": f"{sandbox}/google/authorize",
             "OSI_GRAPH_BASE_URL": f"{sandbox}/graph/v1.0/",
             "OSI_ENTRA_HTTP_ROUTE": f"{sandbox}/entra",

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     slack_authorize_url: str = "https://slack.com/oauth/v2/authorize"
     google_calendar_base_url: str = "https://www.googleapis.com/calendar/v3/"
     google_token_url: str = "https://oauth2.googleapis.com/token"
+    google_revoke_url: str = "https://oauth2.googleapis.com/revoke"
     google_authorize_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
     graph_base_url: str = "https://graph.microsoft.com/v1.0/"
     entra_authority_host: str = "https://login.microsoftonline.com"

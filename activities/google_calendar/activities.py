@@ -91,6 +91,26 @@ class GoogleCalendarActivities:
                 self.list_instances, self.find_availability, self.check_conflicts, self.sync_events]
 
 
+async def revoke(act: Action) -> dict[str, Any]:
+    """Google's revoke endpoint: revoking the refresh token ends the grant and its access tokens.
+    Service accounts have no grant to revoke (their keys are managed in Google Cloud)."""
+    from activities.errors import IntegrationError
+    from vault.credentials import OAuth2Credentials
+
+    creds = await act.rt.vault.read(act.rt.credentials_path(act.connection), use_cache=False)
+    if not isinstance(creds, OAuth2Credentials):
+        return {"revoked": False, "note": "service-account keys are revoked in Google Cloud, not here"}
+    token = creds.refresh_token or creds.access_token
+    try:
+        await act.call("POST", act.rt.settings.google_revoke_url, data={"token": token.get_secret_value()},
+                       authenticate=False)
+    except IntegrationError as err:
+        if err.details.get("status") == 400:  # invalid_token: already revoked or expired
+            return {"revoked": True, "note": "the grant was already revoked or expired"}
+        raise
+    return {"revoked": True}
+
+
 async def test_connection(act: Action) -> dict[str, Any]:
     """A real call: read the primary calendar (its id is the account's email) and its time zone."""
     data = await GoogleCalendarClient(act).primary_calendar()

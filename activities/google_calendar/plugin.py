@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from activities.google_calendar import auth, errors, models
-from activities.google_calendar.activities import GoogleCalendarActivities, test_connection
+from activities.google_calendar.activities import GoogleCalendarActivities, revoke, test_connection
 from activities.google_calendar.client import GoogleCalendarClient
 from activities.google_calendar.spec import SPEC
 from activities.spec import Plugin
@@ -33,4 +33,5 @@ PLUGIN = Plugin(
     workflows=_workflows(),
     test_connection=test_connection,
     refresh=auth.refresh,
+    revoke=revoke,
 )

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from temporalio import activity
 
-from activities.errors import PermanentError
+from activities.errors import IntegrationError, PermanentError
 from activities.slack.blocks import render, render_text, validate_attachments, validate_blocks, validate_view
 from activities.slack.client import SlackClient
 from activities.slack.models import (
@@ -224,6 +224,17 @@ class SlackActivities:
 def _auth_info(body: dict[str, Any]) -> AuthInfo:
     return AuthInfo(team_id=str(body.get("team_id", "")), team=body.get("team"), user_id=body.get("user_id"),
                     bot_id=body.get("bot_id"), url=body.get("url"))
+
+
+async def revoke(act: Action) -> dict[str, Any]:
+    """auth.revoke: the bot token stops working at once (the install link can add the app again)."""
+    try:
+        body = await SlackClient(act).call("auth.revoke", {})
+    except IntegrationError as err:
+        if err.code in ("invalid_auth", "token_revoked", "token_expired", "account_inactive"):
+            return {"revoked": True, "note": f"the token was already unusable ({err.code})"}
+        raise
+    return {"revoked": bool(body.get("revoked"))}
 
 
 async def test_connection(act: Action) -> dict[str, Any]:

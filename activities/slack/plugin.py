@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from activities.slack import errors, models, oauth, webhooks
-from activities.slack.activities import SlackActivities, test_connection
+from activities.slack.activities import SlackActivities, revoke, test_connection
 from activities.slack.client import SlackClient
 from activities.slack.spec import SPEC
 from activities.spec import Plugin
@@ -32,6 +32,7 @@ PLUGIN = Plugin(
     workflows=_workflows(),
     test_connection=test_connection,
     refresh=oauth.refresh,
+    revoke=revoke,
     webhook_verifier=webhooks.verify_signature,
     webhook_parser=webhooks.parse,
 )

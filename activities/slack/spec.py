@@ -41,6 +41,7 @@ CONVERSATION_READ = ("channels:read", "groups:read", "im:read", "mpim:read")
 
 METHODS: dict[str, MethodSpec] = {m.name: m for m in (
     MethodSpec("auth.test", "POST", "special"),
+    MethodSpec("auth.revoke", "POST", "tier3"),
     MethodSpec("chat.postMessage", "POST", "special", ("chat:write",)),
     MethodSpec("chat.update", "POST", "tier3", ("chat:write",)),
     MethodSpec("chat.postEphemeral", "POST", "tier4", ("chat:write",)),
