@@ -33,7 +33,8 @@ from worker.connections import add_connection
 from worker.demo import DemoContext
 
 DEMO_TEAM = "TDEMO00001"
-DEMO_CHANNELS = {"general": "CDEMOGEN01", "approvals": "CDEMOAPR01", "old-news": "CDEMOOLD01"}
+DEMO_CHANNELS = {"general": "CDEMOGEN01", "approvals": "CDEMOAPR01", "old-news": "CDEMOOLD01",
+                 "finance": "GDEMOFIN01"}
 DEMO_USERS = {"alice": "UDEMOALICE", "bob": "UDEMOBOB01"}
 
 
@@ -171,7 +172,9 @@ async def run(ctx: DemoContext) -> None:
                "bob": {"id": DEMO_USERS["bob"], "email": "bob@example.com"}},
         channels={"general": {"id": DEMO_CHANNELS["general"], "members": ["alice", "bob"], "bot_member": False},
                   "approvals": {"id": DEMO_CHANNELS["approvals"], "members": ["alice", "bob"]},
-                  "old-news": {"id": DEMO_CHANNELS["old-news"], "is_archived": True}})
+                  "old-news": {"id": DEMO_CHANNELS["old-news"], "is_archived": True},
+                  "finance": {"id": DEMO_CHANNELS["finance"], "is_private": True, "members": ["alice"],
+                              "bot_member": False}})
     resp = await install_via_gateway(ctx.gateway_url, ctx.organization_id, "default", ws.team_id,
                                      link=install_link(ctx.settings, ctx.organization_id, "default"))
     conn = await ctx.rt.store.run(ctx.rt.store.find_connection, ctx.organization_id, "SLACK", "default")
@@ -241,3 +244,39 @@ async def run(ctx: DemoContext) -> None:
     ctx.expect(replies and replies[-1].get("team") == ws.team_id, "/opensyte status: no reply via response_url")
     ctx.say(f"/opensyte status → ack HTTP {ack.get('status')} in {ack.get('seconds')} s; reply via response_url: "
             f"{replies[-1]['text'].splitlines()[1] if replies else 'none'}")
+    await alerts(ctx)
+
+
+async def alerts(ctx: DemoContext) -> None:
+    """Administrators hear of what went wrong where they work: an alert route to #approvals, then a post
+    to a private channel the bot is not in (a configuration error, with an `admin` fallback)."""
+    from activities.alerts import DeliverInput, DeliverResult, RouteSpec, add_route
+    from store.alerts import AlertStore
+
+    alerts_store = AlertStore(ctx.rt.store)
+    routes = await ctx.rt.store.run(alerts_store.routes, ctx.organization_id)
+    route = next((r for r in routes if r.kind == "slack" and r.target.get("channel") == DEMO_CHANNELS["approvals"]),
+                 None)
+    if route is None:  # a second `make run` keeps the first run's route
+        route, _ = await add_route(ctx.rt, ctx.organization_id, RouteSpec(
+            kind="slack", connection="default", channel=DEMO_CHANNELS["approvals"]), actor="demo")
+    wf_id = f"demo-slack-private-{int(time.time())}"
+    res: SendSlackMessageResult = await ctx.client.execute_workflow(
+        "SendSlackMessage",
+        SendSlackMessageInput(organization_id=ctx.organization_id, channel=DEMO_CHANNELS["finance"],
+                              message="Q3 revenue report is ready", fallback=[{"kind": "admin"}]),
+        id=wf_id, task_queue=ctx.settings.task_queue, result_type=SendSlackMessageResult)
+    ctx.expect(res.route != "slack", f"a private channel without the bot was posted to: {res.route}")
+    rounds: DeliverResult = await ctx.client.execute_workflow(
+        "DeliverAdminNotifications", DeliverInput(organization_id=ctx.organization_id),
+        id=f"demo-alerts-{int(time.time())}", task_queue=ctx.settings.task_queue, result_type=DeliverResult)
+    notes = await ctx.rt.store.run(ctx.rt.store.notifications, ctx.organization_id)
+    fallback = [n for n in notes if n.kind == "slack_undelivered" and "Q3 revenue" in n.message]
+    ctx.expect(fallback, "the admin fallback recorded no notification")
+    states = await ctx.rt.store.run(alerts_store.deliveries, fallback[-1].id or 0)
+    ctx.expect(any(d.route_id == route.id and d.status == "delivered" for d in states),
+               f"the alert did not reach #approvals: {[d.model_dump() for d in states]}")
+    code = res.attempts[0].error.get("code") if res.attempts and res.attempts[0].error else None
+    ctx.say(f"SendSlackMessage to private #finance (bot not invited) → {code}, delivered via {res.route}; "
+            f"DeliverAdminNotifications sent {rounds.delivered} alert(s) to #approvals")
+    ctx.say(f"  Temporal UI: {ctx.workflow_link(wf_id)}")

@@ -13,14 +13,17 @@ from rich.markup import escape
 from temporalio.client import WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from activities.whatsapp.activities import WhatsAppActivities
 from activities.whatsapp.models import (
     ConversationInput,
     ConversationReply,
     ConversationResult,
     ConversationView,
+    Media,
     OutboundMessage,
     SendWhatsAppMessageInput,
     SendWhatsAppMessageResult,
+    UploadMediaInput,
     WaitForReply,
     conversation_workflow_id,
 )
@@ -40,6 +43,11 @@ ORDER_TEMPLATE = {
                     "text": "Hi {{1}}, your order {{2}} ships on {{3}}. Reply here with any question."}],
 }
 
+
+# A 1x1 PNG: enough for Meta's (and the sandbox's) type and size checks.
+DEMO_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
 
 Conversation = WorkflowHandle[WhatsAppConversation, ConversationResult]
 
@@ -141,6 +149,17 @@ async def run(ctx: DemoContext) -> None:
     ctx.expect(answer.status == "accepted", f"reply through the conversation: {answer}")
     ctx.say(f"3. reply through the conversation (update send_reply) → {answer.status} {answer.message_id} "
             f"({answer.category})")
+
+    # 3b. A picture: uploaded from a URL (Meta's type and size limits checked first), then sent by media id.
+    async with httpx.AsyncClient() as http:
+        (await http.put(f"{ctx.sandbox_url}/_sandbox/files/delivery-map.png", content=DEMO_PNG,
+                        headers={"Content-Type": "image/png"})).raise_for_status()
+    up = await WhatsAppActivities(ctx.rt).upload_media(UploadMediaInput(
+        organization_id=ctx.organization_id, source_url=f"{ctx.sandbox_url}/_sandbox/files/delivery-map.png"))
+    picture = await conv.execute_update(WhatsAppConversation.send_reply, ConversationReply(message=OutboundMessage(
+        type="image", media=Media(id=up.media_id, caption="Your delivery area"))))
+    ctx.expect(picture.status == "accepted", f"image reply: {picture}")
+    ctx.say(f"   uploaded {up.size} bytes ({up.mime_type}) as media {up.media_id}; sent as an image → {picture.status}")
 
     # 4. Statuses from Meta's webhooks, as the conversation's query shows them.
     view = await until(conv, lambda v: timeline(v, answer.message_id).endswith("read")
