@@ -145,6 +145,8 @@ class WhatsAppFakeState:
     expired_tokens: set[str] = field(default_factory=set)
     undeliverable: set[str] = field(default_factory=set)
     experiment: set[str] = field(default_factory=set)
+    # wa_id → the send status Meta answers for marketing templates to them (held_for_quality_assessment, paused)
+    quality_hold: dict[str, str] = field(default_factory=dict)
     marketing_opt_out: set[str] = field(default_factory=set)
     sent_log: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(deque))
     pair_tat: dict[str, float] = field(default_factory=dict)
@@ -774,13 +776,17 @@ class WhatsAppFake:
             return graph_error(400, 100, "(#100) The parameter to is required.")
         if (pre := self.pre_send_checks(num, body, to)) is not None:
             return pre
+        pricing = self.pricing_for(num, body, to)
         msg = {"id": new_wamid(), "to": to, "type": body.get("type", "text"), "body": body,
-               "status": "accepted", "phone_number_id": pid, **self.pricing_for(num, body, to)}
+               "status": "accepted", "phone_number_id": pid, **pricing}
         self.state.messages[msg["id"]] = msg
-        self.sandbox.spawn(self.status_sequence(num, msg, self.recipient_failure(num, body, to)))
+        # Meta may hold a marketing message for a quality assessment (then deliver or drop it) or pause it.
+        hold = self.state.quality_hold.get(to) if pricing["category"] == "marketing" else None
+        if hold != "paused":
+            self.sandbox.spawn(self.status_sequence(num, msg, self.recipient_failure(num, body, to)))
         return JSONResponse({"messaging_product": "whatsapp",
                              "contacts": [{"input": str(body.get("to")), "wa_id": to}],
-                             "messages": [{"id": msg["id"], "message_status": "accepted"}]})
+                             "messages": [{"id": msg["id"], "message_status": hold or "accepted"}]})
 
     def control_router(self) -> APIRouter:
         r = APIRouter()
@@ -827,6 +833,17 @@ class WhatsAppFake:
         @r.post("/undeliverable")
         async def undeliverable(body: dict[str, list[str]]) -> dict[str, Any]:
             self.state.undeliverable.update(re.sub(r"\D", "", n) for n in body["numbers"])
+            return {"ok": True}
+
+        @r.post("/quality_hold")
+        async def quality_hold(body: dict[str, Any]) -> dict[str, Any]:
+            """Marketing templates to these customers are answered `held_for_quality_assessment` (statuses
+            follow later) or `paused` (no statuses)."""
+            status = str(body.get("status") or "held_for_quality_assessment")
+            if status not in ("held_for_quality_assessment", "paused"):
+                return {"ok": False, "error": "status: held_for_quality_assessment or paused"}
+            for n in body.get("numbers") or []:
+                self.state.quality_hold[re.sub(r"\D", "", str(n))] = status
             return {"ok": True}
 
         @r.post("/experiment")

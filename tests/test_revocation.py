@@ -63,7 +63,7 @@ async def test_nothing_to_revoke_when_the_provider_already_refused(runtime, sand
 
 
 async def test_a_provider_outage_does_not_block_removal(runtime, sandbox, slack_app) -> None:
-    org, conn, token = await slack_conn(runtime, sandbox)
+    org, _conn, token = await slack_conn(runtime, sandbox)
     async with httpx.AsyncClient() as http:
         await http.put(f"{sandbox.url}/_sandbox/faults/slack", json={"outage": True})
     try:

@@ -114,6 +114,26 @@ async def test_cancel_counts_the_rest(client, worker, runtime, sandbox, task_que
     assert sum(delivered_to(sandbox, wa).values()) == res.sent
 
 
+async def test_messages_meta_holds_or_pauses_are_counted_apart(client, worker, runtime, sandbox, task_queue) -> None:
+    """Meta can answer a marketing send `held_for_quality_assessment` (it may still deliver or drop it) or
+    `paused`: they were sent, and the result says how many of each; the message timeline starts there."""
+    wa = await wa_conn(runtime, sandbox.url, templates=[GREETING])
+    recipients = numbers(700, 5)
+    opt_in(runtime, wa, recipients)
+    async with httpx.AsyncClient() as http:
+        for who, status in ((recipients[1], "held_for_quality_assessment"), (recipients[3], "paused")):
+            r = await http.post(f"{sandbox.url}/_sandbox/whatsapp/quality_hold", json={"numbers": [who],
+                                                                                       "status": status})
+            assert r.json() == {"ok": True}
+    res = await client.execute_workflow(BulkSendWhatsAppTemplate.run, bulk_input(
+        wa, [BulkRecipient(to=n, body=["A", "B"]) for n in recipients]), id=wid("bulk-hold"), task_queue=task_queue)
+    assert (res.sent, res.failed) == (5, 0)
+    assert res.sent_by_provider_status == {"held_for_quality_assessment": 1, "paused": 1}
+    rows = {r.wa_id: r for r in WhatsAppStore(runtime.store).messages(wa.organization_id)}
+    assert rows[recipients[3].lstrip("+")].timeline[0]["status"] == "paused"
+    assert rows[recipients[0].lstrip("+")].timeline[0]["status"] == "accepted"
+
+
 async def test_portfolio_limit_holds_then_resumes(client, worker, runtime, sandbox, task_queue) -> None:
     limit = {"messaging_limit": 3, "messaging_limit_window_seconds": 1.5}
     wa = await wa_conn(runtime, sandbox.url, templates=[GREETING], settings=limit,

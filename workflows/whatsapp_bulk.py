@@ -160,6 +160,8 @@ class BulkSendWhatsAppTemplate:
         for o in res.outcomes:
             if o.status == "sent":
                 p.sent += 1
+                if o.message_status:
+                    p.sent_by_provider_status[o.message_status] = p.sent_by_provider_status.get(o.message_status, 0) + 1
             elif o.status == "failed":
                 p.failed += 1
                 code = o.code or "unknown"

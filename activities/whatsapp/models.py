@@ -394,6 +394,8 @@ class BulkOutcome(_Model):
     index: int
     status: Literal["sent", "failed", "skipped", "held"]
     message_id: str | None = None
+    message_status: str | None = Field(default=None, description="Meta's send status when not `accepted` "
+                                       "(held_for_quality_assessment, paused)")
     code: str | None = None
     resume_at: str | None = None
 
@@ -411,6 +413,9 @@ class BulkProgress(_Model):
     cancelled: int = 0
     failed_by_error: dict[str, int] = Field(default_factory=dict)
     skipped_by_reason: dict[str, int] = Field(default_factory=dict)
+    sent_by_provider_status: dict[str, int] = Field(
+        default_factory=dict, description="sent messages Meta did not simply accept: held_for_quality_assessment "
+        "(Meta may still deliver or drop them) or paused")
     state: Literal["running", "pausing", "paused", "held", "cancelling", "completed", "cancelled", "failed"] = (
         "running")
     error: dict[str, Any] | None = None

@@ -97,7 +97,7 @@ async def send_one(rt: Runtime, organization_id: str, connection: str, to: str, 
                             wa_id=contact_out.get("wa_id", wa_id), category=category)
         if result.message_id:
             await rt.store.run(ws.record_outbound, [_outbound_row(act, client, result.message_id, wa_id, msg,
-                                                                  category, key)])
+                                                                  category, key, result.status)])
             if reserved_at is not None:
                 await rt.store.run(ws.confirm_initiations, compliance.portfolio_id(act.settings), [wa_id],
                                    reserved_at)
@@ -111,11 +111,12 @@ async def send_one(rt: Runtime, organization_id: str, connection: str, to: str, 
 
 
 def _outbound_row(act: Action, client: WhatsAppClient, message_id: str, wa_id: str, msg: OutboundMessage,
-                  category: str, key: str | None) -> dict[str, Any]:
+                  category: str, key: str | None, provider_status: str = "accepted") -> dict[str, Any]:
+    """The message record; its timeline starts with what Meta answered (accepted, or held / paused)."""
     return {"message_id": message_id, "organization_id": act.organization_id, "connection_id": act.connection.id,
             "phone_number_id": client.phone_number_id, "wa_id": wa_id, "direction": "out", "type": msg.type,
             "category": category, "template_name": msg.template.name if msg.template else None,
-            "idempotency_key": key, "timeline": [{"status": "accepted", "at": int(time.time())}]}
+            "idempotency_key": key, "timeline": [{"status": provider_status, "at": int(time.time())}]}
 
 
 async def _reserve(act: Action, wa_ids: list[str]) -> tuple[dict[str, datetime], datetime | None]:
@@ -266,10 +267,12 @@ async def _send_concurrently(act: Action, client: WhatsAppClient, ws: WhatsAppSt
                 else:
                     stop.append(err)
                 return
-            mid = ((resp.json().get("messages") or [{}])[0]).get("id")
-            outcomes[idx] = BulkOutcome(index=idx, status="sent", message_id=mid)
+            sent = (resp.json().get("messages") or [{}])[0]
+            mid, provider_status = sent.get("id"), sent.get("message_status", "accepted")
+            outcomes[idx] = BulkOutcome(index=idx, status="sent", message_id=mid,
+                                        message_status=None if provider_status == "accepted" else provider_status)
             if mid:
-                pending_rows.append(_outbound_row(act, client, mid, wa_id, msg, category, keys[idx]))
+                pending_rows.append(_outbound_row(act, client, mid, wa_id, msg, category, keys[idx], provider_status))
             if len(pending_rows) >= RECORD_CHUNK:
                 await flush()
             progress.beat()
