@@ -12,11 +12,12 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
+import httpx
 from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import IntegrationError, PermanentError
+from activities.errors import IntegrationError, PermanentError, TemporaryError
 
 if TYPE_CHECKING:
     from activities.runtime import Runtime
@@ -132,7 +133,7 @@ class AlertActivities:
         due = await self.rt.store.run(alerts.due, inp.max_attempts, timedelta(hours=inp.max_age_hours), inp.limit,
                                       inp.organization_id)
         result = DeliverResult()
-        for n, route, _attempts in due:
+        for n, route in due:
             error: str | None = None
             try:
                 if route.kind == "slack":
@@ -164,16 +165,23 @@ class AlertActivities:
             user_id=t.get("user_id"), text=slack_text(n), idempotency_key=f"alert:{n.id}:{route.id}"))
 
     async def _webhook(self, n: AdminNotification, route: AlertRoute) -> None:
+        from vault.client import CredentialsMissing
         from vault.credentials import ApiKeyCredentials
 
-        creds = await self.rt.vault.read(self.rt.vault.alert_route_path(route.organization_id, route.id))
+        try:
+            creds = await self.rt.vault.read(self.rt.vault.alert_route_path(route.organization_id, route.id))
+        except CredentialsMissing:
+            creds = None
         if not isinstance(creds, ApiKeyCredentials):
             raise PermanentError("webhook route: its signing secret is missing from Vault", code="secret_missing")
         body = json.dumps(payload(n), separators=(",", ":")).encode()
         ts = str(int(time.time()))
-        resp = await self.rt.http.post(route.target["url"], content=body, headers={
-            "Content-Type": "application/json", TIMESTAMP_HEADER: ts, DELIVERY_HEADER: f"{n.id}:{route.id}",
-            SIGNATURE_HEADER: sign(creds.api_key.get_secret_value(), ts, body)})
+        try:
+            resp = await self.rt.http.post(route.target["url"], content=body, headers={
+                "Content-Type": "application/json", TIMESTAMP_HEADER: ts, DELIVERY_HEADER: f"{n.id}:{route.id}",
+                SIGNATURE_HEADER: sign(creds.api_key.get_secret_value(), ts, body)})
+        except httpx.HTTPError as exc:  # an unreachable receiver is this route's failure, not the round's
+            raise TemporaryError(f"webhook unreachable: {type(exc).__name__}", code="unreachable") from None
         if resp.status_code >= 300:
             raise PermanentError(f"webhook answered HTTP {resp.status_code}", code=resp.status_code)
 

@@ -80,8 +80,8 @@ class AlertStore:
             return True
 
     def due(self, max_attempts: int, max_age: timedelta, limit: int,
-            organization_id: str | None = None) -> list[tuple[AdminNotification, AlertRoute, int]]:
-        """(notification, route, attempts so far) still to deliver: unacknowledged, recent, severe enough."""
+            organization_id: str | None = None) -> list[tuple[AdminNotification, AlertRoute]]:
+        """(notification, route) pairs still to deliver: unacknowledged, recent, severe enough, not given up."""
         since = utcnow() - max_age
         with self.store.session() as s:
             q = select(AlertRoute).where(AlertRoute.enabled == True)  # noqa: E712
@@ -101,7 +101,7 @@ class AlertStore:
                 return []
             done = {(d.notification_id, d.route_id): d for d in s.exec(select(AlertDelivery).where(
                 col(AlertDelivery.notification_id).in_([n.id for n in notes]))).all()}
-            out: list[tuple[AdminNotification, AlertRoute, int]] = []
+            out: list[tuple[AdminNotification, AlertRoute]] = []
             for n in notes:
                 for r in by_org[n.organization_id]:
                     if SEVERITY_RANK.get(n.severity, 2) < SEVERITY_RANK.get(r.min_severity, 1):
@@ -112,7 +112,7 @@ class AlertStore:
                     d = done.get((n.id or 0, r.id))
                     if d is not None and (d.status != "pending" or d.attempts >= max_attempts):
                         continue
-                    out.append((n, r, d.attempts if d else 0))
+                    out.append((n, r))
                     if len(out) >= limit:
                         return out
             return out

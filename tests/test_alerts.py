@@ -115,6 +115,19 @@ async def test_a_failing_route_is_retried_then_given_up_without_blocking_others(
     assert len(runtime.store.notifications(org)) == before
 
 
+async def test_an_unreachable_receiver_fails_its_route_only(client, worker, runtime, sandbox, task_queue) -> None:
+    org = f"org_{uuid.uuid4().hex[:10]}"
+    sink = f"ok-{uuid.uuid4().hex[:8]}"
+    dead, _ = await add_route(runtime, org, RouteSpec(kind="webhook", url="http://127.0.0.1:9/hook"), actor="t")
+    await add_route(runtime, org, RouteSpec(kind="webhook", url=sink_url(sandbox, sink)), actor="t")
+    n = runtime.store.notify_admins(org, "configuration_error", "the receiver of one route is down")
+    res = await deliver(client, task_queue, org)
+    assert (res.delivered, res.failed) == (1, 1) and "unreachable" in res.errors[0]
+    assert len(await received(sandbox, sink)) == 1
+    states = {d.route_id: d for d in AlertStore(runtime.store).deliveries(n.id)}
+    assert states[dead.id].status == "pending" and states[dead.id].attempts == 1
+
+
 async def test_acknowledged_and_pre_existing_alerts_are_not_delivered(client, worker, runtime, sandbox, task_queue):
     org = f"org_{uuid.uuid4().hex[:10]}"
     old = runtime.store.notify_admins(org, "configuration_error", "raised a day before the route existed")
