@@ -276,9 +276,24 @@ class Action:
                 reference=reference(body) if (reference and err is None) else None,
             )
         )
+        self._log_call(method, url, status, latency, err)
         if err is not None:
             raise err
         return Response(status or 0, resp_headers, body, latency)
+
+    def _log_call(self, method: str, url: str, status: int | None, latency: float,
+                  err: IntegrationError | None) -> None:
+        """One line per provider call: DEBUG when it worked, INFO/WARNING when it did not. Fields, not
+        prose, so a JSON log pipeline can filter them; the URL's query string is dropped (never a secret)."""
+        fields = {"provider": self.plugin.spec.name, "action": self.name, "organization_id": self.organization_id,
+                  "connection": self.connection_name, "method": method, "path": httpx.URL(url).path,
+                  "status": status, "latency_ms": round(latency, 1)}
+        if err is None:
+            log.debug("provider call ok", extra={"osi": fields})
+            return
+        fields |= {"error_class": err.error_class.value, "code": err.code, "retry_after": err.retry_after}
+        level = logging.WARNING if err.error_class is ErrorClass.CONFIGURATION else logging.INFO
+        log.log(level, "provider call failed: %s", err.message, extra={"osi": fields})
 
     # ---- exit: convert, record, alert ----------------------------------------------------
     async def __aexit__(

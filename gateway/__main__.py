@@ -3,7 +3,10 @@
 import uvicorn
 
 from gateway.app import create_app
+from worker.logs import configure_logging
 from worker.settings import get_settings
 
 settings = get_settings()
-uvicorn.run(create_app(settings), host=settings.host, port=settings.gateway_port, log_level="info")
+configure_logging(settings.log_level, settings.log_format)
+# log_config=None: uvicorn's loggers go through the same handler and format as ours.
+uvicorn.run(create_app(settings), host=settings.host, port=settings.gateway_port, log_config=None)

@@ -207,9 +207,11 @@ def gateway_cmd() -> None:
     import uvicorn
 
     from gateway.app import create_app
+    from worker.logs import configure_logging
 
     s = get_settings()
-    uvicorn.run(create_app(s), host=s.host, port=s.gateway_port)
+    configure_logging(s.log_level, s.log_format)
+    uvicorn.run(create_app(s), host=s.host, port=s.gateway_port, log_config=None)
 
 
 @app.command("sandbox")

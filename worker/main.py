@@ -53,5 +53,8 @@ async def run_worker(settings: Settings | None = None) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from worker.logs import configure_logging
+
+    s = get_settings()
+    configure_logging(s.log_level, s.log_format)
     asyncio.run(run_worker())

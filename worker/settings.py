@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     http_timeout_seconds: float = 20.0
     http_max_connections: int = 200
 
+    # Logging: level (DEBUG logs every provider call) and format ("text" or "json", one object per line)
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
     # Prometheus metrics of the worker process (0 disables the endpoint)
     worker_metrics_port: int = 9464
 
