@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import ipaddress
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -129,24 +129,21 @@ async def upload(rt: Runtime, inp: UploadMediaInput) -> UploadMediaResult:
                                  sha256=hashlib.sha256(content).hexdigest())
 
 
-async def info(rt: Runtime, inp: MediaRefInput) -> MediaInfo:
+async def _on_media(rt: Runtime, inp: MediaRefInput, method: str, action: str) -> dict[str, Any]:
+    """GET or DELETE /{media-id} for the connection's number, as one pipeline action."""
     from activities.whatsapp.sending import plugin
 
-    async with rt.action(plugin(), inp.organization_id, inp.connection, "whatsapp.media_info",
-                         target=inp.media_id) as act:
+    async with rt.action(plugin(), inp.organization_id, inp.connection, action, target=inp.media_id) as act:
         client = WhatsAppClient(act)
-        body = (await act.call("GET", client.url(inp.media_id),
-                               params={"phone_number_id": client.phone_number_id})).json()
-        return MediaInfo(media_id=str(body["id"]), url=str(body["url"]), mime_type=str(body["mime_type"]),
-                         sha256=str(body["sha256"]), file_size=int(body["file_size"]))
+        resp = await act.call(method, client.url(inp.media_id), params={"phone_number_id": client.phone_number_id})
+        return dict(resp.json())
+
+
+async def info(rt: Runtime, inp: MediaRefInput) -> MediaInfo:
+    body = await _on_media(rt, inp, "GET", "whatsapp.media_info")
+    return MediaInfo(media_id=str(body["id"]), url=str(body["url"]), mime_type=str(body["mime_type"]),
+                     sha256=str(body["sha256"]), file_size=int(body["file_size"]))
 
 
 async def delete(rt: Runtime, inp: MediaRefInput) -> bool:
-    from activities.whatsapp.sending import plugin
-
-    async with rt.action(plugin(), inp.organization_id, inp.connection, "whatsapp.delete_media",
-                         target=inp.media_id) as act:
-        client = WhatsAppClient(act)
-        body = (await act.call("DELETE", client.url(inp.media_id),
-                               params={"phone_number_id": client.phone_number_id})).json()
-        return bool(body.get("success"))
+    return bool((await _on_media(rt, inp, "DELETE", "whatsapp.delete_media")).get("success"))
