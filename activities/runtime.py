@@ -10,6 +10,7 @@ import httpx
 
 from activities.breaker import Breakers
 from activities.errors import IntegrationError
+from activities.http import ShardedClient
 from activities.limiter import MemoryLimiter, RedisLimiter, make_limiter
 from activities.pipeline import Action
 from activities.spec import Plugin
@@ -45,18 +46,13 @@ class Runtime:
         *,
         store: Store | None = None,
         vault: VaultClient | None = None,
-        http: httpx.AsyncClient | None = None,
+        http: httpx.AsyncClient | ShardedClient | None = None,
     ) -> None:
         self.settings = settings
         self.store = store or Store(settings.database_url)
         self.vault = vault or make_vault(settings)
-        self.http = http or httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.http_timeout_seconds),
-            limits=httpx.Limits(
-                max_connections=settings.http_max_connections,
-                max_keepalive_connections=settings.http_max_connections,
-            ),
-        )
+        self.http = http or ShardedClient(shards=settings.http_pool_shards, timeout=settings.http_timeout_seconds,
+                                          max_connections=settings.http_max_connections)
         self.limiter: MemoryLimiter | RedisLimiter = make_limiter(settings.limiter_backend)
         self.breakers = Breakers(settings.breaker_failure_threshold, settings.breaker_reset_seconds)
         self.refresher = TokenRefresher(self.vault)

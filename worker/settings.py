@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     # HTTP
     http_timeout_seconds: float = 20.0
     http_max_connections: int = 200
+    http_pool_shards: int = 4  # pools used in turn; see activities/http.py
 
     # Logging: level (DEBUG logs every provider call) and format ("text" or "json", one object per line)
     log_level: str = "INFO"
