@@ -1,4 +1,4 @@
-"""Process-wide runtime shared by all activities: store, Vault, one pooled HTTP client,
+"""Process-wide runtime shared by all activities: store, Vault, one HTTP client (sharded pools),
 limiter, breakers. Built once per worker (or CLI/gateway) process."""
 
 from __future__ import annotations
