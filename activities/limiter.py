@@ -81,6 +81,8 @@ class MemoryLimiter:
         self._sems: dict[str, asyncio.Semaphore] = {}
         self._spacing_locks: dict[str, asyncio.Lock] = {}
         self._last_answer: dict[str, float] = {}
+        self._spaced_calls = 0
+        self._spacing_period: dict[str, float] = {}
         self.waited_total = 0.0
 
     def _wait_needed(self, lim: Limit, now: float) -> float:
@@ -142,6 +144,7 @@ class MemoryLimiter:
             for sp in sorted(spacings, key=lambda sp: f"{sp.scope}:{sp.key}"):  # fixed order: no deadlock
                 name = f"{sp.scope}:{sp.key}"
                 lock = self._spacing_locks.setdefault(name, asyncio.Lock())
+                self._spacing_period[name] = sp.period
                 await lock.acquire()
                 held.append((name, lock))
                 wait = self._last_answer.get(name, float("-inf")) + sp.period - self._clock()
@@ -154,14 +157,16 @@ class MemoryLimiter:
             for name, lock in held:
                 self._last_answer[name] = now
                 lock.release()
-                if not lock.locked() and len(self._spacing_locks) > self.PRUNE_EVERY:
-                    self._prune_spacing(now, max(sp.period for sp in spacings))
+            self._spaced_calls += 1
+            if held and self._spaced_calls % self.PRUNE_EVERY == 0:  # amortised, like the window logs
+                self._prune_spacing(now)
 
-    def _prune_spacing(self, now: float, period: float) -> None:
-        for name in [n for n, at in self._last_answer.items() if at < now - period
+    def _prune_spacing(self, now: float) -> None:
+        for name in [n for n, at in self._last_answer.items() if at < now - self._spacing_period.get(n, 0.0)
                      and not self._spacing_locks[n].locked()]:
             del self._last_answer[name]
             del self._spacing_locks[name]
+            self._spacing_period.pop(name, None)
 
 
 _REDIS_ACQUIRE = """

@@ -89,6 +89,19 @@ async def test_spacing_counts_from_the_previous_answer_not_the_send() -> None:
     assert loop.time() - t0 < 0.05
 
 
+async def test_spacing_forgets_keys_whose_period_passed() -> None:
+    clock = FakeClock()
+    lim = MemoryLimiter(clock=clock)
+    lim.PRUNE_EVERY = 50
+    for i in range(49):
+        async with lim.spaced([Spacing("post", f"team:C{i}", 1.0)]):
+            pass
+    clock.t += 5.0
+    async with lim.spaced([Spacing("post", "team:fresh", 1.0)]):
+        pass
+    assert list(lim._last_answer) == ["post:team:fresh"] and list(lim._spacing_locks) == ["post:team:fresh"]
+
+
 async def test_concurrency_limit() -> None:
     lim = MemoryLimiter()
     inflight = peak = 0
