@@ -34,6 +34,13 @@ async def test_connections_lifecycle(cli_env, sandbox, runtime):
                  stdin=json.dumps({"token": token, "app_secret": "s" * 16}))
     assert add.exit_code == 0, add.output
     assert token not in add.output
+    # The same name again is refused before Vault is touched: the live connection keeps its token.
+    again = await ainvoke("connections", "add", *common, "--setting", f"phone_number_id={pid}", "--secrets-stdin",
+                          stdin=json.dumps({"token": "EAAother" + secrets.token_hex(8), "app_secret": "x" * 16}))
+    assert again.exit_code == 2 and "already exists" in again.output
+    conn = runtime.store.find_connection(org, "WHATSAPP_BUSINESS", "main")
+    stored = await runtime.vault.read(runtime.credentials_path(conn), use_cache=False)
+    assert stored.token.get_secret_value() == token
     listed = json.loads((await ainvoke("connections", "list", "--org", org, "--json")).output)
     assert [(c["name"], c["integration_type"]) for c in listed] == [("main", "WHATSAPP_BUSINESS")]
     shown = await ainvoke("connections", "show", *common)
@@ -60,7 +67,7 @@ async def test_connections_lifecycle(cli_env, sandbox, runtime):
 def test_add_rejects_missing_settings_and_unknown_type(cli_env):
     bad = invoke("connections", "add", "--org", "o", "--type", "WHATSAPP_BUSINESS", "--secrets-stdin",
                  stdin=json.dumps({"token": "t"}))
-    assert bad.exit_code != 0 and "phone_number_id" in str(bad.exception or bad.output)
+    assert bad.exit_code == 2 and "phone_number_id" in bad.output  # a clear message, not a traceback
     unknown = invoke("connections", "add", "--org", "o", "--type", "FAX", "--secrets-stdin", stdin="{}")
     assert unknown.exit_code != 0
 

@@ -83,7 +83,13 @@ def connections_add(
         creds = TypeAdapter(Credentials).validate_python({"kind": kind, **secrets})
     except ValueError as exc:
         raise typer.BadParameter(f"secrets do not fit {kind} credentials: {exc}") from None
-    conn = run_with_runtime(lambda rt: add_connection(rt, org, type_, name, _parse_settings(setting), creds))
+    from store.db import ConnectionExists
+
+    try:
+        conn = run_with_runtime(lambda rt: add_connection(rt, org, type_, name, _parse_settings(setting), creds))
+    except (ConnectionExists, ValueError) as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
     console.print(f"added {conn.integration_type}/{conn.name} for {conn.organization_id} (id {conn.id})")
 
 

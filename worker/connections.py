@@ -9,7 +9,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.registry import plugin_for
 from activities.runtime import Runtime
-from store.db import ConnectionNotFound
+from store.db import ConnectionExists, ConnectionNotFound
 from store.models import Connection, ConnectionStatus, Health, IntegrationType
 from vault.client import CredentialsMissing
 from vault.credentials import Credentials, OAuth2Credentials
@@ -34,6 +34,14 @@ async def add_connection(
     missing = [k for k in plugin.spec.required_settings if not settings.get(k)]
     if missing:
         raise ValueError(f"{itype} connection needs settings: {', '.join(missing)}")
+    if not replace:
+        # Refuse before touching Vault: writing first would overwrite the live connection's secret.
+        try:
+            await rt.store.run(rt.store.find_connection, organization_id, itype, name)
+        except ConnectionNotFound:
+            pass
+        else:
+            raise ConnectionExists(f"connection {itype}/{name} already exists in organization {organization_id}")
     await rt.vault.write(path, credentials)
     if replace:
         conn = await rt.store.run(rt.store.upsert_connection, organization_id, itype, name, settings)
