@@ -9,11 +9,32 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from activities.alerts import RouteSpec
 from store.models import AdminKey, UsageRecord
 
 EXPIRY_WARNING_DAYS = 7
+
+
+class NewConnection(BaseModel):
+    """A connection with secrets given directly (WhatsApp system-user token, app secret, verify token)."""
+
+    integration_type: str
+    name: str = Field(default="default", min_length=1, max_length=128)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    secrets: dict[str, str] = Field(default_factory=dict, repr=False)
+
+
+def _install_url(settings: Any, integration_type: str, organization_id: str, name: str) -> str:
+    if integration_type == "SLACK":
+        from gateway.slack import install_link
+
+        return install_link(settings, organization_id, name)
+    from gateway.calendar_oauth import install_link as oauth_link
+
+    provider = "google_calendar" if integration_type == "GOOGLE_CALENDAR" else "outlook"
+    return oauth_link(settings, provider, organization_id, name)
 
 
 class Principal:
@@ -91,6 +112,52 @@ def router() -> APIRouter:
                 "expiry_warning": exp is not None and exp - now < timedelta(days=EXPIRY_WARNING_DAYS),
             })
         return out
+
+    @r.post("/orgs/{organization_id}/connections", status_code=201)
+    async def add(organization_id: str, body: NewConnection, request: Request,
+                  who: Principal = Depends(org_scope)) -> dict[str, Any]:
+        """API-key and bearer-token connections (WhatsApp). OAuth providers connect through their install
+        link instead, which this answers with (their tokens must come from the provider's consent screen)."""
+        from activities.registry import plugin_for
+        from store.db import ConnectionExists
+        from vault.credentials import Credentials
+        from worker.connections import add_connection
+
+        settings = request.app.state.settings
+        try:
+            plugin = plugin_for(body.integration_type)
+        except KeyError:
+            raise HTTPException(422, f"unknown integration type {body.integration_type!r}") from None
+        if plugin.spec.auth_kind == "oauth2":
+            raise HTTPException(422, {"message": f"{body.integration_type} connects through OAuth consent",
+                                      "install_url": _install_url(settings, body.integration_type,
+                                                                  organization_id, body.name)})
+        try:
+            creds = TypeAdapter(Credentials).validate_python({"kind": plugin.spec.auth_kind, **body.secrets})
+            conn = await add_connection(request.app.state.rt, organization_id, body.integration_type, body.name,
+                                        body.settings, creds, actor=f"admin:{who.label}")
+        except ValidationError as exc:
+            # The message names the fields, never their values.
+            raise HTTPException(422, f"secrets do not fit {plugin.spec.auth_kind} credentials: "
+                                     f"{[e['loc'] for e in exc.errors()]}") from None
+        except ConnectionExists as exc:
+            raise HTTPException(409, str(exc)) from None
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return conn.model_dump(mode="json")
+
+    @r.delete("/orgs/{organization_id}/connections/{integration_type}/{name}")
+    async def remove(organization_id: str, integration_type: str, name: str, request: Request,
+                     revoke: bool = True, who: Principal = Depends(org_scope)) -> dict[str, Any]:
+        """Revoke at the provider where it can be, then delete the secrets and the connection."""
+        from store.db import ConnectionNotFound
+        from worker.connections import remove_connection
+
+        try:
+            return await remove_connection(request.app.state.rt, organization_id, integration_type, name,
+                                           actor=f"admin:{who.label}", revoke=revoke)
+        except (ConnectionNotFound, ValueError) as exc:
+            raise HTTPException(404, str(exc)) from None
 
     @r.post("/orgs/{organization_id}/connections/{integration_type}/{name}/test")
     async def test(organization_id: str, integration_type: str, name: str, request: Request,

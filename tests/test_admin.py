@@ -48,3 +48,40 @@ async def test_notifications_can_be_acknowledged_only_in_scope(runtime, gateway)
         assert (await http.post(url, headers={"Authorization": f"Bearer {other_key}"})).status_code == 403
         assert (await http.post(url, headers={"Authorization": f"Bearer {key}"})).json() == {"ok": True}
     assert runtime.store.notifications("org_ack")[0].acknowledged
+
+
+async def test_connections_can_be_added_and_removed_through_the_admin_api(runtime, sandbox, gateway):
+    import secrets
+    import uuid
+
+    org = f"org_{uuid.uuid4().hex[:10]}"
+    key = runtime.store.issue_admin_key(org, "carol")
+    eve = runtime.store.issue_admin_key(f"org_{uuid.uuid4().hex[:8]}", "eve")
+    token, app_secret = "EAAadmin" + secrets.token_hex(12), secrets.token_hex(16)
+    body = {"integration_type": "WHATSAPP_BUSINESS", "name": "sales",
+            "settings": {"phone_number_id": "123456789012345", "waba_id": "999"},
+            "secrets": {"token": token, "app_secret": app_secret}}
+    base = f"{gateway}/admin/orgs/{org}/connections"
+    auth = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient() as http:
+        assert (await http.post(base, json=body, headers={"Authorization": f"Bearer {eve}"})).status_code == 403
+        made = await http.post(base, json=body, headers=auth)
+        assert made.status_code == 201 and token not in made.text and app_secret not in made.text
+        conn = runtime.store.find_connection(org, "WHATSAPP_BUSINESS", "sales")
+        stored = await runtime.vault.read(runtime.credentials_path(conn), use_cache=False)
+        assert stored.token.get_secret_value() == token
+        again = await http.post(base, json={**body, "secrets": {"token": "EAAother"}}, headers=auth)
+        assert again.status_code == 409
+        assert (await runtime.vault.read(runtime.credentials_path(conn), use_cache=False)).token.get_secret_value() \
+            == token
+        missing = await http.post(base, json={**body, "name": "x", "settings": {}}, headers=auth)
+        assert missing.status_code == 422 and "phone_number_id" in missing.text
+        bad = await http.post(base, json={**body, "name": "y", "secrets": {"app_secret": app_secret}}, headers=auth)
+        assert bad.status_code == 422 and "token" in bad.text and app_secret not in bad.text
+        slack = await http.post(base, json={"integration_type": "SLACK", "name": "ops"}, headers=auth)
+        assert slack.status_code == 422 and "/slack/install?" in slack.json()["detail"]["install_url"]
+        removed = await http.delete(f"{base}/WHATSAPP_BUSINESS/sales", headers=auth)
+        assert removed.status_code == 200 and removed.json()["revoked"] is False
+        assert (await http.delete(f"{base}/WHATSAPP_BUSINESS/sales", headers=auth)).status_code == 404
+    actions = {(e.action, e.actor) for e in runtime.store.audit_log(org)}
+    assert {("connection.add", "admin:key:carol"), ("connection.remove", "admin:key:carol")} <= actions
