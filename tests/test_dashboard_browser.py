@@ -82,6 +82,24 @@ async def test_dashboard_shows_health_acknowledges_and_tests(page, runtime, sand
         async with httpx.AsyncClient() as http:
             await http.delete(f"{sandbox.url}/_sandbox/faults")
 
+    # A second WhatsApp number, added from the page (a duplicate name is refused), then removed.
+    await page.fill("#wa-name", "default")
+    await page.fill("#wa-phone", "123456789012345")
+    await page.fill("#wa-token", "EAAdashboard-token")
+    await page.click("#add-whatsapp button")
+    await expect(page.locator("#wa-message")).to_contain_text("409")
+    await page.fill("#wa-name", "support")
+    await page.fill("#wa-token", "EAAdashboard-token")
+    await page.click("#add-whatsapp button")
+    await expect(page.locator("#wa-message")).to_have_text("added")
+    await expect(page.locator("#wa-token")).to_have_value("")
+    support = page.locator("#connections tbody tr", has_text="support")
+    await expect(support).to_have_count(1)
+    page.once("dialog", lambda d: d.accept())
+    await support.locator("text=remove").click()
+    await expect(support).to_have_count(0)
+    assert [c.name for c in runtime.store.list_connections(wa.organization_id)] == ["default"]
+
     # A passing test turns it healthy again.
     await row.locator("text=test").click()
     await expect(row.locator("td.healthy")).to_have_text("healthy")
