@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, available_timezones
 
+import httpx
 from dateutil import rrule as du
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -415,6 +416,10 @@ class GraphFake:
     def router(self) -> APIRouter:
         r = APIRouter()
 
+        @r.post("/v1.0/$batch")  # before the catch-all route below
+        async def batch(request: Request) -> Response:
+            return await self.batch(request)
+
         @r.api_route("/v1.0/{path:path}", methods=["GET", "POST", "PATCH", "DELETE"])
         async def graph(path: str, request: Request) -> Response:
             fault = await self.sandbox.fault_for("graph")
@@ -448,6 +453,41 @@ class GraphFake:
                 st.inflight[key] -= 1
 
         return r
+
+    async def batch(self, request: Request) -> Response:
+        """JSON batching: up to 20 requests, each run (and throttled) like a request of its own."""
+        tok = self._token(request)
+        if isinstance(tok, JSONResponse):
+            return tok
+        try:
+            doc = json.loads(await request.body() or b"{}")
+        except ValueError:
+            return odata_error(400, "BadRequest", "Unable to read JSON request payload.")
+        reqs = doc.get("requests") if isinstance(doc, dict) else None
+        if not isinstance(reqs, list) or not reqs:
+            return odata_error(400, "BadRequest", "Invalid batch payload format.")
+        if len(reqs) > 20:
+            return odata_error(400, "BadRequest", "The number of batch requests exceeds the limit of 20.")
+        ids = [str(q.get("id", "")) for q in reqs if isinstance(q, dict)]
+        if len(ids) != len(reqs) or "" in ids or len(set(ids)) != len(ids):
+            return odata_error(400, "BadRequest", "Batch requests need unique, non-empty ids.")
+        out = []
+        # Each request goes through the app again (routing, auth, throttling, the recorder), in order.
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=request.app),
+                                     base_url=str(request.base_url)) as inner:
+            for q in reqs:
+                url = str(q.get("url") or "")
+                if not url.startswith("/"):
+                    url = "/" + url
+                headers = {"Authorization": request.headers.get("authorization", ""),
+                           **{str(k): str(v) for k, v in (q.get("headers") or {}).items()}}
+                resp = await inner.request(str(q.get("method") or "GET").upper(), f"/graph/v1.0{url}",
+                                           headers=headers, json=q.get("body") if "body" in q else None)
+                body: Any = resp.json() if resp.content else None
+                out.append({"id": str(q["id"]), "status": resp.status_code, "body": body,
+                            "headers": {k: v for k, v in resp.headers.items()
+                                        if k.lower() in ("retry-after", "location", "preference-applied")}})
+        return JSONResponse({"responses": out})
 
     async def _dispatch(self, request: Request, tok: GraphToken, box: str, rest: list[str]) -> Response:
         method = request.method

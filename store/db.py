@@ -366,6 +366,26 @@ class Store:
                 s.add(IdempotencyRecord(key=key, organization_id=organization_id, action=action, result=result))
                 s.commit()
 
+    def get_idempotent_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """{key: result} for the keys already done (one query for a batch of side effects)."""
+        if not keys:
+            return {}
+        with self.session() as s:
+            rows = s.exec(select(IdempotencyRecord).where(col(IdempotencyRecord.key).in_(list(keys)))).all()
+            return {r.key: dict(r.result) for r in rows}
+
+    def put_idempotent_many(self, organization_id: str, action: str, results: dict[str, dict[str, Any]]) -> None:
+        """Record several done side effects in one transaction (keys already recorded are kept as they are)."""
+        if not results:
+            return
+        with self.session() as s:
+            known = set(s.exec(select(IdempotencyRecord.key).where(
+                col(IdempotencyRecord.key).in_(list(results)))).all())
+            for key, result in results.items():
+                if key not in known:
+                    s.add(IdempotencyRecord(key=key, organization_id=organization_id, action=action, result=result))
+            s.commit()
+
     def acknowledge_notification(self, organization_id: str, notification_id: int) -> bool:
         with self.session() as s:
             n = s.get(AdminNotification, notification_id)

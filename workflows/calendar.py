@@ -13,9 +13,13 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.calendar.model import (
+        MAX_BULK_EVENTS,
+        MAX_EVENTS_PER_CALL,
         Attendee,
         AvailabilityInput,
         AvailabilityResult,
+        BulkCreateCalendarEventsInput,
+        BulkCreateCalendarEventsResult,
         CalendarActionInput,
         CancelCalendarEventInput,
         CancelCalendarEventResult,
@@ -23,6 +27,8 @@ with workflow.unsafe.imports_passed_through():
         ConflictCheckResult,
         CreateCalendarEventResult,
         CreateEventInput,
+        CreateEventsInput,
+        CreateEventsResult,
         DeleteEventInput,
         DeleteResult,
         EventResult,
@@ -165,4 +171,35 @@ class ScheduleMeeting:
                                      availability=avail.participants)
 
 
-CALENDAR_WORKFLOWS: tuple[type, ...] = (CreateCalendarEvent, UpdateCalendarEvent, CancelCalendarEvent, ScheduleMeeting)
+@workflow.defn(name="BulkCreateCalendarEvents")
+class BulkCreateCalendarEvents:
+    """Many events in one calendar, in chunks: Graph batches 20 creates per request, Google creates
+    concurrently within its quota. Every event is idempotent under `{key}:{chunk}:{index}`, so a retried chunk
+    or a re-run workflow with the same key creates nothing twice; a refused event is reported, not fatal."""
+
+    @workflow.run
+    async def run(self, inp: BulkCreateCalendarEventsInput) -> BulkCreateCalendarEventsResult:
+        provider = _provider(inp.integration_type)
+        if len(inp.events) > MAX_BULK_EVENTS:
+            raise _refuse(f"events: at most {MAX_BULK_EVENTS} per workflow (got {len(inp.events)}); split them",
+                          "too_many_events", {"field": "events", "limit": MAX_BULK_EVENTS})
+        if not 1 <= inp.chunk_size <= MAX_EVENTS_PER_CALL:
+            raise _refuse(f"chunk_size: 1-{MAX_EVENTS_PER_CALL} (got {inp.chunk_size})", "invalid_chunk_size",
+                          {"field": "chunk_size"})
+        key = inp.idempotency_key or workflow.info().workflow_id
+        results = []
+        for start in range(0, len(inp.events), inp.chunk_size):
+            res: CreateEventsResult = await workflow.execute_activity(
+                f"{provider}.create_events",
+                CreateEventsInput(organization_id=inp.organization_id, connection=inp.connection,
+                                  calendar_id=inp.calendarId, events=inp.events[start:start + inp.chunk_size],
+                                  send_updates=inp.send_updates, idempotency_key=f"{key}:{start}"),
+                result_type=CreateEventsResult, **SEND.kwargs())
+            results += [o.model_copy(update={"index": start + o.index}) for o in res.results]
+        created = sum(1 for o in results if o.event_id)
+        return BulkCreateCalendarEventsResult(provider=provider, created=created, failed=len(results) - created,
+                                              results=results)
+
+
+CALENDAR_WORKFLOWS: tuple[type, ...] = (CreateCalendarEvent, UpdateCalendarEvent, CancelCalendarEvent, ScheduleMeeting,
+                                        BulkCreateCalendarEvents)

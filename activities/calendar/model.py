@@ -244,6 +244,34 @@ class CreateEventInput(ConnectionRef):
     dst_gap_policy: GapPolicy | None = None
 
 
+MAX_EVENTS_PER_CALL = 100  # five Graph batches of 20; one activity stays well inside its timeout
+
+
+class CreateEventsInput(ConnectionRef):
+    """Many events in one calendar: Graph sends them in JSON batches of 20, Google concurrently. No conflict
+    policy; each event is idempotent under `{idempotency_key}:{index}`."""
+
+    calendar_id: str | None = None
+    events: list[EventSpec] = Field(min_length=1, max_length=MAX_EVENTS_PER_CALL)
+    send_updates: SendUpdates = "all"
+    idempotency_key: str | None = Field(default=None, max_length=512)
+    dst_gap_policy: GapPolicy | None = None
+
+
+class EventOutcome(_Model):
+    """One event of a bulk create: the created event's id, or the classified error that refused it."""
+
+    index: int
+    event_id: str | None = None
+    error: dict[str, Any] | None = None
+
+
+class CreateEventsResult(_Model):
+    results: list[EventOutcome]
+    created: int = 0
+    failed: int = 0
+
+
 class GetEventInput(ConnectionRef):
     calendar_id: str | None = None
     event_id: str = Field(min_length=1, max_length=1024)
@@ -522,3 +550,24 @@ class ScheduleMeetingResult(_Model):
     notified: list[str] = Field(default_factory=list)
     alternatives: list[Slot] = Field(default_factory=list)
     availability: list[ParticipantAvailability] = Field(default_factory=list)
+
+
+MAX_BULK_EVENTS = 1000
+
+
+class BulkCreateCalendarEventsInput(ConnectionRef):
+    """Input of `BulkCreateCalendarEvents`: many events for one calendar (e.g. a training for every team)."""
+
+    integration_type: CalendarIntegrationType
+    calendarId: str | None = None
+    events: list[EventSpec] = Field(min_length=1)
+    send_updates: SendUpdates = "all"
+    chunk_size: int = Field(default=50, description="events per activity (Graph sends them 20 per $batch)")
+    idempotency_key: str | None = Field(default=None, max_length=200, description="defaults to the workflow id")
+
+
+class BulkCreateCalendarEventsResult(_Model):
+    provider: Provider
+    created: int
+    failed: int
+    results: list[EventOutcome]

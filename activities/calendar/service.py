@@ -6,6 +6,7 @@ Each provider plugin supplies a `CalendarBackend` (the HTTP calls and translatio
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -19,9 +20,12 @@ from activities.calendar.model import (
     ConflictCheckInput,
     ConflictCheckResult,
     CreateEventInput,
+    CreateEventsInput,
+    CreateEventsResult,
     DeleteEventInput,
     DeleteResult,
     EventList,
+    EventOutcome,
     EventResult,
     GapPolicy,
     GetEventInput,
@@ -36,12 +40,14 @@ from activities.calendar.model import (
 )
 from activities.calendar.resolve import apply_patch, resolve_event
 from activities.calendar.tz import UTC, parse_datetime, zone
-from activities.errors import PermanentError
+from activities.errors import ErrorClass, IntegrationError, PermanentError
 
 if TYPE_CHECKING:
     from activities.runtime import Runtime
     from activities.spec import Plugin
 
+
+CONCURRENT_CREATES = 4  # single creates in flight when a provider has no batch endpoint
 
 class CalendarBackend(Protocol):
     """What a provider implements for one Action (one connection)."""
@@ -124,6 +130,67 @@ class CalendarService:
             act.detail.update(event_id=created_event.id, created=created, notified=len(notified))
             return EventResult(event=created_event, created=created, notified=notified,
                                notification="invitation" if notified else "none")
+
+    async def create_many(self, inp: CreateEventsInput) -> CreateEventsResult:
+        """Several events in one calendar: Graph's JSON batches where the backend has them, else concurrent
+        creates (Google). An event the model or the provider refuses is that event's outcome, not the call's.
+        Created events are recorded under their keys as they come back, so when a throttled member makes
+        Temporal retry the activity, only the events not yet created are sent again."""
+        async with self.rt.action(self.plugin, inp.organization_id, inp.connection, f"{self.name}.create_events",
+                                  target=inp.calendar_id) as act:
+            be = self.backend_for(act)
+            calendar = be.default_calendar(inp.calendar_id)
+            outcomes: dict[int, EventOutcome] = {}
+            # No key outside a workflow without an explicit one: then nothing is deduplicated.
+            keys = {i: act.idempotency_key(inp.idempotency_key, str(i)) for i in range(len(inp.events))}
+            done = await self.rt.store.run(self.rt.store.get_idempotent_many, [k for k in keys.values() if k])
+            todo: list[tuple[int, CalendarEvent]] = []
+            for i, spec in enumerate(inp.events):
+                key = keys[i]
+                if key is not None and key in done:
+                    outcomes[i] = EventOutcome(index=i, event_id=done[key].get("event_id"))
+                    continue
+                try:
+                    todo.append((i, resolve_event(spec, self._policy(inp.dst_gap_policy))))
+                except IntegrationError as err:
+                    outcomes[i] = EventOutcome(index=i, error=err.to_dict())
+            items = [(ev, keys[i]) for i, ev in todo]
+            batch = getattr(be, "insert_batch", None)
+            results = await (batch(calendar, items, inp.send_updates) if batch is not None
+                             else self._insert_each(be, calendar, items, inp.send_updates))
+            created: dict[str, dict[str, Any]] = {}
+            retry: IntegrationError | None = None
+            for (i, _ev), res in zip(todo, results, strict=True):
+                if not isinstance(res, IntegrationError):
+                    outcomes[i] = EventOutcome(index=i, event_id=res.id)
+                    if (key := keys[i]) is not None:
+                        created[key] = {"event_id": res.id}
+                elif res.error_class is ErrorClass.PERMANENT:
+                    outcomes[i] = EventOutcome(index=i, error=res.to_dict())
+                else:
+                    retry = retry or res
+            await self.rt.store.run(self.rt.store.put_idempotent_many, act.organization_id, act.name, created)
+            if retry is not None:  # throttled or failing members: Temporal retries; the created ones stay done
+                raise retry
+            ordered = [outcomes[i] for i in sorted(outcomes)]
+            n_created = sum(1 for o in ordered if o.event_id)
+            act.detail.update(created=n_created, failed=len(ordered) - n_created)
+            return CreateEventsResult(results=ordered, created=n_created, failed=len(ordered) - n_created)
+
+    @staticmethod
+    async def _insert_each(be: CalendarBackend, calendar: str, items: Sequence[tuple[CalendarEvent, str | None]],
+                           send_updates: SendUpdates) -> list[CalendarEvent | IntegrationError]:
+        """Concurrent single creates (the limiter paces them), each outcome returned, errors included."""
+        sem = asyncio.Semaphore(CONCURRENT_CREATES)
+
+        async def one(event: CalendarEvent, key: str | None) -> CalendarEvent | IntegrationError:
+            async with sem:
+                try:
+                    return (await be.insert(calendar, event, key, send_updates))[0]
+                except IntegrationError as err:  # every outcome comes back; the caller decides
+                    return err
+
+        return list(await asyncio.gather(*(one(ev, key) for ev, key in items)))
 
     async def get(self, inp: GetEventInput) -> CalendarEvent:
         async with self.rt.action(self.plugin, inp.organization_id, inp.connection, f"{self.name}.get_event",

@@ -15,6 +15,8 @@ from activities.google_calendar.models import (
     ConflictCheckInput,
     ConflictCheckResult,
     CreateEventInput,
+    CreateEventsInput,
+    CreateEventsResult,
     DeleteEventInput,
     DeleteResult,
     EventList,
@@ -45,6 +47,11 @@ class GoogleCalendarActivities:
     async def create_event(self, inp: CreateEventInput) -> EventResult:
         """events.insert with a client-supplied id derived from the idempotency key (409 → the existing event)."""
         return await self.svc.create(inp)
+
+    @activity.defn(name="google_calendar.create_events")
+    async def create_events(self, inp: CreateEventsInput) -> CreateEventsResult:
+        """Up to 100 events in one calendar: concurrent events.insert with client-supplied ids (no duplicates)."""
+        return await self.svc.create_many(inp)
 
     @activity.defn(name="google_calendar.get_event")
     async def get_event(self, inp: GetEventInput) -> CalendarEvent:
@@ -87,8 +94,8 @@ class GoogleCalendarActivities:
             return await client.sync(client.default_calendar(inp.calendar_id), inp.sync_token, inp.max_pages)
 
     def all(self) -> list[Any]:
-        return [self.create_event, self.get_event, self.update_event, self.delete_event, self.list_events,
-                self.list_instances, self.find_availability, self.check_conflicts, self.sync_events]
+        return [self.create_event, self.create_events, self.get_event, self.update_event, self.delete_event,
+                self.list_events, self.list_instances, self.find_availability, self.check_conflicts, self.sync_events]
 
 
 async def revoke(act: Action) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from activities.calendar.model import (
     ConflictCheckResult,
     ConnectionRef,
     CreateEventInput,
+    CreateEventsInput,
+    CreateEventsResult,
     DeleteEventInput,
     DeleteResult,
     EventList,
@@ -33,6 +35,7 @@ class SyncInput(ConnectionRef):
 
 __all__ = [
     "AvailabilityInput", "AvailabilityResult", "CalendarEvent", "ConflictCheckInput", "ConflictCheckResult",
-    "CreateEventInput", "DeleteEventInput", "DeleteResult", "EventList", "EventResult", "GetEventInput",
+    "CreateEventInput", "CreateEventsInput", "CreateEventsResult",
+    "DeleteEventInput", "DeleteResult", "EventList", "EventResult", "GetEventInput",
     "InstancesInput", "ListEventsInput", "SyncInput", "UpdateEventInput",
 ]

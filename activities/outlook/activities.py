@@ -15,6 +15,8 @@ from activities.outlook.models import (
     ConflictCheckInput,
     ConflictCheckResult,
     CreateEventInput,
+    CreateEventsInput,
+    CreateEventsResult,
     DeleteEventInput,
     DeleteResult,
     EventList,
@@ -43,6 +45,11 @@ class OutlookActivities:
     async def create_event(self, inp: CreateEventInput) -> EventResult:
         """POST /events with a transactionId derived from the idempotency key (Graph deduplicates retries)."""
         return await self.svc.create(inp)
+
+    @activity.defn(name="outlook.create_events")
+    async def create_events(self, inp: CreateEventsInput) -> CreateEventsResult:
+        """Up to 100 events in one calendar: JSON batches of 20 (`POST /$batch`), each with its transactionId."""
+        return await self.svc.create_many(inp)
 
     @activity.defn(name="outlook.get_event")
     async def get_event(self, inp: GetEventInput) -> CalendarEvent:
@@ -77,8 +84,8 @@ class OutlookActivities:
         return await self.svc.check_conflicts(inp)
 
     def all(self) -> list[Any]:
-        return [self.create_event, self.get_event, self.update_event, self.delete_event, self.list_events,
-                self.list_instances, self.find_availability, self.check_conflicts]
+        return [self.create_event, self.create_events, self.get_event, self.update_event, self.delete_event,
+                self.list_events, self.list_instances, self.find_availability, self.check_conflicts]
 
 
 async def test_connection(act: Action) -> dict[str, Any]:

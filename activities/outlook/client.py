@@ -19,7 +19,7 @@ from activities.calendar.model import (
     WorkingHours,
 )
 from activities.calendar.tz import to_windows
-from activities.errors import ConfigurationError, IntegrationError, PermanentError
+from activities.errors import ConfigurationError, IntegrationError, PermanentError, TemporaryError
 from activities.limiter import Concurrency, Limit
 from activities.outlook import auth
 from activities.outlook.spec import LIMIT_MARGIN_SECONDS, MAILBOX_PERIOD_SECONDS, MAX_SCHEDULE_DAYS, MAX_SCHEDULES
@@ -33,6 +33,8 @@ from activities.outlook.translate import (
 )
 from activities.pipeline import Action, Response
 from vault.credentials import ClientCredentials, OAuth2Credentials
+
+GRAPH_BATCH_LIMIT = 20  # requests per JSON batch
 
 BUSY_STATUSES = {"busy", "tentative", "oof", "workingElsewhere", "unknown"}
 
@@ -166,6 +168,54 @@ class OutlookCalendarClient:
         if resp is None:  # pragma: no cover - only with gone_ok
             raise PermanentError("empty answer to create event", code="empty")
         return from_graph(resp.json(), calendar or None, hint_tz=event.time_zone), True
+
+    async def insert_batch(self, calendar: str, items: Sequence[tuple[CalendarEvent, str | None]],
+                           send_updates: SendUpdates) -> list[CalendarEvent | IntegrationError]:
+        """Creates through JSON batching, 20 per `$batch` request. Each request in a batch counts against the
+        mailbox's budget (so the limiter takes one slot for each) and carries its own transactionId, so a
+        resent member never creates an event twice. Every member's outcome is returned, errors included:
+        the caller records what succeeded before a throttled member makes it retry."""
+        await self._ensure()
+        base = self.act.base_url().rstrip("/")
+        relative = self.events_path(calendar)[len(base):]
+        limits, _ = self.limits()
+        out: list[CalendarEvent | IntegrationError] = []
+        for start in range(0, len(items), GRAPH_BATCH_LIMIT):
+            chunk = items[start:start + GRAPH_BATCH_LIMIT]
+            for _ in range(len(chunk) - 1):  # the $batch call itself takes the first slot
+                await self.act.rt.limiter.acquire(limits)
+            requests = []
+            for i, (event, key) in enumerate(chunk):
+                headers = {"Content-Type": "application/json"}
+                if event.time_zone:
+                    headers["Prefer"] = f'outlook.timezone="{to_windows(event.time_zone)}"'
+                requests.append({"id": str(i), "method": "POST", "url": relative, "headers": headers,
+                                 "body": to_graph(event, transaction=transaction_id(key) if key else None)})
+            resp = await self.call("POST", f"{base}/$batch", json={"requests": requests})
+            answers = {str(a.get("id")): a for a in ((resp.json() if resp else {}) or {}).get("responses") or []}
+            for i, (event, _key) in enumerate(chunk):
+                answer = answers.get(str(i))
+                if answer is not None and 200 <= int(answer.get("status", 0)) < 300:
+                    out.append(from_graph(answer.get("body") or {}, calendar or None, hint_tz=event.time_zone))
+                    continue
+                out.append(self._batch_error(answer, i))
+        return out
+
+    def _batch_error(self, answer: dict[str, Any] | None, index: int) -> IntegrationError:
+        if answer is None:
+            return TemporaryError(f"Graph's batch answer lacks request {index}", code="batch_incomplete")
+        status = int(answer.get("status", 0))
+        headers = {str(k): str(v) for k, v in (answer.get("headers") or {}).items()}
+        err = self.act.plugin.classify(status, headers, answer.get("body")) or PermanentError(
+            f"batch request {index} answered HTTP {status}", code=f"http_{status}")
+        retry_after = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+        if retry_after and err.retry_after is None:
+            try:
+                err.retry_after = float(retry_after)
+            except ValueError:
+                pass
+        err.provider = err.provider or "outlook"
+        return err
 
     async def get(self, calendar: str, event_id: str, hint_tz: str | None, *, gone_ok: bool = False
                   ) -> CalendarEvent | None:

@@ -9,6 +9,8 @@ from activities.calendar.model import (
     ConflictCheckInput,
     ConflictCheckResult,
     CreateEventInput,
+    CreateEventsInput,
+    CreateEventsResult,
     DeleteEventInput,
     DeleteResult,
     EventList,
@@ -21,6 +23,7 @@ from activities.calendar.model import (
 
 __all__ = [
     "AvailabilityInput", "AvailabilityResult", "CalendarEvent", "ConflictCheckInput", "ConflictCheckResult",
-    "CreateEventInput", "DeleteEventInput", "DeleteResult", "EventList", "EventResult", "GetEventInput",
+    "CreateEventInput", "CreateEventsInput", "CreateEventsResult",
+    "DeleteEventInput", "DeleteResult", "EventList", "EventResult", "GetEventInput",
     "InstancesInput", "ListEventsInput", "UpdateEventInput",
 ]
