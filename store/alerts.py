@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel, col, select
 
 from store.db import Store
-from store.models import AdminNotification, new_id, utcnow
+from store.models import AdminNotification, as_utc, new_id, utcnow
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
 
@@ -107,7 +107,7 @@ class AlertStore:
                     if SEVERITY_RANK.get(n.severity, 2) < SEVERITY_RANK.get(r.min_severity, 1):
                         continue
                     # A route only gets what was raised after it existed (no flood of history on setup).
-                    if _aware(n.at) < _aware(r.created_at) - timedelta(minutes=5):
+                    if as_utc(n.at) < as_utc(r.created_at) - timedelta(minutes=5):
                         continue
                     d = done.get((n.id or 0, r.id))
                     if d is not None and (d.status != "pending" or d.attempts >= max_attempts):
@@ -139,8 +139,3 @@ class AlertStore:
     def deliveries(self, notification_id: int) -> Sequence[AlertDelivery]:
         with self.store.session() as s:
             return s.exec(select(AlertDelivery).where(AlertDelivery.notification_id == notification_id)).all()
-
-
-def _aware(dt: datetime) -> datetime:
-    """SQLite hands datetimes back naive (they are UTC)."""
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)

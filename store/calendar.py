@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete
 from sqlmodel import Field, SQLModel, col
 
-from store.models import utcnow
+from store.models import as_utc, utcnow
 
 if TYPE_CHECKING:
     from store.db import Store
@@ -34,10 +34,6 @@ def _hash(state: str) -> str:
     return hashlib.sha256(state.encode()).hexdigest()
 
 
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
 def issue_state(store: Store, state: str, provider: str, organization_id: str, connection_name: str,
                 ttl_seconds: float, tenant: str | None = None) -> CalendarOAuthState:
     row = CalendarOAuthState(state_hash=_hash(state), provider=provider, organization_id=organization_id,
@@ -60,6 +56,6 @@ def consume_state(store: Store, state: str, provider: str) -> CalendarOAuthState
             return None
         s.delete(row)
         s.commit()
-    if row.provider != provider or _aware(row.expires_at) < utcnow():
+    if row.provider != provider or as_utc(row.expires_at) < utcnow():
         return None
     return row

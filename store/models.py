@@ -16,6 +16,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(dt: datetime) -> datetime:
+    """SQLite hands datetimes back naive (they are UTC); compare them as aware ones."""
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 

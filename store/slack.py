@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, col
 
-from store.models import utcnow
+from store.models import as_utc, utcnow
 
 if TYPE_CHECKING:
     from store.db import Store
@@ -42,10 +42,6 @@ class SlackDelivery(SQLModel, table=True):
     at: datetime = Field(default_factory=utcnow, index=True)
 
 
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
 def issue_state(store: Store, state: str, organization_id: str, connection_name: str, ttl_seconds: float,
                 auto_join: bool | None = None) -> SlackOAuthState:
     row = SlackOAuthState(state=state, organization_id=organization_id, connection_name=connection_name,
@@ -67,7 +63,7 @@ def consume_state(store: Store, state: str) -> SlackOAuthState | None:
             return None
         s.delete(row)
         s.commit()
-    if _aware(row.expires_at) < utcnow():
+    if as_utc(row.expires_at) < utcnow():
         return None
     return row
 

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, func, select
 
 from store.db import Store
-from store.models import Connection, Health, UsageRecord, utcnow
+from store.models import Connection, Health, UsageRecord, as_utc, utcnow
 
 # Outbound status order: a late "delivered" never overwrites "read"; "failed" is final.
 STATUS_RANK = {"accepted": 0, "held": 0, "sent": 1, "delivered": 2, "read": 3, "played": 3, "failed": 9}
@@ -23,9 +23,7 @@ STATUS_RANK = {"accepted": 0, "held": 0, "sent": 1, "delivered": 2, "read": 3, "
 
 def aware(dt: datetime | None) -> datetime | None:
     """SQLite returns naive UTC datetimes; compare them as aware ones."""
-    if dt is None:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    return None if dt is None else as_utc(dt)
 
 
 class WhatsAppContact(SQLModel, table=True):
