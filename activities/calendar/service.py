@@ -6,7 +6,6 @@ Each provider plugin supplies a `CalendarBackend` (the HTTP calls and translatio
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -47,8 +46,6 @@ if TYPE_CHECKING:
     from activities.spec import Plugin
 
 
-CONCURRENT_CREATES = 4  # single creates in flight when a provider has no batch endpoint
-
 class CalendarBackend(Protocol):
     """What a provider implements for one Action (one connection)."""
 
@@ -69,6 +66,10 @@ class CalendarBackend(Protocol):
     async def insert(self, calendar: str, event: CalendarEvent, key: str | None,
                      send_updates: SendUpdates) -> tuple[CalendarEvent, bool]:
         """Create (idempotently under `key`); the event and whether this call created it."""
+
+    async def insert_batch(self, calendar: str, items: Sequence[tuple[CalendarEvent, str | None]],
+                           send_updates: SendUpdates) -> list[CalendarEvent | IntegrationError]:
+        """Create several (each idempotent under its key); every outcome is returned, errors included."""
 
     async def get(self, calendar: str, event_id: str, hint_tz: str | None, *, gone_ok: bool = False
                   ) -> CalendarEvent | None:
@@ -132,8 +133,8 @@ class CalendarService:
                                notification="invitation" if notified else "none")
 
     async def create_many(self, inp: CreateEventsInput) -> CreateEventsResult:
-        """Several events in one calendar: Graph's JSON batches where the backend has them, else concurrent
-        creates (Google). An event the model or the provider refuses is that event's outcome, not the call's.
+        """Several events in one calendar through the backend's `insert_batch` (Graph JSON batches, Google
+        concurrent creates). An event the model or the provider refuses is that event's outcome, not the call's.
         Created events are recorded under their keys as they come back, so when a throttled member makes
         Temporal retry the activity, only the events not yet created are sent again."""
         async with self.rt.action(self.plugin, inp.organization_id, inp.connection, f"{self.name}.create_events",
@@ -155,9 +156,7 @@ class CalendarService:
                 except IntegrationError as err:
                     outcomes[i] = EventOutcome(index=i, error=err.to_dict())
             items = [(ev, keys[i]) for i, ev in todo]
-            batch = getattr(be, "insert_batch", None)
-            results = await (batch(calendar, items, inp.send_updates) if batch is not None
-                             else self._insert_each(be, calendar, items, inp.send_updates))
+            results = await be.insert_batch(calendar, items, inp.send_updates)
             created: dict[str, dict[str, Any]] = {}
             retry: IntegrationError | None = None
             for (i, _ev), res in zip(todo, results, strict=True):
@@ -176,21 +175,6 @@ class CalendarService:
             n_created = sum(1 for o in ordered if o.event_id)
             act.detail.update(created=n_created, failed=len(ordered) - n_created)
             return CreateEventsResult(results=ordered, created=n_created, failed=len(ordered) - n_created)
-
-    @staticmethod
-    async def _insert_each(be: CalendarBackend, calendar: str, items: Sequence[tuple[CalendarEvent, str | None]],
-                           send_updates: SendUpdates) -> list[CalendarEvent | IntegrationError]:
-        """Concurrent single creates (the limiter paces them), each outcome returned, errors included."""
-        sem = asyncio.Semaphore(CONCURRENT_CREATES)
-
-        async def one(event: CalendarEvent, key: str | None) -> CalendarEvent | IntegrationError:
-            async with sem:
-                try:
-                    return (await be.insert(calendar, event, key, send_updates))[0]
-                except IntegrationError as err:  # every outcome comes back; the caller decides
-                    return err
-
-        return list(await asyncio.gather(*(one(ev, key) for ev, key in items)))
 
     async def get(self, inp: GetEventInput) -> CalendarEvent:
         async with self.rt.action(self.plugin, inp.organization_id, inp.connection, f"{self.name}.get_event",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,8 @@ from activities.google_calendar.translate import (
 from activities.limiter import Limit
 from activities.pipeline import Action, Response
 from vault.credentials import OAuth2Credentials, ServiceAccountCredentials
+
+CONCURRENT_CREATES = 4  # Google has a batch endpoint, but concurrent creates keep one code path per call
 
 
 def rfc3339(t: datetime) -> str:
@@ -142,6 +145,20 @@ class GoogleCalendarClient:
         return attempt >= self._not_found_attempts()
 
     # ---- events ----------------------------------------------------------------------------------
+    async def insert_batch(self, calendar: str, items: Sequence[tuple[CalendarEvent, str | None]],
+                           send_updates: SendUpdates) -> list[CalendarEvent | IntegrationError]:
+        """Concurrent single creates (the quota limiter paces them), each outcome returned, errors included."""
+        sem = asyncio.Semaphore(CONCURRENT_CREATES)
+
+        async def one(event: CalendarEvent, key: str | None) -> CalendarEvent | IntegrationError:
+            async with sem:
+                try:
+                    return (await self.insert(calendar, event, key, send_updates))[0]
+                except IntegrationError as err:  # the caller decides what each outcome means
+                    return err
+
+        return list(await asyncio.gather(*(one(ev, key) for ev, key in items)))
+
     async def insert(self, calendar: str, event: CalendarEvent, key: str | None,
                      send_updates: SendUpdates) -> tuple[CalendarEvent, bool]:
         event_id = event_id_for(key) if key else None
