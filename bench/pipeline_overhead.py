@@ -16,13 +16,14 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
-from activities.runtime import Runtime
 from activities.whatsapp.activities import WhatsAppActivities
 from activities.whatsapp.models import SendTextInput
+from core.connections import add_connection
+from core.runtime import Runtime
+from core.settings import Settings
 from sandbox.app import create_app
 from vault.credentials import BearerTokenCredentials
-from worker.connections import add_connection
-from worker.settings import Settings
+from worker.registry import registry
 from worker.stack import ServerThread, Stack, free_port
 
 CONCURRENCY = 50
@@ -36,8 +37,8 @@ async def main(n: int) -> None:
     tmp = Path(tempfile.mkdtemp())
     try:
         s = Settings(vault_addr=f"http://127.0.0.1:{vport}", database_url=f"sqlite:///{tmp / 'b.db'}",
-                     whatsapp_base_url=f"{sandbox.url}/whatsapp", _env_file=None)  # type: ignore[call-arg]
-        rt = Runtime(s)
+                     sections={"whatsapp": {"base_url": f"{sandbox.url}/whatsapp"}}, _env_file=None)  # type: ignore[call-arg]
+        rt = Runtime(s, registry=registry())
         token, pid = "EAAbench" + secrets.token_hex(8), "123456789012345"
         mps = 100_000  # lift the per-number limit: this measures overhead, not throttling
         await add_connection(rt, "bench", "WHATSAPP_BUSINESS", "default", {"phone_number_id": pid,

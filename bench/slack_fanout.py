@@ -20,11 +20,12 @@ from typing import Any
 
 import httpx
 
-from activities.runtime import Runtime
 from activities.slack.activities import SlackActivities
 from activities.slack.models import PostMessageInput
-from worker.demo.slack import create_workspace, direct_connection, ensure_app
-from worker.settings import Settings
+from activities.slack.seed import create_workspace, direct_connection, ensure_app
+from core.runtime import Runtime
+from core.settings import Settings
+from worker.registry import registry
 from worker.stack import Stack, free_port, wait_port
 
 
@@ -83,11 +84,11 @@ async def main(channels: int, per_channel: int) -> None:
         stack.vault(vport, log=tmp / "bao.log")
         settings = Settings(data_dir=tmp, vault_addr=f"http://127.0.0.1:{vport}",
                             database_url=f"sqlite:///{tmp / 'bench.db'}", sandbox_port=sport,
-                            slack_base_url=f"http://127.0.0.1:{sport}/slack/api/",
+                            sections={"slack": {"base_url": f"http://127.0.0.1:{sport}/slack/api/"}},
                             _env_file=None)  # type: ignore[call-arg]
         proc = stack.python("sandbox", {"OSI_SANDBOX_PORT": str(sport)}, tmp / "sandbox.log")
         wait_port("127.0.0.1", sport, 30, proc)
-        rt = Runtime(settings)
+        rt = Runtime(settings, registry=registry())
         rt.vault.ensure_engines(settings.vault_transit_key)
         try:
             await run_bench(rt, f"http://127.0.0.1:{sport}", channels, per_channel)

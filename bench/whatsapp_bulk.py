@@ -23,15 +23,16 @@ import httpx
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from activities.runtime import Runtime
 from activities.whatsapp.models import BulkRecipient, BulkSendWhatsAppTemplateInput
+from core.connections import add_connection
+from core.runtime import Runtime
+from core.settings import Settings
+from core.temporal import connect
 from store.whatsapp import WhatsAppStore
 from vault.credentials import BearerTokenCredentials
-from worker.connections import add_connection
 from worker.main import build_worker
-from worker.settings import Settings
+from worker.registry import registry
 from worker.stack import Stack, free_port, wait_port
-from worker.temporal import connect
 from workflows.whatsapp_bulk import BulkSendWhatsAppTemplate
 
 TEMPLATE = {"name": "bench_notice", "language": "en_US", "category": "UTILITY",
@@ -116,12 +117,12 @@ async def main(messages: int, mps: int, batch_size: int) -> None:
         stack.vault(vport, log=tmp / "bao.log")
         settings = Settings(data_dir=tmp, temporal_address=f"127.0.0.1:{tport}", vault_addr=f"http://127.0.0.1:{vport}",
                             database_url=f"sqlite:///{tmp / 'bench.db'}", sandbox_port=sport,
-                            whatsapp_base_url=f"http://127.0.0.1:{sport}/whatsapp",
+                            sections={"whatsapp": {"base_url": f"http://127.0.0.1:{sport}/whatsapp"}},
                             task_queue=f"bench-{uuid.uuid4().hex[:6]}", _env_file=None)  # type: ignore[call-arg]
         # The sandbox in its own process, as in `make run`: it must not share our event loop or GIL.
         proc = stack.python("sandbox", {"OSI_SANDBOX_PORT": str(sport)}, tmp / "sandbox.log")
         wait_port("127.0.0.1", sport, 30, proc)
-        rt = Runtime(settings)
+        rt = Runtime(settings, registry=registry())
         rt.vault.ensure_engines(settings.vault_transit_key)
         client = await connect(settings)
         async with build_worker(client, rt):

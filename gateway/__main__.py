@@ -2,9 +2,9 @@
 
 import uvicorn
 
+from core.logs import configure_logging
+from core.settings import get_settings
 from gateway.app import create_app
-from worker.logs import configure_logging
-from worker.settings import get_settings
 
 settings = get_settings()
 configure_logging(settings.log_level, settings.log_format)

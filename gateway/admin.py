@@ -11,8 +11,14 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from activities.alerts import RouteSpec
+from activities.admin.alerts import RouteSpec, add_route, remove_route
+from core.connections import add_connection, remove_connection, test_connection
+from core.errors import IntegrationError
+from core.links import connect_link
+from store.alerts import AlertStore
+from store.db import ConnectionExists, ConnectionNotFound
 from store.models import AdminKey, UsageRecord
+from vault.credentials import Credentials
 
 EXPIRY_WARNING_DAYS = 7
 
@@ -24,17 +30,6 @@ class NewConnection(BaseModel):
     name: str = Field(default="default", min_length=1, max_length=128)
     settings: dict[str, Any] = Field(default_factory=dict)
     secrets: dict[str, str] = Field(default_factory=dict, repr=False)
-
-
-def _install_url(settings: Any, integration_type: str, organization_id: str, name: str) -> str:
-    if integration_type == "SLACK":
-        from gateway.slack import install_link
-
-        return install_link(settings, organization_id, name)
-    from gateway.calendar_oauth import install_link as oauth_link
-
-    provider = "google_calendar" if integration_type == "GOOGLE_CALENDAR" else "outlook"
-    return oauth_link(settings, provider, organization_id, name)
 
 
 class Principal:
@@ -118,27 +113,23 @@ def router() -> APIRouter:
                   who: Principal = Depends(org_scope)) -> dict[str, Any]:
         """API-key and bearer-token connections (WhatsApp). OAuth providers connect through their install
         link instead, which this answers with (their tokens must come from the provider's consent screen)."""
-        from activities.registry import plugin_for
-        from store.db import ConnectionExists
-        from vault.credentials import Credentials
-        from worker.connections import add_connection
-
         settings = request.app.state.settings
+        rt = request.app.state.rt
         try:
-            plugin = plugin_for(body.integration_type)
-        except KeyError:
-            raise HTTPException(422, f"unknown integration type {body.integration_type!r}") from None
-        if plugin.spec.auth_kind == "oauth2":
+            spec = rt.registry.provider_for(body.integration_type).spec
+        except KeyError as exc:
+            raise HTTPException(422, exc.args[0]) from None
+        if spec.install_path is not None:
             raise HTTPException(422, {"message": f"{body.integration_type} connects through OAuth consent",
-                                      "install_url": _install_url(settings, body.integration_type,
-                                                                  organization_id, body.name)})
+                                      "install_url": connect_link(settings, spec.install_path, organization_id,
+                                                                  body.name)})
         try:
-            creds = TypeAdapter(Credentials).validate_python({"kind": plugin.spec.auth_kind, **body.secrets})
+            creds = TypeAdapter(Credentials).validate_python({"kind": spec.auth_kind, **body.secrets})
             conn = await add_connection(request.app.state.rt, organization_id, body.integration_type, body.name,
                                         body.settings, creds, actor=f"admin:{who.label}")
         except ValidationError as exc:
             # The message names the fields, never their values.
-            raise HTTPException(422, f"secrets do not fit {plugin.spec.auth_kind} credentials: "
+            raise HTTPException(422, f"secrets do not fit {spec.auth_kind} credentials: "
                                      f"{[e['loc'] for e in exc.errors()]}") from None
         except ConnectionExists as exc:
             raise HTTPException(409, str(exc)) from None
@@ -150,9 +141,6 @@ def router() -> APIRouter:
     async def remove(organization_id: str, integration_type: str, name: str, request: Request,
                      revoke: bool = True, who: Principal = Depends(org_scope)) -> dict[str, Any]:
         """Revoke at the provider where it can be, then delete the secrets and the connection."""
-        from store.db import ConnectionNotFound
-        from worker.connections import remove_connection
-
         try:
             return await remove_connection(request.app.state.rt, organization_id, integration_type, name,
                                            actor=f"admin:{who.label}", revoke=revoke)
@@ -162,8 +150,6 @@ def router() -> APIRouter:
     @r.post("/orgs/{organization_id}/connections/{integration_type}/{name}/test")
     async def test(organization_id: str, integration_type: str, name: str, request: Request,
                    who: Principal = Depends(org_scope)) -> dict[str, Any]:
-        from worker.connections import test_connection
-
         return await test_connection(request.app.state.rt, organization_id, integration_type, name,
                                      actor=f"admin:{who.label}")
 
@@ -199,8 +185,6 @@ def router() -> APIRouter:
     @r.get("/orgs/{organization_id}/alert-routes")
     async def alert_routes(organization_id: str, request: Request, _: Principal = Depends(org_scope)
                            ) -> list[dict[str, Any]]:
-        from store.alerts import AlertStore
-
         rt = request.app.state.rt
         return [a.model_dump(mode="json") for a in await rt.store.run(AlertStore(rt.store).routes, organization_id)]
 
@@ -208,10 +192,6 @@ def router() -> APIRouter:
     async def add_alert_route(organization_id: str, spec: RouteSpec, request: Request,
                               who: Principal = Depends(org_scope)) -> dict[str, Any]:
         """A webhook route's signing secret is in the answer, once; Vault keeps the only other copy."""
-        from activities.alerts import add_route
-        from activities.errors import IntegrationError
-        from store.db import ConnectionNotFound
-
         try:
             route, secret = await add_route(request.app.state.rt, organization_id, spec, actor=f"admin:{who.label}")
         except IntegrationError as exc:
@@ -223,8 +203,6 @@ def router() -> APIRouter:
     @r.delete("/orgs/{organization_id}/alert-routes/{route_id}")
     async def remove_alert_route(organization_id: str, route_id: str, request: Request,
                                  who: Principal = Depends(org_scope)) -> dict[str, bool]:
-        from activities.alerts import remove_route
-
         if not await remove_route(request.app.state.rt, organization_id, route_id, actor=f"admin:{who.label}"):
             raise HTTPException(404, "no such alert route in this organization")
         return {"ok": True}

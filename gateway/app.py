@@ -16,22 +16,26 @@ from sqlalchemy import text
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
-from activities.runtime import Runtime
-from gateway import admin, calendar_oauth, codec, slack, whatsapp
-from worker.settings import Settings, get_settings
-from worker.temporal import connect
+from core.plugin import Registry
+from core.runtime import Runtime
+from core.settings import Settings, get_settings
+from core.temporal import connect
+from gateway import admin, codec
+from worker.registry import registry
 
 log = logging.getLogger("osi.gateway")
 
 
 def create_app(settings: Settings | None = None, *, rt: Runtime | None = None,
-               temporal: Client | None = None) -> FastAPI:
+               temporal: Client | None = None, plugins: Registry | None = None) -> FastAPI:
+    """The gateway: health, codec, admin API and dashboard, and every registered plugin's routes."""
     settings = settings or get_settings()
+    plugins = plugins or (rt.registry if rt is not None else registry())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_rt = rt is None
-        app.state.rt = rt or Runtime(settings)
+        app.state.rt = rt or Runtime(settings, registry=plugins)
         # One Temporal client per process, connected at start-up (never per request).
         app.state.temporal = temporal or await connect(settings)
         yield
@@ -79,7 +83,7 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None,
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    app.include_router(whatsapp.router(), prefix="/webhooks/whatsapp")
-    app.include_router(slack.router())
-    app.include_router(calendar_oauth.router())
+    for plugin in plugins:
+        if plugin.routes is not None:
+            app.include_router(plugin.routes())
     return app

@@ -2,8 +2,8 @@
 
 import uvicorn
 
+from core.settings import get_settings
 from sandbox.app import create_app
-from worker.settings import get_settings
 
 settings = get_settings()
 uvicorn.run(create_app(), host=settings.host, port=settings.sandbox_port, log_level="warning")

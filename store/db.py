@@ -273,7 +273,7 @@ class Store:
         with self.session() as s:
             s.add_all(list(rows))
             s.add(audit)
-            if rows:
+            if rows and rows[0].connection_id is not None:
                 conn = s.get(Connection, rows[0].connection_id)
                 if conn is not None:
                     conn.request_count += len(rows)

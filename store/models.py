@@ -25,15 +25,6 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-class IntegrationType(StrEnum):
-    """OpenSyte's IntegrationType values that this service executes."""
-
-    WHATSAPP_BUSINESS = "WHATSAPP_BUSINESS"
-    SLACK = "SLACK"
-    GOOGLE_CALENDAR = "GOOGLE_CALENDAR"
-    OUTLOOK_CALENDAR = "OUTLOOK_CALENDAR"
-
-
 class ConnectionStatus(StrEnum):
     ACTIVE = "active"
     NEEDS_REAUTH = "needs_reauth"
@@ -94,7 +85,7 @@ class UsageRecord(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(default_factory=utcnow, index=True)
     organization_id: str = Field(index=True)
-    connection_id: str = Field(index=True)
+    connection_id: str | None = Field(default=None, index=True)  # None: an app-level call (OAuth exchange)
     provider: str
     action: str = Field(index=True)
     outcome: str

@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
-from activities.runtime import Runtime
+from core.connections import add_connection
+from core.runtime import Runtime
 from vault.client import CredentialsMissing
 from vault.credentials import AppSecrets, ClientCredentials, OAuth2Credentials, ServiceAccountCredentials
-from worker.connections import add_connection
 
 GOOGLE_CLIENT_ID = "sandbox-client.apps.googleusercontent.com"
 MS_CLIENT_ID = "00000000-0000-0000-0000-00000000c0de"

@@ -12,15 +12,16 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.runtime import Runtime
+from core.runtime import Runtime
+from core.settings import Settings
+from core.temporal import connect
 from gateway.app import create_app as create_gateway
 from sandbox.app import create_app as create_sandbox
 from sandbox.state import SandboxState
 from tests.servers import ServerThread
 from worker.main import build_worker
-from worker.settings import Settings
+from worker.registry import registry
 from worker.stack import Stack, free_port
-from worker.temporal import connect
 
 
 @dataclass
@@ -74,23 +75,22 @@ def settings(stack: StackInfo, sandbox: SandboxHandle, gateway_port: int) -> Set
         gateway_port=gateway_port,
         gateway_public_url=f"http://127.0.0.1:{gateway_port}",
         sandbox_port=int(sandbox.url.rsplit(":", 1)[1]),
-        whatsapp_base_url=f"{sandbox.url}/whatsapp",
-        slack_base_url=f"{sandbox.url}/slack/api/",
-        slack_authorize_url=f"{sandbox.url}/slack/oauth/v2/authorize",
-        google_calendar_base_url=f"{sandbox.url}/google/calendar/v3/",
-        google_token_url=f"{sandbox.url}/google/token",
-        google_revoke_url=f"{sandbox.url}/google/revoke",
-        graph_base_url=f"{sandbox.url}/graph/v1.0/",
-        entra_http_route=f"{sandbox.url}/entra",
+        sections=sandbox_sections(sandbox.url),
         breaker_failure_threshold=50,
-        media_fetch_private_hosts="127.0.0.1",
+        egress_private_hosts="127.0.0.1",
         _env_file=None,  # type: ignore[call-arg]
     )
 
 
+def sandbox_sections(sandbox_url: str) -> dict[str, dict[str, object]]:
+    """Every provider's settings section pointed at the sandbox."""
+    return {p.provider.settings.section_name: p.provider.settings.sandbox_overrides(sandbox_url)
+            for p in registry().providers() if p.provider is not None}
+
+
 @pytest.fixture(scope="session")
 async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    rt = Runtime(settings)
+    rt = Runtime(settings, registry=registry())
     rt.vault.ensure_engines(settings.vault_transit_key)
     yield rt
     await rt.close()
@@ -118,13 +118,17 @@ def gateway(settings: Settings, runtime: Runtime) -> Iterator[str]:
 @pytest.fixture
 def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """`osi` commands in this process talk to the test stack (the same settings as the session's)."""
-    from worker import settings as settings_mod
+    from core import settings as settings_mod
 
     fields = ("temporal_address", "task_queue", "vault_addr", "database_url", "gateway_public_url",
-              "whatsapp_base_url", "slack_base_url", "google_calendar_base_url", "google_token_url",
-              "graph_base_url", "entra_http_route", "media_fetch_private_hosts")
+              "egress_private_hosts")
     for name in fields:
         monkeypatch.setenv(f"OSI_{name.upper()}", str(getattr(settings, name) or ""))
+    sandbox_url = settings.sections["whatsapp"]["base_url"].rsplit("/", 1)[0]
+    for plugin in registry().providers():
+        assert plugin.provider is not None
+        for key, value in plugin.provider.settings.sandbox_env(sandbox_url).items():
+            monkeypatch.setenv(key, value)
     monkeypatch.setenv("OSI_VAULT_TOKEN", "root")
     settings_mod.get_settings.cache_clear()
     yield

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import httpx
 from pydantic import SecretStr
 
-from activities.runtime import Runtime
+from core.connections import add_connection
+from core.runtime import Runtime
 from vault.credentials import BearerTokenCredentials
-from worker.connections import add_connection
 
 
 @dataclass

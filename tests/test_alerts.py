@@ -10,14 +10,14 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from activities.alerts import DeliverInput, DeliverResult, RouteSpec, add_route, remove_route, sign, verify
-from activities.errors import PermanentError
+from activities.admin.alerts import DeliverInput, DeliverResult, RouteSpec, add_route, remove_route, sign, verify
+from activities.slack.seed import channel_state, create_workspace, direct_connection, ensure_app
+from core.errors import PermanentError
 from store.alerts import AlertStore
 from store.db import ConnectionNotFound
 from store.models import AdminNotification
 from tests.test_cli import ainvoke
 from vault.client import CredentialsMissing
-from worker.demo.slack import channel_state, create_workspace, direct_connection, ensure_app
 
 
 @pytest.fixture(scope="module")

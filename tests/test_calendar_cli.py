@@ -10,8 +10,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from core import settings as settings_mod
 from tests import calendar_seed as seed
-from worker import settings as settings_mod
 
 
 @pytest.fixture
@@ -22,22 +22,22 @@ def cli_env(cli_env, monkeypatch):
     settings_mod.get_settings.cache_clear()
 
 
-async def invoke(*args: str, stdin: str | None = None):
+async def invoke(*args: str, stdin: str | None = None, group: str = "calendar"):
     from worker.cli import app
 
-    return await asyncio.to_thread(CliRunner().invoke, app, ["calendar", *args], input=stdin)
+    return await asyncio.to_thread(CliRunner().invoke, app, [group, *args], input=stdin)
 
 
 async def test_app_secrets_are_stored_and_shown_masked(cli_env, runtime, sandbox):
     secret = await seed.google_app(runtime, sandbox.url)  # the same secret again: other tests keep working
-    out = await invoke("app-set", "--provider", "google", "--client-id", seed.google_client_id(), "--secrets-stdin",
-                       stdin=json.dumps({"client_secret": secret}))
+    out = await invoke("app-set", "--client-id", seed.google_client_id(), "--secrets-stdin",
+                       stdin=json.dumps({"client_secret": secret}), group="google-calendar")
     assert out.exit_code == 0, out.output
     assert secret not in out.output
-    shown = await invoke("app-show", "--provider", "google")
+    shown = await invoke("app-show", group="google-calendar")
     assert shown.exit_code == 0 and secret not in shown.output
     assert hashlib.sha256(secret.encode()).hexdigest()[:8] in json.loads(shown.output)["client_secret"]
-    bad = await invoke("app-show", "--provider", "yahoo")
+    bad = await invoke("app-show", group="yahoo-calendar")
     assert bad.exit_code != 0
 
 
@@ -61,16 +61,17 @@ async def test_service_account_connection_events_and_availability(cli_env, runti
     key = tmp_path / "sa.json"
     key.write_text(info)
     org = seed.uid("org_")
-    added = await invoke("add-service-account", "--org", org, "--key-file", str(key), "--subject", user)
+    added = await invoke("add-service-account", "--org", org, "--key-file", str(key), "--subject", user,
+                         group="google-calendar")
     assert added.exit_code == 0, added.output
     assert "BEGIN PRIVATE KEY" not in added.output
     conn = runtime.store.find_connection(org, "GOOGLE_CALENDAR", "default")
     assert "private_key" not in json.dumps(conn.settings)
-    listed = await invoke("events", "--type", "google", "--org", org, "--from", "2030-05-06T00:00:00Z",
+    listed = await invoke("events", "--type", "google_calendar", "--org", org, "--from", "2030-05-06T00:00:00Z",
                           "--to", "2030-05-07T00:00:00Z", "--json")
     assert listed.exit_code == 0, listed.output
     assert [e["title"] for e in json.loads(listed.output)["events"]] == ["Standup"]
-    free = await invoke("availability", "--type", "google", "--org", org, "--who", user, "--from",
+    free = await invoke("availability", "--type", "google_calendar", "--org", org, "--who", user, "--from",
                         "2030-05-06T00:00:00", "--to", "2030-05-07T00:00:00", "--tz", "Europe/Madrid")
     assert free.exit_code == 0, free.output
     data = json.loads(free.output)

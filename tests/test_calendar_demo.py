@@ -1,4 +1,4 @@
-"""The calendar demo (worker/demo/calendar.py) schedules a meeting on each provider, twice in a row."""
+"""The calendar demo (activities/calendar/demo.py) schedules a meeting on each provider, twice in a row."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import io
 
 from rich.console import Console
 
-from worker.demo import DemoContext
-from worker.demo import calendar as demo
+from activities.calendar import demo
+from core.demo import DemoContext
 
 
 async def test_demo_schedules_on_both_providers_and_is_repeatable(client, worker, runtime, sandbox, settings,

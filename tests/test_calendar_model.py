@@ -11,7 +11,6 @@ import pytest
 from google.auth import exceptions as gexc
 
 from activities.calendar import availability as av
-from activities.calendar import notify
 from activities.calendar import recurrence as rec
 from activities.calendar.model import (
     Attendee,
@@ -35,13 +34,15 @@ from activities.calendar.tz import (
     to_windows,
     zone,
 )
-from activities.errors import ErrorClass, PermanentError
 from activities.google_calendar import errors as gerr
+from activities.google_calendar import notify as google_notify
 from activities.google_calendar.auth import TokenEndpointUnavailable, _refresh_failure
 from activities.google_calendar.translate import event_id_for, from_google, to_google
 from activities.outlook import errors as merr
+from activities.outlook import notify as graph_notify
 from activities.outlook.auth import token_error
 from activities.outlook.translate import from_graph, parse_graph_datetime, parse_instant, to_graph
+from core.errors import ErrorClass, PermanentError
 from sandbox.graph import GraphFake
 from sandbox.state import SandboxState
 
@@ -387,15 +388,15 @@ def test_notification_rules() -> None:
                        end=EventTime(date=date(2024, 1, 2)),
                        attendees=[Attendee(email="me@corp.test"), Attendee(email="in@corp.test"),
                                   Attendee(email="out@else.test"), Attendee(email="room@corp.test", resource=True)])
-    assert notify.on_create("google_calendar", ev, "all", "me@corp.test") == ["in@corp.test", "out@else.test"]
-    assert notify.on_create("google_calendar", ev, "externalOnly", "me@corp.test", ["corp.test"]) == ["out@else.test"]
-    assert notify.on_create("google_calendar", ev, "none", "me@corp.test") == []
-    assert notify.on_create("outlook", ev, "all", "me@corp.test") == ["in@corp.test", "out@else.test"]
-    assert perm(notify.on_create, "outlook", ev, "none", "me@corp.test").code == "unsupported_by_provider"
+    assert google_notify.on_create(ev, "all", "me@corp.test", []) == ["in@corp.test", "out@else.test"]
+    assert google_notify.on_create(ev, "externalOnly", "me@corp.test", ["corp.test"]) == ["out@else.test"]
+    assert google_notify.on_create(ev, "none", "me@corp.test", []) == []
+    assert graph_notify.on_create(ev, "all", "me@corp.test") == ["in@corp.test", "out@else.test"]
+    assert perm(graph_notify.on_create, ev, "none", "me@corp.test").code == "unsupported_by_provider"
     after = ev.model_copy(update={"attendees": ev.attendees[:2]})
-    assert notify.on_update("google_calendar", ev, after, {"attendees"}, "all", "me@corp.test") == [
+    assert google_notify.on_update(ev, after, "all", "me@corp.test", []) == [
         "in@corp.test", "out@else.test"]  # the removed guest hears of it too
-    assert notify.on_update("outlook", ev, after, {"reminders"}, "none", "me@corp.test") == []
+    assert graph_notify.on_update(ev, after, {"reminders"}, "none", "me@corp.test") == []
 
 
 # ---- classifiers -----------------------------------------------------------------------------------------

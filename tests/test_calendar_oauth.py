@@ -3,19 +3,20 @@ state, tokens into Vault, a working connection; replayed states, wrong verifiers
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 import httpx
 from pydantic import SecretStr
-from starlette.requests import Request
 
+from activities.calendar.activities import CalendarActivities
+from activities.calendar.connect import pkce_pair
 from activities.calendar.model import ListEventsInput
-from activities.google_calendar.activities import GoogleCalendarActivities
-from activities.outlook.activities import OutlookActivities
-from gateway.calendar_oauth import _allowed, install_link, pkce_pair
+from activities.google_calendar.settings import GoogleCalendarSettings
+from activities.outlook.settings import OutlookSettings
+from core.links import connect_link, link_allowed
+from core.settings import Settings
 from tests import calendar_seed as seed
 from vault.credentials import OAuth2Credentials
-from worker.settings import Settings
 
 WINDOW = {"time_min": "2030-01-01T00:00:00Z", "time_max": "2030-01-02T00:00:00Z"}
 
@@ -34,7 +35,7 @@ async def test_google_connect_flow(runtime, sandbox, gateway, settings):
         assert start.status_code == 302
         location = start.headers["location"]
         q = query(location)
-        assert location.startswith(settings.google_authorize_url)
+        assert location.startswith(settings.section(GoogleCalendarSettings).authorize_url)
         assert q["client_id"] == seed.google_client_id() and q["code_challenge_method"] == "S256"
         assert q["access_type"] == "offline" and q["redirect_uri"] == f"{gateway}/oauth/google_calendar/callback"
         assert "calendar.events" in q["scope"]
@@ -50,7 +51,8 @@ async def test_google_connect_flow(runtime, sandbox, gateway, settings):
     creds = await runtime.vault.read(runtime.credentials_path(conn), use_cache=False)
     assert isinstance(creds, OAuth2Credentials) and creds.refresh_token and creds.account["email"] == email
     assert creds.access_token.get_secret_value() not in str(conn.settings)
-    listed = await GoogleCalendarActivities(runtime).list_events(ListEventsInput(organization_id=org,
+    listed = await CalendarActivities(runtime).list_events(ListEventsInput(
+        integration_type="GOOGLE_CALENDAR", organization_id=org,
                                                                                  connection="team", **WINDOW))
     assert listed.events == []
     token_posts = [r for r in sandbox.state.recorder.dump("google") if r["path"] == "/google/token"
@@ -88,7 +90,8 @@ async def test_microsoft_connect_flow(runtime, sandbox, gateway, settings):
         assert start.status_code == 302
         location = start.headers["location"]
         q = query(location)
-        assert location.startswith(f"{settings.entra_http_route}/{seed.MS_TENANT}/oauth2/v2.0/authorize")
+        route = settings.section(OutlookSettings).entra_http_route
+        assert location.startswith(f"{route}/{seed.MS_TENANT}/oauth2/v2.0/authorize")
         assert "offline_access" in q["scope"] and "Calendars.ReadWrite" in q["scope"]
         assert q["code_challenge_method"] == "S256"
         consent = await http.get(location)
@@ -100,7 +103,8 @@ async def test_microsoft_connect_flow(runtime, sandbox, gateway, settings):
     creds = await runtime.vault.read(runtime.credentials_path(conn), use_cache=False)
     assert isinstance(creds, OAuth2Credentials) and creds.refresh_token
     assert "offline_access" not in creds.scopes and "Calendars.ReadWrite" in creds.scopes
-    listed = await OutlookActivities(runtime).list_events(ListEventsInput(organization_id=org, **WINDOW))
+    listed = await CalendarActivities(runtime).list_events(ListEventsInput(
+        integration_type="OUTLOOK_CALENDAR", organization_id=org, **WINDOW))
     assert listed.events == []
     grants = [r for r in sandbox.state.recorder.dump("entra") if r["method"] == "POST"
               and "authorization_code" in str(r["body"])]
@@ -111,19 +115,17 @@ def test_connect_links_are_signed_when_an_admin_key_exists() -> None:
     settings = Settings(admin_api_key=SecretStr("k" * 32), gateway_public_url="https://gw.example",
                         _env_file=None)  # type: ignore[call-arg]
 
-    def request(url: str, auth: str | None = None) -> Request:
-        parts = urlsplit(url)
-        app = type("App", (), {"state": type("S", (), {"settings": settings})()})()
-        headers = [(b"authorization", auth.encode())] if auth else []
-        return Request({"type": "http", "method": "GET", "path": parts.path, "query_string": parts.query.encode(),
-                        "headers": headers, "app": app})
+    outlook, google = "/oauth/outlook/install", "/oauth/google_calendar/install"
 
-    link = install_link(settings, "outlook", "org1", "default")
-    assert _allowed(request(link), "outlook", "org1", "default")
-    assert not _allowed(request(link), "google_calendar", "org1", "default")  # bound to its provider
-    assert not _allowed(request(link), "outlook", "org2", "default")
-    assert not _allowed(request("https://gw.example/oauth/outlook/install?organization_id=org1"), "outlook", "org1",
-                        "default")
-    assert _allowed(request("https://gw.example/x", auth="Bearer " + "k" * 32), "outlook", "org1", "default")
-    expired = install_link(settings, "outlook", "org1", "default", ttl_seconds=-1)
-    assert not _allowed(request(expired), "outlook", "org1", "default")
+    def allowed(url: str, path: str, org: str, auth: str | None = None) -> bool:
+        query = dict(parse_qsl(urlsplit(url).query))
+        return link_allowed(settings, path, org, "default", query, auth)
+
+    link = connect_link(settings, outlook, "org1", "default")
+    assert allowed(link, outlook, "org1")
+    assert not allowed(link, google, "org1")  # bound to its provider's route
+    assert not allowed(link, outlook, "org2")
+    assert not allowed("https://gw.example/oauth/outlook/install?organization_id=org1", outlook, "org1")
+    assert allowed("https://gw.example/x", outlook, "org1", auth="Bearer " + "k" * 32)
+    expired = connect_link(settings, outlook, "org1", "default", ttl_seconds=-1)
+    assert not allowed(expired, outlook, "org1")

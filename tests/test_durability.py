@@ -21,7 +21,7 @@ def worker_env(settings, task_queue: str) -> dict[str, str]:
     return {**os.environ,
             "OSI_TEMPORAL_ADDRESS": settings.temporal_address, "OSI_VAULT_ADDR": settings.vault_addr,
             "OSI_VAULT_TOKEN": "root", "OSI_DATABASE_URL": settings.database_url,
-            "OSI_WHATSAPP_BASE_URL": settings.whatsapp_base_url, "OSI_TASK_QUEUE": task_queue,
+            "OSI_WHATSAPP_BASE_URL": settings.sections["whatsapp"]["base_url"], "OSI_TASK_QUEUE": task_queue,
             "OSI_WORKER_METRICS_PORT": "0"}
 
 

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from activities.runtime import Runtime
 from activities.whatsapp.models import SendWhatsAppMessageInput, SendWhatsAppMessageResult
+from core.runtime import Runtime
 from tests import seed
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from activities.http import ShardedClient
+from core.http import ShardedClient
 
 
 async def test_requests_take_the_pools_in_turn_and_stream(sandbox) -> None:

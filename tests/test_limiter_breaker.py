@@ -8,9 +8,9 @@ import uuid
 
 import pytest
 
-from activities.breaker import Breaker, BreakerState
-from activities.errors import TemporaryError
-from activities.limiter import Concurrency, Limit, MemoryLimiter, RedisLimiter, Spacing
+from core.breaker import Breaker, BreakerState
+from core.errors import TemporaryError
+from core.limiter import Concurrency, Limit, MemoryLimiter, RedisLimiter, Spacing
 
 
 class FakeClock:

@@ -11,8 +11,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.whatsapp.activities import WhatsAppActivities
 from activities.whatsapp.models import PhoneNumberInput, SendTextInput
+from core.logs import JsonFormatter, TextFormatter, configure_logging
 from tests import seed
-from worker.logs import JsonFormatter, TextFormatter, configure_logging
 
 
 def calls(caplog) -> list[logging.LogRecord]:

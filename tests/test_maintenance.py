@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from pydantic import SecretStr
 
-from activities.maintenance import SweepInput, SweepResult
+from activities.admin.maintenance import SweepInput, SweepResult
+from core.connections import rotate_credentials
 from tests import seed
 from vault.credentials import BearerTokenCredentials
-from worker.connections import rotate_credentials
 
 
 async def test_sweep_finds_unhealthy_and_expiring_connections(client, worker, runtime, sandbox, task_queue):
@@ -48,7 +48,7 @@ async def test_rotation_replaces_the_secret_and_revives_the_connection(runtime, 
     assert (got.status, got.health) == ("active", "unknown")
     creds = await runtime.vault.read(runtime.credentials_path(got))
     assert isinstance(creds, BearerTokenCredentials) and creds.token.get_secret_value() == new_token
-    from worker.connections import test_connection
+    from core.connections import test_connection
 
     assert (await test_connection(runtime, wa.organization_id, "WHATSAPP_BUSINESS", wa.name))["ok"] is True
     assert any(e.action == "connection.rotate" for e in runtime.store.audit_log(wa.organization_id))

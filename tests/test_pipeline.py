@@ -11,9 +11,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.policies import full_jitter_delay, retry_delay
 from activities.whatsapp.activities import WhatsAppActivities
 from activities.whatsapp.models import SendTextInput
+from core.policies import full_jitter_delay, retry_delay
 from tests import seed
 
 

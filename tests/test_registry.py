@@ -1,19 +1,19 @@
-"""Every registered plugin has every part; names and error types are pinned."""
+"""Every registered plugin has the parts it declares; names and error types are pinned."""
 
 from __future__ import annotations
 
 import inspect
-from types import ModuleType
 
 import pytest
-from pydantic import BaseModel
 
-from activities.errors import ERROR_TYPES, NON_RETRYABLE_TYPES
-from activities.policies import BATCH, BOOKKEEPING, LOOKUP, SEND
-from activities.registry import all_workflows, plugins
-from activities.spec import Plugin, ProviderSpec
-from store.models import IntegrationType
-from worker.settings import Settings
+from core.errors import ERROR_TYPES, NON_RETRYABLE_TYPES
+from core.plugin import Plugin, ProviderSpec
+from core.policies import BATCH, BOOKKEEPING, LOOKUP, SEND
+from core.runtime import Runtime
+from core.settings import ProviderSettings, Settings
+from worker.registry import REGISTRATIONS, registry, workflows
+
+PROVIDERS = registry().providers()
 
 
 def test_error_taxonomy_is_pinned() -> None:
@@ -23,48 +23,56 @@ def test_error_taxonomy_is_pinned() -> None:
         assert "TemporaryError" not in (opts.retry_policy.non_retryable_error_types or [])
 
 
-@pytest.mark.parametrize("plugin", plugins(), ids=lambda p: p.spec.name)
-def test_plugin_is_complete(plugin: Plugin) -> None:
-    spec = plugin.spec
-    assert isinstance(spec, ProviderSpec) and spec.name and isinstance(spec.integration_type, IntegrationType)
-    assert spec.auth_kind in {"bearer", "oauth2", "api_key", "service_account", "client_credentials"}
-    assert hasattr(Settings(), spec.base_url_setting), f"{spec.name}: unknown base URL setting"
-    if spec.token_url_setting:
-        assert hasattr(Settings(), spec.token_url_setting)
+@pytest.mark.parametrize("plugin", PROVIDERS, ids=lambda p: p.name)
+def test_provider_plugin_is_complete(plugin: Plugin) -> None:
+    provider = plugin.provider
+    assert provider is not None
+    spec = provider.spec
+    assert isinstance(spec, ProviderSpec) and spec.name == plugin.name and spec.integration_type.isupper()
+    assert spec.auth_kind in {"bearer", "oauth2", "api_key"}
+    assert issubclass(provider.settings, ProviderSettings) and provider.settings.section_name == spec.name
+    assert provider.settings.sandbox_overrides("http://sandbox").get("base_url", "").startswith("http://sandbox")
     assert spec.rate_limits, f"{spec.name}: declares no rate limits"
-    assert isinstance(plugin.models, ModuleType)
-    assert any(inspect.isclass(v) and issubclass(v, BaseModel) for v in vars(plugin.models).values())
-    assert inspect.isclass(plugin.client)
-    assert callable(plugin.classify) and callable(plugin.auth_headers)
+    assert callable(provider.classify) and callable(provider.auth_headers)
     assert inspect.iscoroutinefunction(plugin.test_connection)
-    assert plugin.workflows, f"{spec.name}: no workflows"
-    if spec.has_webhooks:
-        assert plugin.webhook_verifier is not None and plugin.webhook_parser is not None
     if spec.auth_kind == "oauth2":
-        assert plugin.refresh is not None, f"{spec.name}: OAuth plugin without a refresh function"
+        assert provider.refresh is not None, f"{spec.name}: OAuth provider without a refresh function"
+        assert spec.install_path is not None, f"{spec.name}: OAuth provider without an install route"
     # The classifier answers success with None and failure with a classified error.
-    assert plugin.classify(200, {}, {"ok": True}) is None or spec.name == "slack"
-    err = plugin.classify(503, {}, {})
+    assert provider.classify(200, {}, {"ok": True}) is None or spec.name == "slack"
+    err = provider.classify(503, {}, {})
     assert err is not None and err.error_class.value == "TemporaryError"
 
 
+def test_the_spec_is_what_the_limiter_runs() -> None:
+    """A provider's limits reach the limiter as declared: the window is the period plus the declared margin."""
+    for plugin in PROVIDERS:
+        assert plugin.provider is not None
+        for name, lim in plugin.provider.spec.rate_limits.items():
+            window = lim.window("k")
+            assert (window.scope, window.limit, window.period) == (lim.scope, lim.limit, lim.period + lim.margin), name
+
+
 def test_activity_names_are_unique_and_namespaced() -> None:
+    rt = Runtime(Settings(_env_file=None), registry=registry())  # type: ignore[call-arg]
     names: list[str] = []
-
-    class _Rt:  # activities are only bound here, never called
-        def __getattr__(self, _: str) -> None:
-            return None
-
-    for p in plugins():
-        for fn in p.activities(_Rt()):  # type: ignore[arg-type]
+    for p in rt.registry:
+        for fn in (p.activities(rt) if p.activities else []):
             defn = getattr(fn, "__temporal_activity_definition")
-            assert defn.name.split(".", 1)[0] in {p.spec.name, "calendar", "admin"}, defn.name
+            assert defn.name.split(".", 1)[0] == p.name, defn.name
             names.append(defn.name)
     assert len(names) == len(set(names)), "duplicate activity names fail the worker"
+    rt.store.dispose()
+
+
+def test_every_registration_brings_its_parts() -> None:
+    for reg in REGISTRATIONS:
+        p = reg.plugin
+        assert p.activities or p.routes or p.cli or reg.workflows, f"{p.name} contributes nothing"
 
 
 def test_workflows_take_and_return_pydantic_models() -> None:
     from worker.schemas import workflow_models
 
     models = workflow_models()
-    assert {getattr(w, "__temporal_workflow_definition").name for w in all_workflows()} == set(models)
+    assert {getattr(w, "__temporal_workflow_definition").name for w in workflows()} == set(models)

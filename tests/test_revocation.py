@@ -7,13 +7,13 @@ import uuid
 import httpx
 import pytest
 
+from activities.slack.seed import create_workspace, direct_connection, ensure_app
+from core.connections import remove_connection
 from store.db import ConnectionNotFound
 from store.models import ConnectionStatus, Health
 from tests import calendar_seed as cal
 from tests import seed
 from vault.client import CredentialsMissing
-from worker.connections import remove_connection
-from worker.demo.slack import create_workspace, direct_connection, ensure_app
 
 
 @pytest.fixture(scope="module")

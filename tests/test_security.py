@@ -12,9 +12,9 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import text
 
 from activities.whatsapp.models import SendWhatsAppMessageInput, SendWhatsAppMessageResult
+from core.connections import masked_credentials
 from tests import seed
 from tests.history import history_texts
-from worker.connections import masked_credentials
 
 
 def dump_store(runtime) -> str:

@@ -7,7 +7,7 @@ import json
 
 from typer.testing import CliRunner
 
-from worker.demo.slack import ensure_app
+from activities.slack.seed import ensure_app
 
 
 async def invoke(*args: str, stdin: str | None = None):

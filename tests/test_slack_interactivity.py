@@ -14,7 +14,14 @@ from temporalio.client import Client, WorkflowHandle
 
 from activities.slack import webhooks
 from activities.slack.models import ApprovalContext, SlackApprovalInput, SlackApprovalResult
-from worker.demo.slack import channel_state, click, create_workspace, direct_connection, ensure_app, wait_for_message
+from activities.slack.seed import (
+    channel_state,
+    click,
+    create_workspace,
+    direct_connection,
+    ensure_app,
+    wait_for_message,
+)
 
 
 @pytest.fixture(scope="module")

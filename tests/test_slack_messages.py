@@ -15,7 +15,6 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.runtime import Runtime
 from activities.slack.activities import SlackActivities
 from activities.slack.models import (
     AuthTestInput,
@@ -27,9 +26,10 @@ from activities.slack.models import (
     PostMessageInput,
     UpdateMessageInput,
 )
+from activities.slack.seed import channel_state, create_workspace, direct_connection, ensure_app
+from core.connections import test_connection as check_connection
+from core.runtime import Runtime
 from store.models import ConnectionStatus
-from worker.connections import test_connection as check_connection
-from worker.demo.slack import channel_state, create_workspace, direct_connection, ensure_app
 
 
 def env(attempt: int = 1) -> ActivityEnvironment:
@@ -163,7 +163,7 @@ async def test_missing_scope_is_refused_before_any_call(runtime, sandbox, slack_
     d = exc.value.details[0]
     assert exc.value.type == "ConfigurationError" and d["code"] == "missing_scope"
     assert d["details"] == {"needed": "chat:write", "provided": "channels:read,users:read"}
-    assert "/oauth/slack/install?organization_id=" in d["message"]
+    assert "/slack/install?organization_id=" in d["message"]
     assert len(calls(sandbox)) == before
     conn = runtime.store.get_connection(w.connection_id)
     assert conn.health == "unhealthy" and conn.status == ConnectionStatus.ACTIVE.value  # admin must act, no reauth
@@ -326,7 +326,7 @@ async def test_auth_failures_need_reauth_and_tell_admins(how, runtime, sandbox, 
     conn = runtime.store.get_connection(w.connection_id)
     assert conn.status == ConnectionStatus.NEEDS_REAUTH.value and conn.health == "unhealthy"
     (note,) = runtime.store.notifications(connection_id=w.connection_id)
-    assert note.kind == "reauth_required" and note.action_url and "/oauth/slack/install?" in note.action_url
+    assert note.kind == "reauth_required" and note.action_url and "/slack/install?" in note.action_url
     assert f"organization_id={w.org}" in note.action_url and note.action_url in note.message
     before = len(calls(sandbox))
     with pytest.raises(ApplicationError) as exc:  # fails fast until re-installed

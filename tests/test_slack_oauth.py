@@ -15,16 +15,17 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.runtime import Runtime
 from activities.slack import oauth
 from activities.slack.activities import SlackActivities
 from activities.slack.models import AuthTestInput, PostMessageInput
-from activities.slack.plugin import PLUGIN
+from activities.slack.provider import PROVIDER
+from activities.slack.seed import create_workspace, direct_connection, ensure_app, install_via_gateway
+from activities.slack.settings import SlackSettings
+from core.runtime import Runtime
 from sandbox.state import fingerprint
 from store import slack as slack_store
 from store.models import ConnectionStatus
 from vault.credentials import OAuth2Credentials
-from worker.demo.slack import create_workspace, direct_connection, ensure_app, install_via_gateway
 
 
 def env() -> ActivityEnvironment:
@@ -62,7 +63,7 @@ async def test_install_records_the_connection_and_rotating_tokens(runtime, sandb
     assert to_slack.status_code == 302 and back.status_code == 302
     authorize = urlparse(to_slack.headers["location"])
     q = parse_qs(authorize.query)
-    assert f"{authorize.scheme}://{authorize.netloc}{authorize.path}" == settings.slack_authorize_url
+    assert f"{authorize.scheme}://{authorize.netloc}{authorize.path}" == settings.section(SlackSettings).authorize_url
     assert q["client_id"] == [slack_app.client_id] and q["team"] == [ws.team_id]
     assert q["redirect_uri"] == [f"{settings.gateway_public_url}/slack/oauth/callback"]
     assert set(q["scope"][0].split(",")) == set(oauth.scopes(settings)) and len(q["state"][0]) >= 32
@@ -217,7 +218,7 @@ async def test_invalid_refresh_token_needs_reauth_with_the_install_link(runtime,
     (note,) = runtime.store.notifications(connection_id=conn.id)
     link = note.action_url
     assert note.kind == "reauth_required" and link in note.message
-    assert link == f"{settings.gateway_public_url}/oauth/slack/install?organization_id={org}&name=default"
+    assert link == f"{settings.gateway_public_url}/slack/install?organization_id={org}&name=default"
     # The link in the notification starts a re-install, which puts the connection back to work.
     async with httpx.AsyncClient(follow_redirects=True) as http:
         r = await http.get(link + f"&team={ws.team_id}")
@@ -235,7 +236,7 @@ async def test_two_workers_refreshing_at_once_keep_one_valid_token(runtime, sand
     before = dict(fake(sandbox).stats)
     workers = [Runtime(settings), Runtime(settings)]
     try:
-        results = await asyncio.gather(*[w.credentials_for(PLUGIN, conn) for w in workers])
+        results = await asyncio.gather(*[w.credentials_for(PROVIDER, conn) for w in workers])
     finally:
         for w in workers:
             await w.close()
@@ -256,11 +257,11 @@ async def test_oauth_access_is_classified(runtime, sandbox, slack_app):
     app = await runtime.vault.read_app("slack")
     bad = app.model_copy(update={"client_secret": type(app.client_secret)("wrong")})
     with pytest.raises(Exception) as exc:
-        await oauth.oauth_access(runtime, bad, {"code": "x"})
+        await oauth.oauth_access(runtime, PROVIDER, bad, {"code": "x"})
     assert getattr(exc.value, "code", None) == "bad_client_secret"
     assert exc.value.error_class.value == "ConfigurationError"
     with pytest.raises(Exception) as exc:
-        await oauth.oauth_access(runtime, app, {"grant_type": "password"})
+        await oauth.oauth_access(runtime, PROVIDER, app, {"grant_type": "password"})
     assert exc.value.code == "invalid_grant_type"
 
 
@@ -268,8 +269,8 @@ async def test_install_links_are_signed_when_an_admin_key_is_set(runtime, settin
     """With an admin key, nobody can bind their own workspace to another organization's connection name."""
     from pydantic import SecretStr
 
+    from activities.slack.routes import install_link
     from gateway.app import create_app
-    from gateway.slack import install_link
 
     plain = install_link(settings, "org1", "main")
     assert plain.endswith("/slack/install?organization_id=org1&name=main")

@@ -15,10 +15,10 @@ from activities.slack.models import (
     SlackApprovalInput,
     SlackApprovalResult,
 )
+from activities.slack.seed import click as click_button
+from activities.slack.seed import create_workspace, ensure_app, install_via_gateway, wait_for_message
+from core.connections import masked_credentials
 from tests.history import history_texts
-from worker.connections import masked_credentials
-from worker.demo.slack import click as click_button
-from worker.demo.slack import create_workspace, ensure_app, install_via_gateway, wait_for_message
 
 
 def dump_store(runtime) -> str:

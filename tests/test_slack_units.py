@@ -8,7 +8,6 @@ from urllib.parse import quote
 import pytest
 from pydantic import ValidationError
 
-from activities.errors import ErrorClass, PermanentError
 from activities.slack import webhooks
 from activities.slack.blocks import (
     InvalidBlocks,
@@ -21,6 +20,7 @@ from activities.slack.blocks import (
 )
 from activities.slack.errors import classify
 from activities.slack.models import PostMessageInput, SendSlackMessageInput, SlackApprovalInput
+from core.errors import ErrorClass, PermanentError
 
 # Slack's documented example (python-slack-sdk tests/slack_sdk/signature/test_signature_verifier.py).
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"

@@ -10,9 +10,9 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from activities.slack.models import SendSlackMessageInput, SendSlackMessageResult
+from activities.slack.seed import channel_state, create_workspace, direct_connection, ensure_app
 from store.models import ConnectionStatus
 from tests import seed
-from worker.demo.slack import channel_state, create_workspace, direct_connection, ensure_app
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import PermanentError
 from activities.whatsapp.activities import WhatsAppActivities
 from activities.whatsapp.media import check_source_host, media_kind
 from activities.whatsapp.models import MediaRefInput, SendMediaInput, UploadMediaInput
+from core.errors import PermanentError
 from tests import seed
 from tests.test_whatsapp_support import customer_writes
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from activities.errors import ConfigurationError, PermanentError
 from activities.whatsapp import templates
 from activities.whatsapp.messages import build_payload
 from activities.whatsapp.models import (
@@ -27,6 +26,7 @@ from activities.whatsapp.models import (
     TemplateParam,
 )
 from activities.whatsapp.opensyte import normalize
+from core.errors import ConfigurationError, PermanentError
 
 
 def refused(msg: OutboundMessage) -> str:

@@ -32,6 +32,7 @@ from activities.whatsapp.models import (
     TemplatesInput,
     VerifyCodeInput,
 )
+from core.connections import test_connection as connection_test
 from store.whatsapp import WhatsAppStore
 from tests.test_whatsapp_support import (
     NAMED_TEMPLATE,
@@ -42,7 +43,6 @@ from tests.test_whatsapp_support import (
     sent_bodies,
     wa_conn,
 )
-from worker.connections import test_connection as connection_test
 
 CUSTOMER = "+16505551234"
 

@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 import httpx
 from temporalio.testing import ActivityEnvironment
 
-from activities.runtime import Runtime
 from activities.whatsapp.webhooks import sign, verify_signature
+from core.runtime import Runtime
 from tests import seed
 
 T = TypeVar("T")

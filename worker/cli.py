@@ -2,42 +2,51 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
-from pydantic import SecretStr, TypeAdapter
-from rich.console import Console
+from pydantic import TypeAdapter
 from rich.table import Table
 
-from worker.settings import get_settings
+from core.cli import console, registry, run_with_runtime, use
+from core.connections import (
+    add_connection,
+    masked_credentials,
+    remove_connection,
+    rotate_credentials,
+    test_connection,
+)
+from core.plugin import ProviderSpec, Registry
+from core.settings import get_settings
+from store.db import ConnectionExists
+from vault.credentials import Credentials
+from worker.registry import registry as default_registry
+from worker.schemas import export_schemas
 
-T = TypeVar("T")
-app = typer.Typer(help="OpenSyte Integrations operator CLI", no_args_is_help=True)
+processes = typer.Typer(no_args_is_help=True)
 connections = typer.Typer(help="Manage integration connections (secrets go to Vault only)", no_args_is_help=True)
 schema = typer.Typer(help="JSON Schemas of workflow inputs and results", no_args_is_help=True)
-app.add_typer(connections, name="connections")
-app.add_typer(schema, name="schema")
 admin = typer.Typer(help="Admin API keys", no_args_is_help=True)
-app.add_typer(admin, name="admin")
-console = Console()
 
 
-def run_with_runtime(fn: Callable[[Any], Awaitable[T]]) -> T:
-    """Build one Runtime for this command, run `fn(rt)`, close it."""
-    from activities.runtime import Runtime
+def build_cli(plugins: Registry) -> typer.Typer:
+    """The `osi` command tree: the core groups, then each plugin's own group (found through `plugins`)."""
+    root = typer.Typer(help="OpenSyte Integrations operator CLI", no_args_is_help=True)
 
-    async def main() -> T:
-        rt = Runtime(get_settings())
-        try:
-            return await fn(rt)
-        finally:
-            await rt.close()
+    @root.callback()
+    def main() -> None:
+        use(plugins)  # what core.cli.registry() hands to every command
 
-    return asyncio.run(main())
+    root.registered_commands += processes.registered_commands
+    root.add_typer(connections, name="connections")
+    root.add_typer(schema, name="schema")
+    root.add_typer(admin, name="admin")
+    for plugin in plugins:
+        if plugin.cli is not None:
+            root.add_typer(plugin.cli())
+    return root
 
 
 def _parse_settings(pairs: list[str]) -> dict[str, Any]:
@@ -51,6 +60,13 @@ def _parse_settings(pairs: list[str]) -> dict[str, Any]:
         except ValueError:
             out[key] = value
     return out
+
+
+def _spec(integration_type: str) -> ProviderSpec:
+    try:
+        return registry().provider_for(integration_type).spec
+    except KeyError as exc:
+        raise typer.BadParameter(exc.args[0], param_hint="--type") from None
 
 
 def _read_secrets(fields: tuple[str, ...], from_stdin: bool) -> dict[str, str]:
@@ -71,20 +87,13 @@ def connections_add(
     secrets_stdin: bool = typer.Option(False, "--secrets-stdin", help="read secrets as a JSON object on stdin"),
 ) -> None:
     """Add a connection; secrets are prompted (hidden) or read from stdin, never echoed."""
-    from activities.registry import plugin_for
-    from vault.credentials import Credentials
-    from worker.connections import add_connection
-
-    plugin = plugin_for(type_)
-    secrets = {k: v for k, v in _read_secrets(plugin.spec.secret_settings, secrets_stdin).items() if v}
-    kind = {"bearer": "bearer", "oauth2": "oauth2", "api_key": "api_key"}.get(plugin.spec.auth_kind,
-                                                                              plugin.spec.auth_kind)
+    spec = _spec(type_)
+    secrets = {k: v for k, v in _read_secrets(spec.secret_settings, secrets_stdin).items() if v}
+    kind = spec.auth_kind
     try:
         creds = TypeAdapter(Credentials).validate_python({"kind": kind, **secrets})
     except ValueError as exc:
         raise typer.BadParameter(f"secrets do not fit {kind} credentials: {exc}") from None
-    from store.db import ConnectionExists
-
     try:
         conn = run_with_runtime(lambda rt: add_connection(rt, org, type_, name, _parse_settings(setting), creds))
     except (ConnectionExists, ValueError) as exc:
@@ -119,8 +128,6 @@ def connections_show(
     name: str = typer.Option("default", "--name"),
 ) -> None:
     """One connection with settings, health and masked credentials."""
-    from worker.connections import masked_credentials
-
     async def go(rt: Any) -> dict[str, Any]:
         conn = await rt.store.run(rt.store.find_connection, org, type_, name)
         return {**conn.model_dump(mode="json"), "credentials": await masked_credentials(rt, conn)}
@@ -134,8 +141,6 @@ def connections_test(
     name: str = typer.Option("default", "--name"),
 ) -> None:
     """A real provider call through the pipeline; records the connection's health."""
-    from worker.connections import test_connection
-
     result = run_with_runtime(lambda rt: test_connection(rt, org, type_, name))
     console.print_json(data=result)
     raise typer.Exit(0 if result.get("ok") else 1)
@@ -148,13 +153,9 @@ def connections_rotate(
     secrets_stdin: bool = typer.Option(False, "--secrets-stdin", help="read secrets as a JSON object on stdin"),
 ) -> None:
     """Replace a connection's secrets (new Vault version); re-enables a connection that needed re-auth."""
-    from activities.registry import plugin_for
-    from vault.credentials import Credentials
-    from worker.connections import rotate_credentials
-
-    plugin = plugin_for(type_)
-    secrets = {k: v for k, v in _read_secrets(plugin.spec.secret_settings, secrets_stdin).items() if v}
-    creds = TypeAdapter(Credentials).validate_python({"kind": plugin.spec.auth_kind, **secrets})
+    spec = _spec(type_)
+    secrets = {k: v for k, v in _read_secrets(spec.secret_settings, secrets_stdin).items() if v}
+    creds = TypeAdapter(Credentials).validate_python({"kind": spec.auth_kind, **secrets})
     conn = run_with_runtime(lambda rt: rotate_credentials(rt, org, type_, name, creds))
     console.print(f"rotated credentials of {conn.integration_type}/{conn.name}")
 
@@ -166,8 +167,6 @@ def connections_remove(
     revoke: bool = typer.Option(True, "--revoke/--no-revoke", help="revoke the grant at the provider first"),
 ) -> None:
     """Revoke the grant at the provider (Slack, Google), then delete the connection and its secrets in Vault."""
-    from worker.connections import remove_connection
-
     if not yes:
         typer.confirm(f"remove {type_}/{name} of {org} and delete its secrets?", abort=True)
     outcome = run_with_runtime(lambda rt: remove_connection(rt, org, type_, name, revoke=revoke))
@@ -193,13 +192,11 @@ def admin_issue_key(
 @schema.command("export")
 def schema_export(out: str = typer.Option("docs/schemas", "--out")) -> None:
     """Write a JSON Schema for every workflow input and result."""
-    from worker.schemas import export_schemas
-
     for path in export_schemas(out):
         console.print(str(path))
 
 
-@app.command("worker")
+@processes.command("worker")
 def worker_cmd() -> None:
     """Run the Temporal worker (same as `python -m worker`)."""
     from worker.main import main
@@ -207,20 +204,20 @@ def worker_cmd() -> None:
     main()
 
 
-@app.command("gateway")
+@processes.command("gateway")
 def gateway_cmd() -> None:
     """Run the HTTP gateway."""
     import uvicorn
 
+    from core.logs import configure_logging
     from gateway.app import create_app
-    from worker.logs import configure_logging
 
     s = get_settings()
     configure_logging(s.log_level, s.log_format)
     uvicorn.run(create_app(s), host=s.host, port=s.gateway_port, log_config=None)
 
 
-@app.command("sandbox")
+@processes.command("sandbox")
 def sandbox_cmd() -> None:
     """Serve the provider fakes."""
     import uvicorn
@@ -231,7 +228,7 @@ def sandbox_cmd() -> None:
     uvicorn.run(create_app(), host=s.host, port=s.sandbox_port, log_level="warning")
 
 
-@app.command("dev")
+@processes.command("dev")
 def dev_cmd() -> None:
     """Start the whole local stack, seed the demo organization, run the demos, keep it up."""
     from worker.dev import main
@@ -239,20 +236,4 @@ def dev_cmd() -> None:
     main()
 
 
-def _register_provider_commands() -> None:
-    """Per-provider command groups live next to their plugin's CLI module."""
-    import importlib
-
-    for module, name in (("worker.cli_whatsapp", "whatsapp"), ("worker.cli_slack", "slack"),
-                         ("worker.cli_calendar", "calendar"), ("worker.cli_alerts", "alerts")):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        app.add_typer(mod.app, name=name)
-
-
-_register_provider_commands()
-_ = SecretStr  # re-exported for provider CLI modules that build credentials
+app = build_cli(default_registry())

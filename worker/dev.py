@@ -12,12 +12,13 @@ from pathlib import Path
 
 import httpx
 
-from activities.runtime import Runtime, make_vault
-from worker.demo import DemoContext, run_all
+from core.demo import DemoContext, run_all
+from core.runtime import Runtime, make_vault
+from core.settings import Settings, get_settings
+from core.temporal import connect
+from worker.registry import registry
 from worker.schedules import ensure_schedules
-from worker.settings import Settings, get_settings
 from worker.stack import Stack, port_open, wait_port
-from worker.temporal import connect
 
 log = logging.getLogger("osi.dev")
 
@@ -36,19 +37,11 @@ def child_env(s: Settings) -> dict[str, str]:
         "OSI_TASK_QUEUE": s.task_queue,
     }
     if s.sandbox_enabled:
-        env |= {
-            "OSI_WHATSAPP_BASE_URL": f"{sandbox}/whatsapp",
-            "OSI_SLACK_BASE_URL": f"{sandbox}/slack/api/",
-            "OSI_SLACK_AUTHORIZE_URL": f"{sandbox}/slack/oauth/v2/authorize",
-            "OSI_GOOGLE_CALENDAR_BASE_URL": f"{sandbox}/google/calendar/v3/",
-            "OSI_GOOGLE_TOKEN_URL": f"{sandbox}/google/token",
-            "OSI_GOOGLE_REVOKE_URL": f"{sandbox}/google/revoke",
-            "OSI_GOOGLE_AUTHORIZE_URL": f"{sandbox}/google/authorize",
-            "OSI_GRAPH_BASE_URL": f"{sandbox}/graph/v1.0/",
-            "OSI_ENTRA_HTTP_ROUTE": f"{sandbox}/entra",
-            # Media uploads may fetch the sandbox's files (it is not a public host).
-            "OSI_MEDIA_FETCH_PRIVATE_HOSTS": s.host,
-        }
+        for plugin in registry().providers():
+            assert plugin.provider is not None
+            env |= plugin.provider.settings.sandbox_env(sandbox)
+        # Media uploads may fetch the sandbox's files (it is not a public host).
+        env["OSI_EGRESS_PRIVATE_HOSTS"] = s.host
     if s.vault_token is not None:
         env["OSI_VAULT_TOKEN"] = s.vault_token.get_secret_value()
     return env
@@ -99,7 +92,7 @@ async def wait_ready(url: str, within: float = 60.0) -> None:
 
 
 async def demo(s: Settings) -> dict[str, str]:
-    rt = Runtime(s)
+    rt = Runtime(s, registry=registry())
     client = await connect(s)
     try:
         ctx = DemoContext(settings=s, client=client, rt=rt, sandbox_url=f"http://{s.host}:{s.sandbox_port}",
@@ -107,7 +100,7 @@ async def demo(s: Settings) -> dict[str, str]:
         created = await ensure_schedules(client, s)
         if created:
             ctx.say(f"created Temporal schedule(s): {', '.join(created)} (hourly connection health sweep)")
-        return await run_all(ctx)
+        return await run_all(ctx, rt.registry)
     finally:
         await rt.close()
 

@@ -5,27 +5,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Sequence
 
 from prometheus_client import start_http_server
 from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.registry import all_activities, all_workflows
-from activities.runtime import Runtime
-from worker.settings import Settings, get_settings
-from worker.temporal import connect
+from core.runtime import Runtime
+from core.settings import Settings, get_settings
+from core.temporal import connect
+from worker import registry
 
 log = logging.getLogger("osi.worker")
 
 
-def build_worker(client: Client, rt: Runtime, task_queue: str | None = None) -> Worker:
-    """A worker with every registered plugin (activity names must be unique: the SDK enforces it)."""
+def build_worker(client: Client, rt: Runtime, task_queue: str | None = None,
+                 registrations: Sequence[registry.Registration] = registry.REGISTRATIONS) -> Worker:
+    """A worker with every registered plugin's activities (bound to `rt`, whose registry lists the plugins)
+    and workflows; activity names must be unique (the SDK enforces it)."""
     return Worker(
         client,
         task_queue=task_queue or rt.settings.task_queue,
-        workflows=all_workflows(),
-        activities=list(all_activities(rt)),
+        workflows=registry.workflows(registrations),
+        activities=registry.activities(rt),
         # Every activity is async (I/O on the shared httpx client), so no thread pool is needed.
         max_concurrent_activities=200,
         # An input that fails validation fails the workflow at once with the field named, instead of
@@ -39,7 +42,7 @@ async def run_worker(settings: Settings | None = None) -> None:
     if settings.worker_metrics_port:
         start_http_server(settings.worker_metrics_port, addr=settings.host)
     client = await connect(settings)
-    rt = Runtime(settings)
+    rt = Runtime(settings, registry=registry.registry())
     worker = build_worker(client, rt)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -53,7 +56,7 @@ async def run_worker(settings: Settings | None = None) -> None:
 
 
 def main() -> None:
-    from worker.logs import configure_logging
+    from core.logs import configure_logging
 
     s = get_settings()
     configure_logging(s.log_level, s.log_format)

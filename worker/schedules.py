@@ -14,9 +14,9 @@ from temporalio.client import (
     ScheduleSpec,
 )
 
-from activities.alerts import DeliverInput
-from activities.maintenance import SweepInput
-from worker.settings import Settings
+from activities.admin.alerts import DeliverInput
+from activities.admin.maintenance import SweepInput
+from core.settings import Settings
 
 HEALTH_SWEEP_ID = "connection-health-sweep"
 ALERT_DELIVERY_ID = "admin-notification-delivery"

@@ -9,13 +9,13 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from worker.registry import workflows
+
 
 def workflow_models() -> dict[str, tuple[type[BaseModel], type[BaseModel] | None]]:
     """{workflow name: (input model, result model)} read from the run methods' annotations."""
-    from activities.registry import all_workflows
-
     out: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {}
-    for wf in all_workflows():
+    for wf in workflows():
         defn = getattr(wf, "__temporal_workflow_definition")
         run = defn.run_fn
         hints = typing.get_type_hints(run)

@@ -1,7 +1,7 @@
 """Calendar workflows for both providers: CalendarAction create/update/cancel and ScheduleMeeting.
 
-The provider is chosen by `integration_type` (GOOGLE_CALENDAR → `google_calendar.*` activities,
-OUTLOOK_CALENDAR → `outlook.*`); both take and return the same provider-neutral models.
+The `calendar.*` activities serve every registered calendar provider; the input's `integration_type`
+(GOOGLE_CALENDAR, OUTLOOK_CALENDAR) picks it. Both take and return the same provider-neutral models.
 """
 
 from __future__ import annotations
@@ -39,17 +39,9 @@ with workflow.unsafe.imports_passed_through():
         UpdateCalendarEventInput,
         UpdateCalendarEventResult,
         UpdateEventInput,
-        provider_of,
     )
-    from activities.errors import ErrorClass
-    from activities.policies import LOOKUP, SEND
-
-
-def _provider(integration_type: str) -> str:
-    try:
-        return provider_of(integration_type)
-    except ValueError as exc:
-        raise ApplicationError(str(exc), type=ErrorClass.PERMANENT.value, non_retryable=True) from None
+    from core.errors import ErrorClass
+    from core.policies import LOOKUP, SEND
 
 
 def _refuse(message: str, code: str, details: dict[str, Any]) -> ApplicationError:
@@ -64,14 +56,14 @@ class CreateCalendarEvent:
 
     @workflow.run
     async def run(self, inp: CalendarActionInput) -> CreateCalendarEventResult:
-        provider = _provider(inp.integration_type)
         spec = inp.spec()
         decision: str = "unchecked"
         check: ConflictCheckResult | None = None
         if inp.conflict_policy != "ignore":
             check = await workflow.execute_activity(
-                f"{provider}.check_conflicts",
-                ConflictCheckInput(organization_id=inp.organization_id, connection=inp.connection,
+                "calendar.check_conflicts",
+                ConflictCheckInput(organization_id=inp.organization_id, integration_type=inp.integration_type,
+                             connection=inp.connection,
                                    calendar_id=inp.calendarId, event=spec, policy=inp.conflict_policy,
                                    horizon_days=inp.horizon_days, working_hours_only=inp.working_hours_only,
                                    dst_gap_policy=inp.dst_gap_policy),
@@ -84,13 +76,14 @@ class CreateCalendarEvent:
             if check.decision == "moved":
                 spec = spec.model_copy(update={"startTime": check.start, "endTime": check.end})
         res: EventResult = await workflow.execute_activity(
-            f"{provider}.create_event",
-            CreateEventInput(organization_id=inp.organization_id, connection=inp.connection,
+            "calendar.create_event",
+            CreateEventInput(organization_id=inp.organization_id, integration_type=inp.integration_type,
+                             connection=inp.connection,
                              calendar_id=inp.calendarId, event=spec, send_updates=inp.send_updates,
                              idempotency_key=inp.idempotency_key, dst_gap_policy=inp.dst_gap_policy),
             result_type=EventResult, **SEND.kwargs())
         return CreateCalendarEventResult(
-            provider=provider, event=res.event, notified=res.notified, decision=decision,
+            provider=res.provider, event=res.event, notified=res.notified, decision=decision,
             conflicts=check.conflicts if check else [], moved_from=check.moved_from if check else None)
 
 
@@ -100,14 +93,14 @@ class UpdateCalendarEvent:
 
     @workflow.run
     async def run(self, inp: UpdateCalendarEventInput) -> UpdateCalendarEventResult:
-        provider = _provider(inp.integration_type)
         res: EventResult = await workflow.execute_activity(
-            f"{provider}.update_event",
-            UpdateEventInput(organization_id=inp.organization_id, connection=inp.connection,
+            "calendar.update_event",
+            UpdateEventInput(organization_id=inp.organization_id, integration_type=inp.integration_type,
+                             connection=inp.connection,
                              calendar_id=inp.calendarId, event_id=inp.eventId, changes=inp.changes, etag=inp.etag,
                              send_updates=inp.send_updates, dst_gap_policy=inp.dst_gap_policy),
             result_type=EventResult, **SEND.kwargs())
-        return UpdateCalendarEventResult(provider=provider, event=res.event,
+        return UpdateCalendarEventResult(provider=res.provider, event=res.event,
                                          notified=res.notified, notification=res.notification)
 
 
@@ -117,14 +110,14 @@ class CancelCalendarEvent:
 
     @workflow.run
     async def run(self, inp: CancelCalendarEventInput) -> CancelCalendarEventResult:
-        provider = _provider(inp.integration_type)
         res: DeleteResult = await workflow.execute_activity(
-            f"{provider}.delete_event",
-            DeleteEventInput(organization_id=inp.organization_id, connection=inp.connection,
+            "calendar.delete_event",
+            DeleteEventInput(organization_id=inp.organization_id, integration_type=inp.integration_type,
+                             connection=inp.connection,
                              calendar_id=inp.calendarId, event_id=inp.eventId, etag=inp.etag,
                              send_updates=inp.send_updates),
             result_type=DeleteResult, **SEND.kwargs())
-        return CancelCalendarEventResult(provider=provider, event_id=res.event_id,
+        return CancelCalendarEventResult(provider=res.provider, event_id=res.event_id,
                                          deleted=res.deleted, already_deleted=res.already_deleted,
                                          notified=res.notified)
 
@@ -136,15 +129,15 @@ class ScheduleMeeting:
 
     @workflow.run
     async def run(self, inp: ScheduleMeetingInput) -> ScheduleMeetingResult:
-        provider = _provider(inp.integration_type)
         participants = [Participant(email=inp.organizer, required=True, time_zone=inp.timezone,
                                     working_hours=inp.organizer_working_hours)]
         participants += [Participant(email=a.email, required=not a.optional, time_zone=a.time_zone,
                                      working_hours=a.working_hours)
                          for a in inp.attendees if a.email.lower() != inp.organizer.lower()]
         avail: AvailabilityResult = await workflow.execute_activity(
-            f"{provider}.find_availability",
-            AvailabilityInput(organization_id=inp.organization_id, connection=inp.connection,
+            "calendar.find_availability",
+            AvailabilityInput(organization_id=inp.organization_id, integration_type=inp.integration_type,
+                             connection=inp.connection,
                               calendar_id=inp.calendarId, participants=participants, window_start=inp.window_start,
                               window_end=inp.window_end, duration_minutes=inp.duration_minutes,
                               granularity_minutes=inp.granularity_minutes,
@@ -161,12 +154,13 @@ class ScheduleMeeting:
             attendees=[Attendee(email=a.email, name=a.name, optional=a.optional) for a in inp.attendees],
             organizer=inp.organizer, reminders=inp.reminders, online_meeting=inp.online_meeting)
         res: EventResult = await workflow.execute_activity(
-            f"{provider}.create_event",
-            CreateEventInput(organization_id=inp.organization_id, connection=inp.connection,
+            "calendar.create_event",
+            CreateEventInput(organization_id=inp.organization_id, integration_type=inp.integration_type,
+                             connection=inp.connection,
                              calendar_id=inp.calendarId, event=spec, send_updates=inp.send_updates,
                              idempotency_key=inp.idempotency_key),
             result_type=EventResult, **SEND.kwargs())
-        return ScheduleMeetingResult(provider=provider, slot=slot, event=res.event,
+        return ScheduleMeetingResult(provider=res.provider, slot=slot, event=res.event,
                                      notified=res.notified, alternatives=avail.slots[1:],
                                      availability=avail.participants)
 
@@ -179,7 +173,6 @@ class BulkCreateCalendarEvents:
 
     @workflow.run
     async def run(self, inp: BulkCreateCalendarEventsInput) -> BulkCreateCalendarEventsResult:
-        provider = _provider(inp.integration_type)
         if len(inp.events) > MAX_BULK_EVENTS:
             raise _refuse(f"events: at most {MAX_BULK_EVENTS} per workflow (got {len(inp.events)}); split them",
                           "too_many_events", {"field": "events", "limit": MAX_BULK_EVENTS})
@@ -188,14 +181,17 @@ class BulkCreateCalendarEvents:
                           {"field": "chunk_size"})
         key = inp.idempotency_key or workflow.info().workflow_id
         results = []
+        provider = ""
         for start in range(0, len(inp.events), inp.chunk_size):
             res: CreateEventsResult = await workflow.execute_activity(
-                f"{provider}.create_events",
-                CreateEventsInput(organization_id=inp.organization_id, connection=inp.connection,
+                "calendar.create_events",
+                CreateEventsInput(organization_id=inp.organization_id, integration_type=inp.integration_type,
+                             connection=inp.connection,
                                   calendar_id=inp.calendarId, events=inp.events[start:start + inp.chunk_size],
                                   send_updates=inp.send_updates, idempotency_key=f"{key}:{start}"),
                 result_type=CreateEventsResult, **SEND.kwargs())
             results += [o.model_copy(update={"index": start + o.index}) for o in res.results]
+            provider = res.provider
         created = sum(1 for o in results if o.event_id)
         return BulkCreateCalendarEventsResult(provider=provider, created=created, failed=len(results) - created,
                                               results=results)

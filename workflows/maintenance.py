@@ -5,9 +5,9 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.alerts import AlertActivities, DeliverInput, DeliverResult
-    from activities.maintenance import CheckInput, MaintenanceActivities, SweepInput, SweepResult
-    from activities.policies import BOOKKEEPING, DELIVERY, LOOKUP
+    from activities.admin.alerts import AlertActivities, DeliverInput, DeliverResult
+    from activities.admin.maintenance import CheckInput, MaintenanceActivities, SweepInput, SweepResult
+    from core.policies import BOOKKEEPING, DELIVERY, LOOKUP
 
 
 @workflow.defn(name="ConnectionHealthSweep")
@@ -40,3 +40,6 @@ class DeliverAdminNotifications:
     @workflow.run
     async def run(self, inp: DeliverInput) -> DeliverResult:
         return await workflow.execute_activity_method(AlertActivities.deliver, inp, **DELIVERY.kwargs())
+
+
+MAINTENANCE_WORKFLOWS: tuple[type, ...] = (ConnectionHealthSweep, DeliverAdminNotifications)

@@ -11,8 +11,6 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from activities.errors import error_from_details
-    from activities.policies import BOOKKEEPING, LOOKUP, SEND
     from activities.slack.activities import SlackActivities
     from activities.slack.blocks import plain_text, render, render_text
     from activities.slack.models import (
@@ -37,6 +35,8 @@ with workflow.unsafe.imports_passed_through():
         WhatsAppRoute,
     )
     from activities.slack.webhooks import APPROVE_ACTION, BLOCK_PREFIX, REJECT_ACTION
+    from core.errors import error_from_details
+    from core.policies import BOOKKEEPING, LOOKUP, SEND
 
 # WhatsApp messages carry at most this much text.
 WHATSAPP_TEXT_LIMIT = 4096
@@ -340,4 +340,4 @@ class SlackStatusCommand:
         return await workflow.execute_activity_method(SlackActivities.status_report, inp, **LOOKUP.kwargs())
 
 
-__all__ = ["SendSlackMessage", "SlackApproval", "SlackStatusCommand"]
+SLACK_WORKFLOWS: tuple[type, ...] = (SendSlackMessage, SlackApproval, SlackStatusCommand)

@@ -9,8 +9,6 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.errors import IntegrationError, error_from_details
-    from activities.policies import SEND
     from activities.whatsapp.activities import WhatsAppActivities
     from activities.whatsapp.messages import validate
     from activities.whatsapp.models import (
@@ -21,6 +19,11 @@ with workflow.unsafe.imports_passed_through():
         SendWhatsAppMessageResult,
     )
     from activities.whatsapp.opensyte import normalize
+    from core.errors import IntegrationError, error_from_details
+    from core.policies import SEND
+
+from workflows.whatsapp_bulk import BulkSendWhatsAppTemplate
+from workflows.whatsapp_conversation import WhatsAppConversation
 
 # A held send looks again no sooner than this (the store's resume time is a lower bound).
 MIN_HOLD = timedelta(seconds=1)
@@ -63,3 +66,7 @@ class SendWhatsAppMessage:
                 return res
             wait = datetime.fromisoformat(res.resume_at) - workflow.now()
             await workflow.sleep(max(wait, MIN_HOLD))
+
+
+# The bulk and conversation workflows live in their own modules; the registry takes all three from here.
+WHATSAPP_WORKFLOWS: tuple[type, ...] = (SendWhatsAppMessage, WhatsAppConversation, BulkSendWhatsAppTemplate)

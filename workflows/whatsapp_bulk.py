@@ -14,8 +14,6 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.errors import ErrorClass, error_from_details
-    from activities.policies import BATCH
     from activities.whatsapp.activities import WhatsAppActivities
     from activities.whatsapp.messages import LANGUAGE_RE
     from activities.whatsapp.models import (
@@ -26,6 +24,8 @@ with workflow.unsafe.imports_passed_through():
         BulkSendWhatsAppTemplateInput,
         BulkSendWhatsAppTemplateResult,
     )
+    from core.errors import ErrorClass, error_from_details
+    from core.policies import BATCH
 
 MAX_RECIPIENTS = 10_000  # keeps the input well under Temporal's payload limit; split larger audiences
 MAX_BATCH = 1000

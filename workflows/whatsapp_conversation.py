@@ -16,8 +16,6 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.errors import ErrorClass, IntegrationError, error_from_details
-    from activities.policies import LOOKUP, SEND
     from activities.whatsapp.activities import WhatsAppActivities
     from activities.whatsapp.messages import is_free_form, summary, validate
     from activities.whatsapp.models import (
@@ -39,6 +37,8 @@ with workflow.unsafe.imports_passed_through():
         WaitForReplyResult,
     )
     from activities.whatsapp.spec import CUSTOMER_SERVICE_WINDOW_SECONDS
+    from core.errors import ErrorClass, IntegrationError, error_from_details
+    from core.policies import LOOKUP, SEND
     from store.whatsapp import STATUS_RANK
 
 SEEN_KEEP = 2000  # dedupe keys carried across continue-as-new (redeliveries come within days, not years)

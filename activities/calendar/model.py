@@ -15,8 +15,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Provider = Literal["google_calendar", "outlook"]
-CalendarIntegrationType = Literal["GOOGLE_CALENDAR", "OUTLOOK_CALENDAR"]
 SendUpdates = Literal["all", "externalOnly", "none"]
 ConflictPolicy = Literal["ignore", "fail", "next_free_slot"]
 GapPolicy = Literal["reject", "shift"]
@@ -26,19 +24,10 @@ BusyStatus = Literal["busy", "tentative", "oof", "workingElsewhere"]
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 WEEKDAYS: tuple[Weekday, ...] = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
-PROVIDERS: dict[str, Provider] = {"GOOGLE_CALENDAR": "google_calendar", "OUTLOOK_CALENDAR": "outlook"}
 MAX_ATTENDEES = 500  # Graph's documented per-event maximum; Google's is higher
 MAX_REMINDER_OVERRIDES = 5
 MAX_REMINDER_MINUTES = 40320
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-
-def provider_of(integration_type: str) -> Provider:
-    """The plugin name whose activities serve an OpenSyte integration type."""
-    try:
-        return PROVIDERS[integration_type]
-    except KeyError:
-        raise ValueError(f"integration_type must be one of {sorted(PROVIDERS)}, got {integration_type!r}") from None
 
 
 class _Model(BaseModel):
@@ -53,9 +42,11 @@ def _check_email(value: str, field: str) -> str:
 
 
 class ConnectionRef(_Model):
-    """Which connection of which organization to act through."""
+    """Which connection of which organization to act through; `integration_type` picks the calendar provider
+    (OpenSyte's GOOGLE_CALENDAR or OUTLOOK_CALENDAR: any registered calendar provider)."""
 
     organization_id: str = Field(min_length=1, max_length=128)
+    integration_type: str = Field(min_length=1, max_length=64, examples=["GOOGLE_CALENDAR", "OUTLOOK_CALENDAR"])
     connection: str = Field(default="default", min_length=1, max_length=128)
 
 
@@ -135,7 +126,7 @@ class EventTime(_Model):
 class CalendarEvent(_Model):
     """An event as a provider holds it, in provider-neutral form."""
 
-    provider: Provider | None = None
+    provider: str | None = None
     id: str | None = None
     calendar_id: str | None = None
     etag: str | None = None
@@ -267,6 +258,7 @@ class EventOutcome(_Model):
 
 
 class CreateEventsResult(_Model):
+    provider: str = ""  # the plugin that served it (google_calendar, outlook)
     results: list[EventOutcome]
     created: int = 0
     failed: int = 0
@@ -313,6 +305,7 @@ class InstancesInput(ConnectionRef):
 
 
 class EventResult(_Model):
+    provider: str = ""  # the plugin that served it (google_calendar, outlook)
     event: CalendarEvent
     created: bool = False
     notified: list[str] = Field(default_factory=list)
@@ -328,6 +321,7 @@ class EventList(_Model):
 
 
 class DeleteResult(_Model):
+    provider: str = ""  # the plugin that served it (google_calendar, outlook)
     event_id: str
     deleted: bool
     already_deleted: bool = False
@@ -397,6 +391,7 @@ class AvailabilityInput(ConnectionRef):
 
 
 class AvailabilityResult(_Model):
+    provider: str = ""  # the plugin that served it (google_calendar, outlook)
     participants: list[ParticipantAvailability]
     slots: list[Slot] = Field(default_factory=list)
 
@@ -423,7 +418,6 @@ class ConflictCheckResult(_Model):
 class CalendarActionInput(ConnectionRef):
     """Input of `CreateCalendarEvent`: one OpenSyte CalendarAction row, field for field."""
 
-    integration_type: CalendarIntegrationType
     calendarId: str | None = None
     title: str = Field(min_length=1, max_length=1024)
     description: str | None = None
@@ -456,7 +450,7 @@ class CalendarActionInput(ConnectionRef):
 
 
 class CreateCalendarEventResult(_Model):
-    provider: Provider
+    provider: str
     event: CalendarEvent
     notified: list[str] = Field(default_factory=list)
     decision: Literal["free", "conflict", "moved", "unchecked"] = "unchecked"
@@ -465,7 +459,6 @@ class CreateCalendarEventResult(_Model):
 
 
 class UpdateCalendarEventInput(ConnectionRef):
-    integration_type: CalendarIntegrationType
     calendarId: str | None = None
     eventId: str = Field(min_length=1, max_length=1024)
     changes: EventPatch
@@ -475,14 +468,13 @@ class UpdateCalendarEventInput(ConnectionRef):
 
 
 class UpdateCalendarEventResult(_Model):
-    provider: Provider
+    provider: str
     event: CalendarEvent
     notified: list[str] = Field(default_factory=list)
     notification: Literal["invitation", "update", "cancellation", "none"] = "none"
 
 
 class CancelCalendarEventInput(ConnectionRef):
-    integration_type: CalendarIntegrationType
     calendarId: str | None = None
     eventId: str = Field(min_length=1, max_length=1024)
     etag: str | None = None
@@ -490,7 +482,7 @@ class CancelCalendarEventInput(ConnectionRef):
 
 
 class CancelCalendarEventResult(_Model):
-    provider: Provider
+    provider: str
     event_id: str
     deleted: bool
     already_deleted: bool = False
@@ -518,7 +510,6 @@ class MeetingAttendee(_Model):
 class ScheduleMeetingInput(ConnectionRef):
     """Find a slot for everyone within a window, create the meeting, send the invitations."""
 
-    integration_type: CalendarIntegrationType
     calendarId: str | None = None
     title: str = Field(min_length=1, max_length=1024)
     description: str | None = None
@@ -544,7 +535,7 @@ class ScheduleMeetingInput(ConnectionRef):
 
 
 class ScheduleMeetingResult(_Model):
-    provider: Provider
+    provider: str
     slot: Slot
     event: CalendarEvent
     notified: list[str] = Field(default_factory=list)
@@ -558,7 +549,6 @@ MAX_BULK_EVENTS = 1000
 class BulkCreateCalendarEventsInput(ConnectionRef):
     """Input of `BulkCreateCalendarEvents`: many events for one calendar (e.g. a training for every team)."""
 
-    integration_type: CalendarIntegrationType
     calendarId: str | None = None
     events: list[EventSpec] = Field(min_length=1)
     send_updates: SendUpdates = "all"
@@ -567,7 +557,7 @@ class BulkCreateCalendarEventsInput(ConnectionRef):
 
 
 class BulkCreateCalendarEventsResult(_Model):
-    provider: Provider
+    provider: str
     created: int
     failed: int
     results: list[EventOutcome]

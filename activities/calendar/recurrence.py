@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from dateutil import rrule as du
 
 from activities.calendar.tz import UTC, localize, to_windows, zone
-from activities.errors import PermanentError
+from core.errors import PermanentError
 
 PARTS_ORDER = ("FREQ", "UNTIL", "COUNT", "INTERVAL", "BYMONTH", "BYWEEKNO", "BYYEARDAY", "BYMONTHDAY", "BYDAY",
                "BYHOUR", "BYMINUTE", "BYSECOND", "BYSETPOS", "WKST")

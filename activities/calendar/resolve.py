@@ -23,7 +23,7 @@ from activities.calendar.model import (
     Reminders,
 )
 from activities.calendar.tz import parse_date, parse_datetime, zone
-from activities.errors import PermanentError
+from core.errors import PermanentError
 
 # OpenSyte has two placeholder syntaxes: `{VAR}` (variable-resolver.ts) and `{{ var }}` (prebuilt executor).
 _DOUBLE = re.compile(r"\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}")

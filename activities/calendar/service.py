@@ -1,17 +1,18 @@
 """The calendar activities' logic, written once over a provider backend (Google Calendar or Graph).
 
-Each provider plugin supplies a `CalendarBackend` (the HTTP calls and translations) and thin
-`@activity.defn` methods named `<provider>.<action>` that call into `CalendarService`.
+Each calendar provider plugin offers the "calendar" capability: a `CalendarBackend` class (the HTTP calls,
+translations and who the provider mails). `activities.calendar.activities` dispatches on the input's
+integration type.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from activities.calendar import availability as av
-from activities.calendar import notify
 from activities.calendar.model import (
     AvailabilityInput,
     AvailabilityResult,
@@ -32,24 +33,23 @@ from activities.calendar.model import (
     ListEventsInput,
     Participant,
     ParticipantAvailability,
-    Provider,
     SendUpdates,
     UpdateEventInput,
     WorkingHours,
 )
 from activities.calendar.resolve import apply_patch, resolve_event
-from activities.calendar.tz import UTC, parse_datetime, zone
-from activities.errors import ErrorClass, IntegrationError, PermanentError
+from activities.calendar.settings import CalendarSettings
+from activities.calendar.tz import UTC, midnight, parse_datetime, zone
+from core.errors import ErrorClass, IntegrationError, PermanentError
 
 if TYPE_CHECKING:
-    from activities.runtime import Runtime
-    from activities.spec import Plugin
+    from core.pipeline import Action
+    from core.plugin import Provider
+    from core.runtime import Runtime
 
 
 class CalendarBackend(Protocol):
     """What a provider implements for one Action (one connection)."""
-
-    provider: Provider
 
     async def account(self, organizer: str | None) -> str | None:
         """The acting mailbox/calendar owner's email (the organizer of what we create)."""
@@ -57,8 +57,17 @@ class CalendarBackend(Protocol):
     def default_calendar(self, requested: str | None) -> str:
         """The calendar id to use when the caller names none."""
 
-    def google_domains(self) -> list[str]:
-        """Domains whose users count as Google Calendar users (notifications with externalOnly)."""
+    def notified_on_create(self, event: CalendarEvent, send_updates: SendUpdates, organizer: str | None
+                           ) -> list[str]:
+        """Who the provider mails when `event` is created (PermanentError when it cannot do what is asked)."""
+
+    def notified_on_update(self, before: CalendarEvent, after: CalendarEvent, changed: set[str],
+                           send_updates: SendUpdates, organizer: str | None) -> list[str]:
+        """Who the provider mails when these fields change."""
+
+    def notified_on_delete(self, event: CalendarEvent, send_updates: SendUpdates, organizer: str | None
+                           ) -> list[str]:
+        """Who the provider mails when the event is deleted."""
 
     def max_participants(self) -> int:
         """Most calendars one free/busy call may read."""
@@ -95,6 +104,15 @@ class CalendarBackend(Protocol):
         """Busy periods (and working hours where the provider knows them) per participant."""
 
 
+@dataclass(frozen=True)
+class CalendarCapability:
+    """What a calendar provider plugin offers the shared calendar activities and connect flow."""
+
+    provider: Provider
+    backend: Callable[[Action], CalendarBackend]
+    connect: Any = None  # its OAuth connect flow (activities.calendar.connect.ConnectFlow)
+
+
 def parse_instant(value: str, field: str, default_tz: str = "UTC") -> datetime:
     """An RFC 3339 instant; a wall time without offset is read in `default_tz`."""
     return parse_datetime(value, zone(default_tz, "time_zone"), "shift", field).astimezone(UTC)
@@ -103,33 +121,33 @@ def parse_instant(value: str, field: str, default_tz: str = "UTC") -> datetime:
 class CalendarService:
     """Provider-neutral activity bodies; `backend_for(act)` builds the provider's backend."""
 
-    def __init__(self, rt: Runtime, plugin: Plugin, backend_for: Any) -> None:
+    def __init__(self, rt: Runtime, provider: Provider, backend_for: Callable[[Action], CalendarBackend]) -> None:
         self.rt = rt
-        self.plugin = plugin
+        self.provider = provider
         self.backend_for = backend_for
 
     @property
     def name(self) -> str:
-        return self.plugin.spec.name
+        return self.provider.name
 
     def _policy(self, explicit: GapPolicy | None) -> GapPolicy:
-        return explicit or self.rt.settings.calendar_dst_gap_policy
+        return explicit or self.rt.section(CalendarSettings).dst_gap_policy
 
     # ---- events ------------------------------------------------------------------------------
     async def create(self, inp: CreateEventInput) -> EventResult:
-        async with self.rt.action(self.plugin, inp.organization_id, inp.connection, f"{self.name}.create_event",
+        async with self.rt.action(self.provider, inp.organization_id, inp.connection, f"{self.name}.create_event",
                                   target=inp.calendar_id or inp.event.calendarId) as act:
             # Inside the action so bad input is audited and becomes a non-retryable PermanentError; no
             # provider call has happened yet.
             event = resolve_event(inp.event, self._policy(inp.dst_gap_policy))
             be = self.backend_for(act)
             organizer = await be.account(event.organizer.email if event.organizer else None)
-            notified = notify.on_create(be.provider, event, inp.send_updates, organizer, be.google_domains())
+            notified = be.notified_on_create(event, inp.send_updates, organizer)
             calendar = be.default_calendar(inp.calendar_id or inp.event.calendarId)
             key = act.idempotency_key(inp.idempotency_key)
             created_event, created = await be.insert(calendar, event, key, inp.send_updates)
             act.detail.update(event_id=created_event.id, created=created, notified=len(notified))
-            return EventResult(event=created_event, created=created, notified=notified,
+            return EventResult(provider=self.name, event=created_event, created=created, notified=notified,
                                notification="invitation" if notified else "none")
 
     async def create_many(self, inp: CreateEventsInput) -> CreateEventsResult:
@@ -137,7 +155,7 @@ class CalendarService:
         concurrent creates). An event the model or the provider refuses is that event's outcome, not the call's.
         Created events are recorded under their keys as they come back, so when a throttled member makes
         Temporal retry the activity, only the events not yet created are sent again."""
-        async with self.rt.action(self.plugin, inp.organization_id, inp.connection, f"{self.name}.create_events",
+        async with self.rt.action(self.provider, inp.organization_id, inp.connection, f"{self.name}.create_events",
                                   target=inp.calendar_id) as act:
             be = self.backend_for(act)
             calendar = be.default_calendar(inp.calendar_id)
@@ -174,10 +192,11 @@ class CalendarService:
             ordered = [outcomes[i] for i in sorted(outcomes)]
             n_created = sum(1 for o in ordered if o.event_id)
             act.detail.update(created=n_created, failed=len(ordered) - n_created)
-            return CreateEventsResult(results=ordered, created=n_created, failed=len(ordered) - n_created)
+            return CreateEventsResult(provider=self.name, results=ordered, created=n_created,
+                                      failed=len(ordered) - n_created)
 
     async def get(self, inp: GetEventInput) -> CalendarEvent:
-        async with self.rt.action(self.plugin, inp.organization_id, inp.connection, f"{self.name}.get_event",
+        async with self.rt.action(self.provider, inp.organization_id, inp.connection, f"{self.name}.get_event",
                                   target=inp.event_id) as act:
             be = self.backend_for(act)
             ev = await be.get(be.default_calendar(inp.calendar_id), inp.event_id, inp.time_zone)
@@ -186,7 +205,7 @@ class CalendarService:
             return ev
 
     async def update(self, inp: UpdateEventInput) -> EventResult:
-        async with self.rt.action(self.plugin, inp.organization_id, inp.connection, f"{self.name}.update_event",
+        async with self.rt.action(self.provider, inp.organization_id, inp.connection, f"{self.name}.update_event",
                                   target=inp.event_id) as act:
             be = self.backend_for(act)
             calendar = be.default_calendar(inp.calendar_id)
@@ -195,19 +214,19 @@ class CalendarService:
                 raise PermanentError(f"event {inp.event_id} not found", code="notFound")
             updated, changed = apply_patch(current, inp.changes, self._policy(inp.dst_gap_policy))
             organizer = await be.account(current.organizer.email if current.organizer else None)
-            notified = notify.on_update(be.provider, current, updated, changed, inp.send_updates, organizer,
-                                        be.google_domains())
+            notified = be.notified_on_update(current, updated, changed, inp.send_updates, organizer)
             if not changed:
-                return EventResult(event=current, notified=[], notification="none")
+                return EventResult(provider=self.name, event=current, notified=[], notification="none")
             # The caller's etag guards against changes since the caller read the event; without one, the
             # etag we just read guards our own read-modify-write.
             result = await be.patch(calendar, current, updated, changed, inp.etag or current.etag or "*",
                                     inp.send_updates)
             act.detail.update(changed=sorted(changed), notified=len(notified))
-            return EventResult(event=result, notified=notified, notification="update" if notified else "none")
+            return EventResult(provider=self.name, event=result, notified=notified,
+                               notification="update" if notified else "none")
 
     async def delete(self, inp: DeleteEventInput) -> DeleteResult:
-        async with self.rt.action(self.plugin, inp.organization_id, inp.connection, f"{self.name}.delete_event",
+        async with self.rt.action(self.provider, inp.organization_id, inp.connection, f"{self.name}.delete_event",
                                   target=inp.event_id) as act:
             be = self.backend_for(act)
             calendar = be.default_calendar(inp.calendar_id)
@@ -216,13 +235,13 @@ class CalendarService:
             notified: list[str] = []
             if deleted and current is not None and current.status != "cancelled":
                 organizer = await be.account(current.organizer.email if current.organizer else None)
-                notified = notify.on_delete(be.provider, current, inp.send_updates, organizer, be.google_domains())
+                notified = be.notified_on_delete(current, inp.send_updates, organizer)
             act.detail.update(deleted=deleted)
-            return DeleteResult(event_id=inp.event_id, deleted=deleted, already_deleted=not deleted,
+            return DeleteResult(provider=self.name, event_id=inp.event_id, deleted=deleted, already_deleted=not deleted,
                                 notified=notified)
 
     async def list_window(self, inp: ListEventsInput) -> EventList:
-        async with self.rt.action(self.plugin, inp.organization_id, inp.connection, f"{self.name}.list_events",
+        async with self.rt.action(self.provider, inp.organization_id, inp.connection, f"{self.name}.list_events",
                                   target=inp.calendar_id) as act:
             lo, hi = _window(inp.time_min, inp.time_max, inp.time_zone or "UTC", "time_min", "time_max")
             be = self.backend_for(act)
@@ -230,7 +249,7 @@ class CalendarService:
                                         inp.page_token, inp.time_zone)
 
     async def instances(self, inp: InstancesInput) -> EventList:
-        async with self.rt.action(self.plugin, inp.organization_id, inp.connection, f"{self.name}.list_instances",
+        async with self.rt.action(self.provider, inp.organization_id, inp.connection, f"{self.name}.list_instances",
                                   target=inp.event_id) as act:
             lo, hi = _window(inp.time_min, inp.time_max, "UTC", "time_min", "time_max")
             be = self.backend_for(act)
@@ -255,7 +274,7 @@ class CalendarService:
         return found
 
     async def find_availability(self, inp: AvailabilityInput) -> AvailabilityResult:
-        async with self.rt.action(self.plugin, inp.organization_id, inp.connection, f"{self.name}.find_availability",
+        async with self.rt.action(self.provider, inp.organization_id, inp.connection, f"{self.name}.find_availability",
                                   target=inp.calendar_id) as act:
             tz = zone(inp.time_zone, "time_zone")
             lo, hi = _window(inp.window_start, inp.window_end, tz.key, "window_start", "window_end")
@@ -267,11 +286,11 @@ class CalendarService:
                                   working_hours_only=inp.working_hours_only, max_slots=inp.max_slots,
                                   tentative_is_busy=inp.tentative_is_busy)
             act.detail.update(participants=len(found), slots=len(slots))
-            return AvailabilityResult(participants=found, slots=slots)
+            return AvailabilityResult(provider=self.name, participants=found, slots=slots)
 
     async def check_conflicts(self, inp: ConflictCheckInput) -> ConflictCheckResult:
         """The conflict policy on create: the organizer's and required attendees' calendars."""
-        async with self.rt.action(self.plugin, inp.organization_id, inp.connection, f"{self.name}.check_conflicts",
+        async with self.rt.action(self.provider, inp.organization_id, inp.connection, f"{self.name}.check_conflicts",
                                   target=inp.calendar_id or inp.event.calendarId) as act:
             event = resolve_event(inp.event, self._policy(inp.dst_gap_policy))
             start, end = _bounds(event)
@@ -320,8 +339,6 @@ def _window(lo_s: str, hi_s: str, tz: str, lo_field: str, hi_field: str) -> tupl
 
 def _bounds(event: CalendarEvent) -> tuple[datetime, datetime]:
     """The first occurrence's [start, end) as instants (all-day: local midnights in the event's zone)."""
-    from activities.calendar.tz import midnight
-
     tz = zone(event.time_zone)
     if event.start.date is not None and event.end.date is not None:
         return midnight(event.start.date, tz).astimezone(UTC), midnight(event.end.date, tz).astimezone(UTC)

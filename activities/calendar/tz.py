@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from dateutil import tz as dtz
 from tzlocal.windows_tz import tz_win, win_tz
 
-from activities.errors import PermanentError
+from core.errors import PermanentError
 
 GapPolicy = Literal["reject", "shift"]
 UTC = ZoneInfo("UTC")

@@ -21,12 +21,14 @@ from google.oauth2 import credentials as user_credentials
 from google.oauth2 import service_account
 from pydantic import SecretStr
 
-from activities.errors import ConfigurationError, IntegrationError, TemporaryError
+from activities.google_calendar.settings import GoogleCalendarSettings
+from core.errors import ConfigurationError, IntegrationError, TemporaryError
 from vault.client import CredentialsMissing, VaultError
 from vault.credentials import OAuth2Credentials, ServiceAccountCredentials
 
 if TYPE_CHECKING:
-    from activities.runtime import Runtime
+    from core.plugin import Provider
+    from core.runtime import Runtime
     from store.models import Connection
 
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
@@ -34,6 +36,8 @@ RETRYABLE_ERRORS = {"internal_failure", "server_error", "temporarily_unavailable
 # Token-endpoint errors that only a new consent fixes.
 REAUTH_ERRORS = {"invalid_grant", "invalid_scope", "access_denied"}
 AHEAD_SECONDS = 300.0
+
+APP = "google"  # Vault: the OAuth app (client id and secret) at osi/apps/google
 
 
 class TokenEndpointUnavailable(gexc.TransportError):
@@ -99,7 +103,7 @@ def _refresh_failure(exc: BaseException, what: str) -> IntegrationError:
 async def app_secrets(rt: Runtime) -> tuple[str, str]:
     """The OAuth client of our Google app (Vault `osi/apps/google`)."""
     try:
-        app = await rt.vault.read_app("google")
+        app = await rt.vault.read_app(APP)
     except CredentialsMissing:
         raise ConfigurationError("the Google OAuth app (client id and secret) is not configured in Vault",
                                  code="app_not_configured", provider="google_calendar") from None
@@ -111,7 +115,8 @@ async def app_secrets(rt: Runtime) -> tuple[str, str]:
     return app.client_id, app.client_secret.get_secret_value()
 
 
-async def refresh(rt: Runtime, connection: Connection, current: OAuth2Credentials) -> OAuth2Credentials:
+async def refresh(rt: Runtime, provider: Provider, connection: Connection,
+                  current: OAuth2Credentials) -> OAuth2Credentials:
     """Refresh a user's access token with google-auth (token URL from settings)."""
     if current.refresh_token is None:
         raise ConfigurationError("no refresh token stored; reconnect the calendar", code="no_refresh_token",
@@ -120,7 +125,7 @@ async def refresh(rt: Runtime, connection: Connection, current: OAuth2Credential
     creds = user_credentials.Credentials(
         token=None,
         refresh_token=current.refresh_token.get_secret_value(),
-        token_uri=rt.settings.google_token_url,
+        token_uri=rt.section(GoogleCalendarSettings).token_url,
         client_id=client_id,
         client_secret=client_secret,
     )
@@ -154,7 +159,7 @@ async def service_account_token(rt: Runtime, connection: Connection, creds: Serv
             return hit[0]
         try:
             info = json.loads(creds.service_account_json.get_secret_value())
-            info["token_uri"] = rt.settings.google_token_url
+            info["token_uri"] = rt.section(GoogleCalendarSettings).token_url
             sa = service_account.Credentials.from_service_account_info(info, scopes=scopes, subject=subject)
         except (ValueError, KeyError) as exc:
             raise ConfigurationError(f"the stored service account key is not usable: {type(exc).__name__}",

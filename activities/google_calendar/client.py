@@ -16,12 +16,11 @@ from activities.calendar.model import (
     EventList,
     Participant,
     ParticipantAvailability,
-    Provider,
     SendUpdates,
 )
-from activities.errors import IntegrationError, PermanentError
-from activities.google_calendar import auth
-from activities.google_calendar.spec import LIMIT_MARGIN_SECONDS, MAX_FREEBUSY_CALENDARS, QUOTA_PERIOD_SECONDS
+from activities.google_calendar import auth, notify
+from activities.google_calendar.settings import GoogleCalendarSettings
+from activities.google_calendar.spec import MAX_FREEBUSY_CALENDARS, SPEC
 from activities.google_calendar.translate import (
     conference_request,
     event_id_for,
@@ -29,8 +28,9 @@ from activities.google_calendar.translate import (
     to_google,
     to_google_patch,
 )
-from activities.limiter import Limit
-from activities.pipeline import Action, Response
+from core.errors import IntegrationError, PermanentError
+from core.limiter import Limit
+from core.pipeline import Action, Response
 from vault.credentials import OAuth2Credentials, ServiceAccountCredentials
 
 CONCURRENT_CREATES = 4  # Google has a batch endpoint, but concurrent creates keep one code path per call
@@ -45,8 +45,6 @@ class GoogleCalendarClient:
     (the account's email: organizer and quota key), `project_id` (the Cloud project: quota key),
     `google_domains` (who counts as a Google user for externalOnly), `quota_per_user`,
     `quota_per_project`, `quota_period_seconds`, `limit_margin_seconds` (overrides), `not_found_attempts`."""
-
-    provider: Provider = "google_calendar"
 
     def __init__(self, act: Action) -> None:
         self.act = act
@@ -82,18 +80,33 @@ class GoogleCalendarClient:
     def max_participants(self) -> int:
         return MAX_FREEBUSY_CALENDARS
 
+    def notified_on_create(self, event: CalendarEvent, send_updates: SendUpdates, organizer: str | None
+                           ) -> list[str]:
+        return notify.on_create(event, send_updates, organizer, self.google_domains())
+
+    def notified_on_update(self, before: CalendarEvent, after: CalendarEvent, changed: set[str],
+                           send_updates: SendUpdates, organizer: str | None) -> list[str]:
+        return notify.on_update(before, after, send_updates, organizer, self.google_domains())
+
+    def notified_on_delete(self, event: CalendarEvent, send_updates: SendUpdates, organizer: str | None
+                           ) -> list[str]:
+        return notify.on_create(event, send_updates, organizer, self.google_domains())
+
     def limits(self) -> list[Limit]:
-        s, rs = self.settings, self.act.rt.settings
+        s, rs = self.settings, self.act.rt.section(GoogleCalendarSettings)
         margin = s.get("limit_margin_seconds")
-        period = float(s.get("quota_period_seconds") or QUOTA_PERIOD_SECONDS) + (
-            LIMIT_MARGIN_SECONDS if margin is None else max(0.0, float(margin)))
+        margin = None if margin is None else max(0.0, float(margin))
+        period = s.get("quota_period_seconds")
+        period = None if period is None else float(period)
         project = str(s.get("project_id") or "default")
         user = str(self.subject or s.get("user") or self.email or self.act.connection.id)
         return [
-            Limit("google_calendar.user", f"{project}:{user}",
-                  int(s.get("quota_per_user") or rs.google_calendar_user_quota_per_minute), period),
-            Limit("google_calendar.project", project,
-                  int(s.get("quota_per_project") or rs.google_calendar_project_quota_per_minute), period),
+            SPEC.rate_limits["user"].window(f"{project}:{user}", limit=int(s.get("quota_per_user")
+                                                                          or rs.user_quota_per_minute),
+                                            period=period, margin=margin),
+            SPEC.rate_limits["project"].window(project, limit=int(s.get("quota_per_project")
+                                                                  or rs.project_quota_per_minute),
+                                               period=period, margin=margin),
         ]
 
     # ---- HTTP ------------------------------------------------------------------------------------
@@ -104,7 +117,7 @@ class GoogleCalendarClient:
         creds = await self.act.credentials()
         if isinstance(creds, ServiceAccountCredentials):
             self.subject = self.subject or creds.subject
-            scopes = [s for s in self.act.rt.settings.google_calendar_scopes.split(",") if s]
+            scopes = [s for s in self.act.rt.section(GoogleCalendarSettings).scopes.split(",") if s]
             token = await auth.service_account_token(self.act.rt, self.act.connection, creds, self.subject, scopes,
                                                      force=force)
             return {"Authorization": f"Bearer {token}"}, False
@@ -138,7 +151,7 @@ class GoogleCalendarClient:
             raise
 
     def _not_found_attempts(self) -> int:
-        return int(self.settings.get("not_found_attempts") or self.act.rt.settings.google_calendar_not_found_attempts)
+        return int(self.settings.get("not_found_attempts") or self.act.rt.section(GoogleCalendarSettings).not_found_attempts)
 
     def _final_not_found(self) -> bool:
         attempt = activity.info().attempt if activity.in_activity() else self._not_found_attempts()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from activities.errors import ConfigurationError, IntegrationError, PermanentError, TemporaryError
+from core.errors import ConfigurationError, IntegrationError, PermanentError, TemporaryError
 
 RATE_LIMIT_REASONS = {"rateLimitExceeded", "userRateLimitExceeded"}
 # Missing scopes are fixed by consenting again (re-authentication), not by an administrator's setting.
@@ -24,10 +24,25 @@ def reason_of(body: Any) -> tuple[str | None, str | None, str]:
     return first.get("reason"), first.get("domain"), message
 
 
+def oauth_error(status: int, body: Any) -> IntegrationError | None:
+    """Google's OAuth token endpoint answers RFC 6749 errors ({"error": "invalid_grant", ...}), not API errors."""
+    if not isinstance(body, Mapping) or not isinstance(body.get("error"), str) or status >= 500:
+        return None
+    error = str(body["error"])
+    text = f"Google's token endpoint refused: {error}" + (
+        f" ({body['error_description']})" if body.get("error_description") else "")
+    if error in ("invalid_grant", "invalid_client", "unauthorized_client", "invalid_scope", "access_denied"):
+        return ConfigurationError(text, code=error, details={"status": status, "reauth": error == "invalid_grant"})
+    return PermanentError(text, code=error, details={"status": status})
+
+
 def classify(status: int, headers: Mapping[str, str], body: Any) -> IntegrationError | None:
     """None for success; otherwise the classified error (reference §1.3)."""
     if 200 <= status < 300:
         return None
+    oauth = oauth_error(status, body)
+    if oauth is not None:
+        return oauth
     reason, domain, message = reason_of(body)
     code = reason or f"http_{status}"
     text = f"{message or f'HTTP {status}'}" + (f" ({domain}.{reason})" if reason else "")

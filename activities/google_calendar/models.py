@@ -1,41 +1,16 @@
-"""Google Calendar inputs and results: the provider-neutral calendar models plus Google's incremental sync."""
+"""Google Calendar's own input: incremental sync (the shared calendar models serve everything else)."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
-from activities.calendar.model import (
-    AvailabilityInput,
-    AvailabilityResult,
-    CalendarEvent,
-    ConflictCheckInput,
-    ConflictCheckResult,
-    ConnectionRef,
-    CreateEventInput,
-    CreateEventsInput,
-    CreateEventsResult,
-    DeleteEventInput,
-    DeleteResult,
-    EventList,
-    EventResult,
-    GetEventInput,
-    InstancesInput,
-    ListEventsInput,
-    UpdateEventInput,
-)
+from activities.calendar.model import ConnectionRef
 
 
 class SyncInput(ConnectionRef):
     """events.list with a sync token: changes since the last sync (a full sync when the token is gone)."""
 
+    integration_type: str = "GOOGLE_CALENDAR"
     calendar_id: str | None = None
     sync_token: str | None = Field(default=None, description="nextSyncToken of the previous sync; None = full sync")
     max_pages: int = Field(default=20, ge=1, le=200)
-
-
-__all__ = [
-    "AvailabilityInput", "AvailabilityResult", "CalendarEvent", "ConflictCheckInput", "ConflictCheckResult",
-    "CreateEventInput", "CreateEventsInput", "CreateEventsResult",
-    "DeleteEventInput", "DeleteResult", "EventList", "EventResult", "GetEventInput",
-    "InstancesInput", "ListEventsInput", "SyncInput", "UpdateEventInput",
-]

@@ -1,37 +1,24 @@
-"""The Google Calendar plugin's parts, as the registry sees them."""
+"""The Google Calendar plugin: a calendar backend and connect flow, Google-only activities, its CLI group."""
 
 from __future__ import annotations
 
-from activities.google_calendar import auth, errors, models
+from activities.calendar import connect
+from activities.calendar.activities import CAPABILITY
+from activities.calendar.service import CalendarCapability
+from activities.google_calendar import cli
 from activities.google_calendar.activities import GoogleCalendarActivities, revoke, test_connection
 from activities.google_calendar.client import GoogleCalendarClient
-from activities.google_calendar.spec import SPEC
-from activities.spec import Plugin
-from vault.credentials import Credentials, OAuth2Credentials
-
-
-def auth_headers(creds: Credentials) -> dict[str, str]:
-    """User OAuth tokens; service accounts mint their tokens in the client (domain-wide delegation)."""
-    if not isinstance(creds, OAuth2Credentials):
-        raise TypeError("Google Calendar pipeline auth takes OAuth2 user credentials")
-    return {"Authorization": f"Bearer {creds.access_token.get_secret_value()}"}
-
-
-def _workflows() -> list[type]:
-    from workflows.calendar import CALENDAR_WORKFLOWS
-
-    return list(CALENDAR_WORKFLOWS)
-
+from activities.google_calendar.connect import GoogleConnect
+from activities.google_calendar.provider import PROVIDER
+from core.plugin import Plugin
 
 PLUGIN = Plugin(
-    spec=SPEC,
-    models=models,
-    client=GoogleCalendarClient,
-    classify=errors.classify,
-    auth_headers=auth_headers,
+    name="google_calendar",
+    provider=PROVIDER,
     activities=lambda rt: GoogleCalendarActivities(rt).all(),
-    workflows=_workflows(),
     test_connection=test_connection,
-    refresh=auth.refresh,
     revoke=revoke,
+    routes=lambda: connect.router(PROVIDER, GoogleConnect()),
+    cli=lambda: cli.app,
+    capabilities={CAPABILITY: CalendarCapability(PROVIDER, GoogleCalendarClient, GoogleConnect())},
 )

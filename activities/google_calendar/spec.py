@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from activities.spec import ProviderSpec, RateLimitSpec
-from store.models import IntegrationType
+from core.plugin import ProviderSpec, RateLimitSpec
 
 USER_QUOTA_PER_MINUTE = 600
 PROJECT_QUOTA_PER_MINUTE = 10_000
@@ -18,18 +17,16 @@ ID_ALPHABET = "0123456789abcdefghijklmnopqrstuv"  # base32hex: the characters a 
 
 SPEC = ProviderSpec(
     name="google_calendar",
-    integration_type=IntegrationType.GOOGLE_CALENDAR,
+    integration_type="GOOGLE_CALENDAR",
     auth_kind="oauth2",
-    base_url_setting="google_calendar_base_url",
-    token_url_setting="google_token_url",
     scopes=SCOPES,
     rate_limits={
         # Both are sliding per-minute windows (developers.google.com/workspace/calendar/api/guides/quota).
-        "user": RateLimitSpec("user", USER_QUOTA_PER_MINUTE, QUOTA_PERIOD_SECONDS,
-                              "requests per minute per user per project"),
-        "project": RateLimitSpec("project", PROJECT_QUOTA_PER_MINUTE, QUOTA_PERIOD_SECONDS,
-                                 "requests per minute per project (configurable)"),
+        "user": RateLimitSpec("google_calendar.user", USER_QUOTA_PER_MINUTE, QUOTA_PERIOD_SECONDS,
+                              "requests per minute per user per project", margin=LIMIT_MARGIN_SECONDS),
+        "project": RateLimitSpec("google_calendar.project", PROJECT_QUOTA_PER_MINUTE, QUOTA_PERIOD_SECONDS,
+                                 "requests per minute per project (configurable)", margin=LIMIT_MARGIN_SECONDS),
     },
     secret_settings=("access_token", "refresh_token"),
-    docs="https://developers.google.com/workspace/calendar/api/v3/reference",
+    install_path="/oauth/google_calendar/install",
 )

@@ -16,7 +16,7 @@ from activities.calendar.model import (
     Reminders,
 )
 from activities.calendar.tz import zone
-from activities.errors import PermanentError
+from core.errors import PermanentError
 
 
 def event_id_for(key: str) -> str:

@@ -19,17 +19,21 @@ import msal
 import requests
 from pydantic import SecretStr
 
-from activities.errors import ConfigurationError, IntegrationError, TemporaryError
+from activities.outlook.settings import OutlookSettings
 from activities.outlook.spec import GRAPH_DEFAULT_SCOPE, REAUTH_AADSTS, RESERVED_SCOPES
+from core.errors import ConfigurationError, IntegrationError, TemporaryError
 from vault.client import CredentialsMissing, VaultError
 from vault.credentials import ClientCredentials, OAuth2Credentials
 
 if TYPE_CHECKING:
-    from activities.runtime import Runtime
+    from core.plugin import Provider
+    from core.runtime import Runtime
     from store.models import Connection
 
 REAUTH_ERRORS = {"invalid_grant", "interaction_required", "consent_required", "login_required"}
 TEMPORARY_ERRORS = {"temporarily_unavailable", "server_error"}
+
+APP = "microsoft"  # Vault: the OAuth app (client id and secret) at osi/apps/microsoft
 
 
 class RoutedSession(requests.Session):
@@ -53,12 +57,13 @@ def http_client(rt: Runtime) -> RoutedSession:
     session = rt.extras.get("outlook.http")
     if session is None:
         session = rt.extras["outlook.http"] = RoutedSession(
-            rt.settings.entra_authority_host, rt.settings.entra_http_route, rt.settings.http_timeout_seconds)
+            rt.section(OutlookSettings).entra_authority_host, rt.section(OutlookSettings).entra_http_route,
+            rt.settings.http_timeout_seconds)
     return session
 
 
 def authority(rt: Runtime, tenant: str) -> str:
-    return f"{rt.settings.entra_authority_host.rstrip('/')}/{tenant}"
+    return f"{rt.section(OutlookSettings).entra_authority_host.rstrip('/')}/{tenant}"
 
 
 async def msal_app(rt: Runtime, client_id: str, client_secret: str, tenant: str) -> msal.ConfidentialClientApplication:
@@ -100,13 +105,13 @@ def token_error(result: dict[str, Any], what: str, *, reauth_possible: bool) -> 
 
 
 def delegated_scopes(rt: Runtime, granted: list[str]) -> list[str]:
-    wanted = granted or [s for s in rt.settings.outlook_scopes.split(",") if s]
+    wanted = granted or [s for s in rt.section(OutlookSettings).scopes.split(",") if s]
     return [s for s in wanted if s.lower() not in RESERVED_SCOPES]
 
 
 async def app_secrets(rt: Runtime) -> tuple[str, str]:
     try:
-        app = await rt.vault.read_app("microsoft")
+        app = await rt.vault.read_app(APP)
     except CredentialsMissing:
         raise ConfigurationError("the Microsoft app registration (client id and secret) is not configured in Vault",
                                  code="app_not_configured", provider="outlook") from None
@@ -130,7 +135,8 @@ async def _run(fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     return result if isinstance(result, dict) else {"error": "no_response"}
 
 
-async def refresh(rt: Runtime, connection: Connection, current: OAuth2Credentials) -> OAuth2Credentials:
+async def refresh(rt: Runtime, provider: Provider, connection: Connection,
+                  current: OAuth2Credentials) -> OAuth2Credentials:
     """Redeem the refresh token; Entra returns a NEW refresh token, which replaces the old one in Vault
     (TokenRefresher writes what this returns under its check-and-set claim)."""
     if current.refresh_token is None:

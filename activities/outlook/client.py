@@ -14,15 +14,13 @@ from activities.calendar.model import (
     EventList,
     Participant,
     ParticipantAvailability,
-    Provider,
     SendUpdates,
     WorkingHours,
 )
 from activities.calendar.tz import to_windows
-from activities.errors import ConfigurationError, IntegrationError, PermanentError, TemporaryError
-from activities.limiter import Concurrency, Limit
-from activities.outlook import auth
-from activities.outlook.spec import LIMIT_MARGIN_SECONDS, MAILBOX_PERIOD_SECONDS, MAX_SCHEDULE_DAYS, MAX_SCHEDULES
+from activities.outlook import auth, notify
+from activities.outlook.settings import OutlookSettings
+from activities.outlook.spec import MAX_SCHEDULE_DAYS, MAX_SCHEDULES, SPEC
 from activities.outlook.translate import (
     from_graph,
     parse_graph_datetime,
@@ -31,7 +29,9 @@ from activities.outlook.translate import (
     transaction_id,
     zone_of,
 )
-from activities.pipeline import Action, Response
+from core.errors import ConfigurationError, IntegrationError, PermanentError, TemporaryError
+from core.limiter import Concurrency, Limit
+from core.pipeline import Action, Response
 from vault.credentials import ClientCredentials, OAuth2Credentials
 
 GRAPH_BATCH_LIMIT = 20  # requests per JSON batch
@@ -48,8 +48,6 @@ class OutlookCalendarClient:
     connections, required for app-only ones unless the organizer names it), `calendar_id` (default: the
     mailbox's default calendar), `tenant`, `user` (the signed-in user's email), `quota_per_10_minutes`,
     `quota_period_seconds`, `limit_margin_seconds`, `concurrency` (overrides)."""
-
-    provider: Provider = "outlook"
 
     def __init__(self, act: Action) -> None:
         self.act = act
@@ -88,8 +86,17 @@ class OutlookCalendarClient:
     def default_calendar(self, requested: str | None) -> str:
         return requested or str(self.settings.get("calendar_id") or "")
 
-    def google_domains(self) -> list[str]:
-        return []
+    def notified_on_create(self, event: CalendarEvent, send_updates: SendUpdates, organizer: str | None
+                           ) -> list[str]:
+        return notify.on_create(event, send_updates, organizer)
+
+    def notified_on_update(self, before: CalendarEvent, after: CalendarEvent, changed: set[str],
+                           send_updates: SendUpdates, organizer: str | None) -> list[str]:
+        return notify.on_update(before, after, changed, send_updates, organizer)
+
+    def notified_on_delete(self, event: CalendarEvent, send_updates: SendUpdates, organizer: str | None
+                           ) -> list[str]:
+        return notify.on_delete(event, send_updates, organizer)
 
     def max_participants(self) -> int:
         return MAX_SCHEDULES
@@ -100,14 +107,15 @@ class OutlookCalendarClient:
         return str(self._user or self.act.connection.id)
 
     def limits(self) -> tuple[list[Limit], list[Concurrency]]:
-        s, rs = self.settings, self.act.rt.settings
+        s, rs = self.settings, self.act.rt.section(OutlookSettings)
         key = f"{self.app_key}:{self._mailbox_key()}"
         margin = s.get("limit_margin_seconds")
-        period = float(s.get("quota_period_seconds") or MAILBOX_PERIOD_SECONDS) + (
-            LIMIT_MARGIN_SECONDS if margin is None else max(0.0, float(margin)))
-        budget = int(s.get("quota_per_10_minutes") or rs.outlook_mailbox_requests_per_10_minutes)
-        concurrent = int(s.get("concurrency") or rs.outlook_mailbox_concurrency)
-        return [Limit("outlook.mailbox", key, budget, period)], [Concurrency("outlook.mailbox", key, concurrent)]
+        period = s.get("quota_period_seconds")
+        mailbox = SPEC.rate_limits["mailbox"]
+        budget = int(s.get("quota_per_10_minutes") or rs.mailbox_requests_per_10_minutes)
+        window = mailbox.window(key, limit=budget, period=None if period is None else float(period),
+                                margin=None if margin is None else max(0.0, float(margin)))
+        return [window], [mailbox.concurrency(key, int(s.get("concurrency") or rs.mailbox_concurrency))]
 
     # ---- HTTP ------------------------------------------------------------------------------------
     def root(self) -> str:
@@ -206,7 +214,7 @@ class OutlookCalendarClient:
             return TemporaryError(f"Graph's batch answer lacks request {index}", code="batch_incomplete")
         status = int(answer.get("status", 0))
         headers = {str(k): str(v) for k, v in (answer.get("headers") or {}).items()}
-        err = self.act.plugin.classify(status, headers, answer.get("body")) or PermanentError(
+        err = self.act.provider.classify(status, headers, answer.get("body")) or PermanentError(
             f"batch request {index} answered HTTP {status}", code=f"http_{status}")
         retry_after = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
         if retry_after and err.retry_after is None:

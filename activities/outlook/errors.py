@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from activities.errors import ConfigurationError, IntegrationError, PermanentError, TemporaryError
+from core.errors import ConfigurationError, IntegrationError, PermanentError, TemporaryError
 
 THROTTLE_CODES = {"TooManyRequests", "ApplicationThrottled", "activityLimitReached", "MailboxConcurrency",
                   "ErrorServerBusy"}

@@ -1,36 +1,22 @@
-"""The Outlook (Microsoft Graph) plugin's parts, as the registry sees them."""
+"""The Outlook (Microsoft Graph) plugin: a calendar backend and connect flow, its CLI group."""
 
 from __future__ import annotations
 
-from activities.outlook import auth, errors, models
-from activities.outlook.activities import OutlookActivities, test_connection
+from activities.calendar import connect
+from activities.calendar.activities import CAPABILITY
+from activities.calendar.service import CalendarCapability
+from activities.outlook import cli
+from activities.outlook.activities import test_connection
 from activities.outlook.client import OutlookCalendarClient
-from activities.outlook.spec import SPEC
-from activities.spec import Plugin
-from vault.credentials import Credentials, OAuth2Credentials
-
-
-def auth_headers(creds: Credentials) -> dict[str, str]:
-    """Delegated tokens; app-only tokens are minted by MSAL in the client (client credentials)."""
-    if not isinstance(creds, OAuth2Credentials):
-        raise TypeError("Outlook pipeline auth takes OAuth2 delegated credentials")
-    return {"Authorization": f"Bearer {creds.access_token.get_secret_value()}"}
-
-
-def _workflows() -> list[type]:
-    from workflows.calendar import CALENDAR_WORKFLOWS
-
-    return list(CALENDAR_WORKFLOWS)
-
+from activities.outlook.connect import OutlookConnect
+from activities.outlook.provider import PROVIDER
+from core.plugin import Plugin
 
 PLUGIN = Plugin(
-    spec=SPEC,
-    models=models,
-    client=OutlookCalendarClient,
-    classify=errors.classify,
-    auth_headers=auth_headers,
-    activities=lambda rt: OutlookActivities(rt).all(),
-    workflows=_workflows(),
+    name="outlook",
+    provider=PROVIDER,
     test_connection=test_connection,
-    refresh=auth.refresh,
+    routes=lambda: connect.router(PROVIDER, OutlookConnect()),
+    cli=lambda: cli.app,
+    capabilities={CAPABILITY: CalendarCapability(PROVIDER, OutlookCalendarClient, OutlookConnect())},
 )

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from activities.spec import ProviderSpec, RateLimitSpec
-from store.models import IntegrationType
+from core.plugin import ProviderSpec, RateLimitSpec
 
 MAILBOX_REQUESTS = 10_000
 MAILBOX_PERIOD_SECONDS = 600.0
@@ -21,15 +20,15 @@ REAUTH_AADSTS = {70008, 700082, 50173, 65001, 50076, 50079, 70043, 700084}
 
 SPEC = ProviderSpec(
     name="outlook",
-    integration_type=IntegrationType.OUTLOOK_CALENDAR,
+    integration_type="OUTLOOK_CALENDAR",
     auth_kind="oauth2",
-    base_url_setting="graph_base_url",
     scopes=("Calendars.ReadWrite", "User.Read"),
     rate_limits={
         # "applies limits to each app ID and mailbox combination" (Graph throttling limits, Outlook).
-        "mailbox": RateLimitSpec("mailbox", MAILBOX_REQUESTS, MAILBOX_PERIOD_SECONDS,
-                                 "requests per 10 minutes per app and mailbox", concurrency=MAILBOX_CONCURRENCY),
+        "mailbox": RateLimitSpec("outlook.mailbox", MAILBOX_REQUESTS, MAILBOX_PERIOD_SECONDS,
+                                 "requests per 10 minutes per app and mailbox", margin=LIMIT_MARGIN_SECONDS,
+                                 max_concurrent=MAILBOX_CONCURRENCY),
     },
     secret_settings=("access_token", "refresh_token"),
-    docs="https://learn.microsoft.com/graph/api/resources/calendar",
+    install_path="/oauth/outlook/install",
 )

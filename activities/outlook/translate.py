@@ -15,7 +15,7 @@ from typing import Any
 from activities.calendar import recurrence as rec
 from activities.calendar.model import Attendee, CalendarEvent, EventTime, Person, Reminder, Reminders
 from activities.calendar.tz import from_windows, is_second_occurrence, to_windows, zone
-from activities.errors import PermanentError
+from core.errors import PermanentError
 
 RESPONSE_IN = {"none": "needsAction", "notResponded": "needsAction", "organizer": "accepted",
                "tentativelyAccepted": "tentative", "accepted": "accepted", "declined": "declined"}

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING, Any
 
 from temporalio import activity
 
-from activities.errors import IntegrationError, PermanentError
 from activities.slack.blocks import render, render_text, validate_attachments, validate_blocks, validate_view
 from activities.slack.client import SlackClient
 from activities.slack.models import (
@@ -32,13 +31,13 @@ from activities.slack.models import (
     UpdateMessageInput,
     ViewRef,
 )
+from activities.slack.provider import PROVIDER
 from activities.slack.spec import CUSTOMIZE_SCOPE, MAX_TEXT_POST, MAX_TEXT_UPDATE, SPEC
-from store.models import IntegrationType
+from core.errors import IntegrationError, PermanentError
 
 if TYPE_CHECKING:
-    from activities.pipeline import Action
-    from activities.runtime import Runtime
-    from activities.spec import Plugin
+    from core.pipeline import Action
+    from core.runtime import Runtime
 
 
 def content_payload(content: MessageContent, *, max_text: int = MAX_TEXT_POST) -> dict[str, Any]:
@@ -74,11 +73,6 @@ class SlackActivities:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
 
-    def _plugin(self) -> Plugin:
-        from activities.slack.plugin import PLUGIN
-
-        return PLUGIN
-
     async def _post(self, act: Action, inp: PostMessageInput) -> MessageRef:
         payload = post_payload(inp)
         client = SlackClient(act)
@@ -101,14 +95,14 @@ class SlackActivities:
     @activity.defn(name="slack.post_message")
     async def post_message(self, inp: PostMessageInput) -> MessageRef:
         """Post text and/or Block Kit to a channel or a user's DM, after permission pre-checks."""
-        async with self.rt.action(self._plugin(), inp.organization_id, inp.connection, "slack.post_message",
+        async with self.rt.action(PROVIDER, inp.organization_id, inp.connection, "slack.post_message",
                                   target=inp.target) as act:
             return await self._post(act, inp)
 
     @activity.defn(name="slack.send_dm")
     async def send_dm(self, inp: DirectMessageInput) -> MessageRef:
         """A DM to a person by user ID, or by e-mail through users.lookupByEmail."""
-        async with self.rt.action(self._plugin(), inp.organization_id, inp.connection, "slack.send_dm",
+        async with self.rt.action(PROVIDER, inp.organization_id, inp.connection, "slack.send_dm",
                                   target=inp.user_id or inp.email) as act:
             user_id = inp.user_id
             if user_id is None:
@@ -122,7 +116,7 @@ class SlackActivities:
     @activity.defn(name="slack.update_message")
     async def update_message(self, inp: UpdateMessageInput) -> MessageRef:
         """chat.update of a message the bot posted (text at most 4,000 characters)."""
-        async with self.rt.action(self._plugin(), inp.organization_id, inp.connection, "slack.update_message",
+        async with self.rt.action(PROVIDER, inp.organization_id, inp.connection, "slack.update_message",
                                   target=f"{inp.channel}/{inp.ts}") as act:
             payload = {"channel": inp.channel, "ts": inp.ts, **content_payload(inp, max_text=MAX_TEXT_UPDATE)}
             client = SlackClient(act)
@@ -133,7 +127,7 @@ class SlackActivities:
     @activity.defn(name="slack.post_ephemeral")
     async def post_ephemeral(self, inp: EphemeralInput) -> EphemeralResult:
         """A message only `user` sees, in `channel`."""
-        async with self.rt.action(self._plugin(), inp.organization_id, inp.connection, "slack.post_ephemeral",
+        async with self.rt.action(PROVIDER, inp.organization_id, inp.connection, "slack.post_ephemeral",
                                   target=f"{inp.channel}/{inp.user}") as act:
             payload = {"channel": inp.channel, "user": inp.user, "thread_ts": inp.thread_ts,
                        **content_payload(inp)}
@@ -142,7 +136,7 @@ class SlackActivities:
 
     @activity.defn(name="slack.lookup_user_by_email")
     async def lookup_user_by_email(self, inp: LookupUserInput) -> SlackUser:
-        async with self.rt.action(self._plugin(), inp.organization_id, inp.connection,
+        async with self.rt.action(PROVIDER, inp.organization_id, inp.connection,
                                   "slack.lookup_user_by_email") as act:
             body = await SlackClient(act).call("users.lookupByEmail", {"email": inp.email})
             user = body.get("user") or {}
@@ -152,19 +146,19 @@ class SlackActivities:
 
     @activity.defn(name="slack.auth_test")
     async def auth_test(self, inp: AuthTestInput) -> AuthInfo:
-        async with self.rt.action(self._plugin(), inp.organization_id, inp.connection, "slack.auth_test") as act:
+        async with self.rt.action(PROVIDER, inp.organization_id, inp.connection, "slack.auth_test") as act:
             return _auth_info(await SlackClient(act).call("auth.test"))
 
     @activity.defn(name="slack.conversation_info")
     async def conversation_info(self, inp: ConversationInput) -> ChannelInfo:
-        async with self.rt.action(self._plugin(), inp.organization_id, inp.connection,
+        async with self.rt.action(PROVIDER, inp.organization_id, inp.connection,
                                   "slack.conversation_info", target=inp.channel) as act:
             return await SlackClient(act).channel_info(inp.channel, use_cache=False)
 
     @activity.defn(name="slack.conversation_members")
     async def conversation_members(self, inp: MembersInput) -> MembersResult:
         """Every member of a conversation (paginated), up to `max_members`."""
-        async with self.rt.action(self._plugin(), inp.organization_id, inp.connection,
+        async with self.rt.action(PROVIDER, inp.organization_id, inp.connection,
                                   "slack.conversation_members", target=inp.channel) as act:
             members, complete = await SlackClient(act).members(inp.channel, inp.max_members)
             return MembersResult(channel=inp.channel, members=members, complete=complete)
@@ -175,7 +169,7 @@ class SlackActivities:
         return await self.open_view_now(inp)
 
     async def open_view_now(self, inp: OpenViewInput, *, actor: str = "workflow") -> ViewRef:
-        async with self.rt.action(self._plugin(), inp.organization_id, inp.connection, "slack.open_view",
+        async with self.rt.action(PROVIDER, inp.organization_id, inp.connection, "slack.open_view",
                                   actor=actor) as act:
             body = await SlackClient(act).call("views.open", {"trigger_id": inp.trigger_id,
                                                               "view": validate_view(inp.view)})
@@ -188,7 +182,7 @@ class SlackActivities:
         connection_id = None
         if inp.connection:
             conns = await self.rt.store.run(self.rt.store.list_connections, inp.organization_id,
-                                            IntegrationType.SLACK.value)
+                                            SPEC.integration_type)
             connection_id = next((c.id for c in conns if c.name == inp.connection), None)
         note = await self.rt.store.run(self.rt.store.notify_admins, inp.organization_id, inp.kind, inp.message,
                                        connection_id=connection_id, severity="warning")
@@ -198,7 +192,7 @@ class SlackActivities:
     @activity.defn(name="slack.status_report")
     async def status_report(self, inp: SlackCommandInput) -> SlackStatusReport:
         """`/opensyte status`: the connections installed in the caller's workspace and their health."""
-        conns = await self.rt.store.run(self.rt.store.find_connections_by_setting, IntegrationType.SLACK.value,
+        conns = await self.rt.store.run(self.rt.store.find_connections_by_setting, SPEC.integration_type,
                                         "team_id", inp.team_id)
         rows: list[dict[str, Any]] = []
         lines = [f"*OpenSyte integrations for this workspace* ({len(conns)} connection"

@@ -16,8 +16,8 @@ from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.basic_objects import JsonObject
 from slack_sdk.models.blocks import Block
 
-from activities.errors import PermanentError
 from activities.slack.spec import MAX_ATTACHMENTS, MAX_BLOCKS_MESSAGE, MAX_BLOCKS_MODAL, MAX_MODAL_TITLE
+from core.errors import PermanentError
 
 # slack_sdk logs (rather than raises) on unknown block types and keys; we report those ourselves.
 logging.getLogger("slack_sdk.models").setLevel(logging.ERROR)

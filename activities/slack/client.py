@@ -7,20 +7,12 @@ import asyncio
 import time
 from typing import Any
 
-from activities.errors import ConfigurationError, IntegrationError, PermanentError
-from activities.limiter import Limit, Spacing
-from activities.pipeline import Action, Response
 from activities.slack.models import ChannelInfo
-from activities.slack.spec import (
-    METHODS,
-    POST_ARRIVAL_MARGIN,
-    POST_PER_CHANNEL,
-    POST_PER_CHANNEL_PERIOD,
-    SPECIAL_PER_MINUTE,
-    TIER_ARRIVAL_MARGIN,
-    TIER_PER_MINUTE,
-    MethodSpec,
-)
+from activities.slack.settings import SlackSettings
+from activities.slack.spec import METHODS, SPEC, MethodSpec
+from core.errors import ConfigurationError, IntegrationError, PermanentError
+from core.limiter import Limit, Spacing
+from core.pipeline import Action, Response
 from vault.credentials import OAuth2Credentials
 
 CHANNEL_CACHE = "slack.channels"
@@ -41,16 +33,16 @@ class SlackClient:
     def limits(self, spec: MethodSpec, channel: str | None = None) -> list[Limit]:
         """Slack's limits as our limiter's windows: per channel for posts, per method tier otherwise."""
         if spec.name == "chat.postMessage":
-            return [Limit("slack.post_channel", f"{self.team_id}:{channel or '-'}", POST_PER_CHANNEL,
-                          POST_PER_CHANNEL_PERIOD + POST_ARRIVAL_MARGIN)]
-        per_minute = TIER_PER_MINUTE.get(spec.tier, SPECIAL_PER_MINUTE)
-        return [Limit(f"slack.{spec.tier}", f"{self.team_id}:{spec.name}", per_minute, 60.0 + TIER_ARRIVAL_MARGIN)]
+            return [SPEC.rate_limits["post_per_channel"].window(f"{self.team_id}:{channel or '-'}")]
+        tier = SPEC.rate_limits.get(spec.tier) or SPEC.rate_limits["special"]
+        return [tier.window(f"{self.team_id}:{spec.name}")]
 
     def spacing(self, spec: MethodSpec, channel: str | None) -> list[Spacing]:
         """Posts to one channel start a period after Slack answered the previous one (see `Spacing`)."""
         if spec.name != "chat.postMessage":
             return []
-        return [Spacing("slack.post_channel", f"{self.team_id}:{channel or '-'}", POST_PER_CHANNEL_PERIOD)]
+        post = SPEC.rate_limits["post_per_channel"]
+        return [Spacing(post.scope, f"{self.team_id}:{channel or '-'}", post.period / post.limit)]
 
     async def granted_scopes(self) -> list[str]:
         creds = await self.act.credentials()
@@ -123,12 +115,12 @@ class SlackClient:
         return info
 
     def _remember(self, info: ChannelInfo) -> None:
-        ttl = self.act.rt.settings.slack_channel_cache_seconds
+        ttl = self.act.rt.section(SlackSettings).channel_cache_seconds
         self._cache()[(self.act.connection.id, info.id)] = (time.monotonic() + ttl, info)
 
     def auto_join_allowed(self) -> bool:
         policy = self.act.settings.get("auto_join")
-        return bool(self.act.rt.settings.slack_auto_join_default if policy is None else policy)
+        return bool(self.act.rt.section(SlackSettings).auto_join_default if policy is None else policy)
 
     async def ensure_postable(self, channel: str) -> ChannelInfo | None:
         """The channel exists, is not archived and the bot is in it (joining public ones if allowed)."""

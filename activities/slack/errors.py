@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from activities.errors import ErrorClass, IntegrationError
+from core.errors import ErrorClass, IntegrationError
 
 # Retry later (429 `ratelimited` arrives with Retry-After; chat.* `rate_limited` comes as HTTP 200).
 TEMPORARY = frozenset({

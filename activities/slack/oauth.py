@@ -7,34 +7,35 @@ pooled httpx client and our classifier, with the client secret sent by HTTP Basi
 
 from __future__ import annotations
 
+import base64
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from slack_sdk.oauth import AuthorizeUrlGenerator
 from slack_sdk.oauth.installation_store import Installation
 from slack_sdk.oauth.state_store import OAuthStateStore
 
-from activities.errors import ConfigurationError, ErrorClass, IntegrationError, TemporaryError
-from activities.slack.errors import classify
+from activities.slack.settings import SlackSettings
+from core.connections import add_connection
+from core.errors import ConfigurationError, ErrorClass, IntegrationError, TemporaryError
 from store import slack as slack_store
-from store.models import IntegrationType
+from store.models import Health
 from vault.client import CredentialsMissing
 from vault.credentials import AppSecrets, OAuth2Credentials
 
 if TYPE_CHECKING:
-    from activities.runtime import Runtime
+    from core.plugin import Provider
+    from core.runtime import Runtime
+    from core.settings import Settings
     from store.db import Store
     from store.models import Connection
-    from worker.settings import Settings
 
 log = logging.getLogger("osi.slack.oauth")
 
 APP = "slack"  # Vault app secrets: client_id, client_secret, signing_secret
 CALLBACK_PATH = "/slack/oauth/callback"
-INSTALL_PATH = "/slack/install"
 
 
 class StateStore(OAuthStateStore):
@@ -66,7 +67,7 @@ class StateStore(OAuthStateStore):
 
 
 def scopes(settings: Settings) -> list[str]:
-    return [s.strip() for s in settings.slack_scopes.split(",") if s.strip()]
+    return [s.strip() for s in settings.section(SlackSettings).scopes.split(",") if s.strip()]
 
 
 def redirect_uri(settings: Settings) -> str:
@@ -76,7 +77,8 @@ def redirect_uri(settings: Settings) -> str:
 def authorize_url(settings: Settings, client_id: str, state: str, team: str | None = None) -> str:
     """Slack's authorize URL; `team` pre-selects the workspace when the installer belongs to several."""
     return AuthorizeUrlGenerator(client_id=client_id, scopes=scopes(settings), redirect_uri=redirect_uri(settings),
-                                 authorization_url=settings.slack_authorize_url).generate(state, team=team)
+                                 authorization_url=settings.section(SlackSettings).authorize_url
+                                 ).generate(state, team=team)
 
 
 async def app_secrets(rt: Runtime) -> AppSecrets:
@@ -93,56 +95,35 @@ async def app_secrets(rt: Runtime) -> AppSecrets:
     return app
 
 
-async def oauth_access(rt: Runtime, app: AppSecrets, data: dict[str, str]) -> dict[str, Any]:
-    """POST oauth.v2.access (client credentials by HTTP Basic); a classified error on failure."""
+async def oauth_access(rt: Runtime, provider: Provider, app: AppSecrets, data: dict[str, str],
+                       organization_id: str = "*") -> dict[str, Any]:
+    """POST oauth.v2.access (client credentials by HTTP Basic) through the pipeline as an app-level call."""
     assert app.client_secret is not None
-    url = rt.settings.slack_base_url.rstrip("/") + "/oauth.v2.access"
-    try:
-        resp = await rt.http.post(url, data=data, auth=httpx.BasicAuth(app.client_id,
-                                                                       app.client_secret.get_secret_value()))
-    except httpx.TimeoutException:
-        raise TemporaryError("oauth.v2.access timed out", code="timeout", provider="slack") from None
-    except httpx.TransportError as exc:
-        raise TemporaryError(f"oauth.v2.access unreachable: {type(exc).__name__}", code="transport_error",
-                             provider="slack") from None
-    try:
-        body = resp.json()
-    except ValueError:
-        body = None
-    err = classify(resp.status_code, resp.headers, body)
-    if err is not None:
-        err.provider = "slack"
-        if err.retry_after is None and resp.headers.get("Retry-After"):
-            try:
-                err.retry_after = float(resp.headers["Retry-After"])
-            except ValueError:
-                pass
-        raise err
-    return body if isinstance(body, dict) else {}
+    basic = base64.b64encode(f"{app.client_id}:{app.client_secret.get_secret_value()}".encode()).decode()
+    async with rt.app_action(provider, organization_id, "slack.oauth_access") as act:
+        resp = await act.call("POST", act.base_url().rstrip("/") + "/oauth.v2.access", data=data,
+                              headers={"Authorization": f"Basic {basic}"}, authenticate=False)
+    return resp.json()
 
 
-async def _auth_test(rt: Runtime, token: str) -> dict[str, Any]:
-    url = rt.settings.slack_base_url.rstrip("/") + "/auth.test"
-    resp = await rt.http.post(url, headers={"Authorization": f"Bearer {token}"}, json={})
-    body = resp.json() if resp.content else {}
-    err = classify(resp.status_code, resp.headers, body)
-    if err is not None:
-        err.provider = "slack"
-        raise err
-    return dict(body)
+async def _auth_test(rt: Runtime, provider: Provider, token: str, organization_id: str) -> dict[str, Any]:
+    async with rt.app_action(provider, organization_id, "slack.auth_test") as act:
+        resp = await act.call("POST", act.base_url().rstrip("/") + "/auth.test", json={},
+                              headers={"Authorization": f"Bearer {token}"}, authenticate=False)
+    return resp.json()
 
 
-async def exchange_code(rt: Runtime, code: str) -> Installation:
+async def exchange_code(rt: Runtime, provider: Provider, organization_id: str, code: str) -> Installation:
     """code → tokens (oauth.v2.access), then auth.test for the bot id, as bolt's installer does."""
     app = await app_secrets(rt)
-    body = await oauth_access(rt, app, {"code": code, "redirect_uri": redirect_uri(rt.settings),
-                                        "grant_type": "authorization_code"})
+    body = await oauth_access(rt, provider, app, {"code": code, "redirect_uri": redirect_uri(rt.settings),
+                                                  "grant_type": "authorization_code"}, organization_id)
     if body.get("token_type") != "bot" or not body.get("access_token"):
         raise ConfigurationError("oauth.v2.access returned no bot token (the app requests no bot scopes?)",
                                  code="no_bot_token", provider="slack")
     team = body.get("team") or {}
     enterprise = body.get("enterprise") or {}
-    auth = await _auth_test(rt, body["access_token"])
+    auth = await _auth_test(rt, provider, body["access_token"], organization_id)
     return Installation(
         app_id=body.get("app_id"), enterprise_id=enterprise.get("id"), enterprise_name=enterprise.get("name"),
         team_id=team.get("id"), team_name=team.get("name"), bot_token=body["access_token"],
@@ -179,26 +160,23 @@ def installation_settings(inst: Installation, auto_join: bool | None) -> dict[st
     return out
 
 
-async def install(rt: Runtime, organization_id: str, name: str, code: str, *, auto_join: bool | None = None,
-                  actor: str = "oauth") -> Connection:
+async def install(rt: Runtime, provider: Provider, organization_id: str, name: str, code: str, *,
+                  auto_join: bool | None = None, actor: str = "oauth") -> Connection:
     """Exchange the code and record the connection (secrets to Vault first, then the row)."""
-    from worker.connections import add_connection
-
-    inst = await exchange_code(rt, code)
+    inst = await exchange_code(rt, provider, organization_id, code)
     if not inst.team_id:
         raise ConfigurationError("oauth.v2.access answered without a team", code="no_team", provider="slack")
-    conn = await add_connection(rt, organization_id, IntegrationType.SLACK.value, name,
+    conn = await add_connection(rt, organization_id, provider.integration_type, name,
                                 installation_settings(inst, auto_join), installation_credentials(inst),
                                 actor=actor, replace=True)
-    from store.models import Health
-
     await rt.store.run(rt.store.set_health, conn.id, Health.HEALTHY,
                        {"installed": datetime.now(UTC).isoformat(), "team_id": inst.team_id})
     rt.extras.pop("slack.channels", None)  # a re-install may change memberships and scopes
     return conn
 
 
-async def refresh(rt: Runtime, connection: Connection, current: OAuth2Credentials) -> OAuth2Credentials:
+async def refresh(rt: Runtime, provider: Provider, connection: Connection,
+                  current: OAuth2Credentials) -> OAuth2Credentials:
     """Token rotation for the pipeline's refresher (called once per connection across workers).
 
     The refresh token is one-shot: Slack revokes it as it issues the next one, so the caller (the
@@ -209,8 +187,9 @@ async def refresh(rt: Runtime, connection: Connection, current: OAuth2Credential
                                  code="token_expired", provider="slack", details={"reauth": True})
     app = await app_secrets(rt)
     try:
-        body = await oauth_access(rt, app, {"grant_type": "refresh_token",
-                                            "refresh_token": current.refresh_token.get_secret_value()})
+        body = await oauth_access(rt, provider, app, {"grant_type": "refresh_token",
+                                                      "refresh_token": current.refresh_token.get_secret_value()},
+                                  connection.organization_id)
     except IntegrationError as err:
         if err.error_class is ErrorClass.CONFIGURATION:
             err.details["reauth"] = True

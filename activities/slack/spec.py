@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from activities.spec import ProviderSpec, RateLimitSpec
-from store.models import IntegrationType
+from core.plugin import ProviderSpec, RateLimitSpec
 
 
 @dataclass(frozen=True)
@@ -68,22 +67,21 @@ ROTATION_EXPIRES_IN = 43_200
 
 SPEC = ProviderSpec(
     name="slack",
-    integration_type=IntegrationType.SLACK,
+    integration_type="SLACK",
     auth_kind="oauth2",
-    base_url_setting="slack_base_url",
     scopes=("chat:write", "chat:write.customize", "channels:read", "groups:read", "im:read", "mpim:read",
             "channels:join", "users:read", "users:read.email", "commands"),
     rate_limits={
-        **{tier: RateLimitSpec("workspace_method", n, 60.0, f"{tier}: {n}+ calls per minute per method per "
-                                                            "workspace") for tier, n in TIER_PER_MINUTE.items()},
-        "special": RateLimitSpec("workspace_method", SPECIAL_PER_MINUTE, 60.0,
-                                 "special-tier methods other than chat.postMessage (auth.test)"),
-        "post_per_channel": RateLimitSpec("channel", POST_PER_CHANNEL, POST_PER_CHANNEL_PERIOD,
-                                          "chat.postMessage: about one message per second per channel"),
+        **{tier: RateLimitSpec(f"slack.{tier}", n, 60.0, f"{tier}: {n}+ calls per minute per method per workspace",
+                               margin=TIER_ARRIVAL_MARGIN) for tier, n in TIER_PER_MINUTE.items()},
+        "special": RateLimitSpec("slack.special", SPECIAL_PER_MINUTE, 60.0,
+                                 "special-tier methods other than chat.postMessage (auth.test)",
+                                 margin=TIER_ARRIVAL_MARGIN),
+        "post_per_channel": RateLimitSpec("slack.post_channel", POST_PER_CHANNEL, POST_PER_CHANNEL_PERIOD,
+                                          "chat.postMessage: about one message per second per channel",
+                                          margin=POST_ARRIVAL_MARGIN),
     },
-    retry_after_header="Retry-After",
-    has_webhooks=True,
     secret_settings=("access_token", "refresh_token"),
     required_settings=("team_id",),
-    docs="https://docs.slack.dev/reference/methods",
+    install_path="/slack/install",
 )

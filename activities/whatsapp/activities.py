@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 from temporalio import activity
 
-from activities.errors import ConfigurationError, IntegrationError, PermanentError
 from activities.whatsapp import media, sending, templates
 from activities.whatsapp.client import WhatsAppClient
 from activities.whatsapp.models import (
@@ -41,13 +40,15 @@ from activities.whatsapp.models import (
     UploadMediaResult,
     VerifyCodeInput,
 )
+from activities.whatsapp.provider import PROVIDER
+from core.errors import ConfigurationError, IntegrationError, PermanentError
 from store.whatsapp import WhatsAppStore, aware
 from vault.client import CredentialsMissing
 from vault.credentials import ApiKeyCredentials
 
 if TYPE_CHECKING:
-    from activities.pipeline import Action
-    from activities.runtime import Runtime
+    from core.pipeline import Action
+    from core.runtime import Runtime
 
 PIN_PATH_SUFFIX = "registration-pin"
 
@@ -62,9 +63,6 @@ class WhatsAppActivities:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-
-    def _plugin(self) -> Any:
-        return sending.plugin()
 
     # ---- messages --------------------------------------------------------------------------
     @activity.defn(name="whatsapp.send_text")
@@ -130,7 +128,7 @@ class WhatsAppActivities:
     @activity.defn(name="whatsapp.list_templates")
     async def list_templates(self, inp: TemplatesInput) -> TemplatesResult:
         """Every template of the WABA (paged fetch, cached with a TTL)."""
-        async with self.rt.action(self._plugin(), inp.organization_id, inp.connection,
+        async with self.rt.action(PROVIDER, inp.organization_id, inp.connection,
                                   "whatsapp.list_templates") as act:
             found = await templates.all_templates(WhatsAppClient(act), refresh=inp.refresh)
             return TemplatesResult(templates=[TemplateInfo.model_validate(templates.info(t))
@@ -140,7 +138,7 @@ class WhatsAppActivities:
     @activity.defn(name="whatsapp.get_phone_number")
     async def get_phone_number(self, inp: PhoneNumberInput) -> PhoneNumberStatus:
         """Status of the connection's business phone number."""
-        async with self.rt.action(self._plugin(), inp.organization_id, inp.connection,
+        async with self.rt.action(PROVIDER, inp.organization_id, inp.connection,
                                   "whatsapp.get_phone_number") as act:
             data = await WhatsAppClient(act).phone_number()
             return PhoneNumberStatus.model_validate({k: v for k, v in data.items()
@@ -149,14 +147,14 @@ class WhatsAppActivities:
     @activity.defn(name="whatsapp.request_code")
     async def request_code(self, inp: RequestCodeInput) -> PhoneActionResult:
         """Ask Meta to send a verification code to the number by SMS or voice."""
-        async with self.rt.action(self._plugin(), inp.organization_id, inp.connection, "whatsapp.request_code") as act:
+        async with self.rt.action(PROVIDER, inp.organization_id, inp.connection, "whatsapp.request_code") as act:
             body = await WhatsAppClient(act).phone_action(
                 "request_code", {"code_method": inp.code_method, "language": inp.language})
             return PhoneActionResult(success=bool(body.get("success")), action="request_code")
 
     @activity.defn(name="whatsapp.verify_code")
     async def verify_code(self, inp: VerifyCodeInput) -> PhoneActionResult:
-        async with self.rt.action(self._plugin(), inp.organization_id, inp.connection, "whatsapp.verify_code") as act:
+        async with self.rt.action(PROVIDER, inp.organization_id, inp.connection, "whatsapp.verify_code") as act:
             code = inp.code.strip()
             if not code.isdigit() or len(code) != 6:
                 raise PermanentError("code: the verification code has exactly 6 digits", code="invalid_code")
@@ -170,7 +168,7 @@ class WhatsAppActivities:
 
     @activity.defn(name="whatsapp.deregister")
     async def deregister(self, inp: PhoneNumberInput) -> PhoneActionResult:
-        async with self.rt.action(self._plugin(), inp.organization_id, inp.connection, "whatsapp.deregister") as act:
+        async with self.rt.action(PROVIDER, inp.organization_id, inp.connection, "whatsapp.deregister") as act:
             body = await WhatsAppClient(act).phone_action("deregister", {})
             return PhoneActionResult(success=bool(body.get("success")), action="deregister")
 
@@ -218,7 +216,7 @@ async def store_pin(rt: Runtime, organization_id: str, connection: str, pin: str
 
 
 async def register(rt: Runtime, organization_id: str, connection: str) -> PhoneActionResult:
-    async with rt.action(sending.plugin(), organization_id, connection, "whatsapp.register") as act:
+    async with rt.action(PROVIDER, organization_id, connection, "whatsapp.register") as act:
         try:
             creds = await rt.vault.read(pin_path(rt, organization_id, connection), use_cache=False)
         except CredentialsMissing:

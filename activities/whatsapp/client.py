@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from activities.limiter import Limit
-from activities.pipeline import Action, Response
-from activities.whatsapp.spec import (
-    DEFAULT_THROUGHPUT_MPS,
-    LIMIT_MARGIN_SECONDS,
-    PAIR_BURST,
-    PAIR_LIMIT_PERIOD_SECONDS,
-)
+from activities.whatsapp.settings import WhatsAppSettings
+from activities.whatsapp.spec import SPEC
+from core.limiter import Limit
+from core.pipeline import Action, Response
+
+THROUGHPUT = SPEC.rate_limits["throughput"]
+PAIR = SPEC.rate_limits["pair"]
 
 PHONE_FIELDS = (
     "id,display_phone_number,verified_name,quality_rating,code_verification_status,name_status,"
@@ -29,26 +28,29 @@ class WhatsAppClient:
         self.act = act
         self.phone_number_id = str(act.settings.get("phone_number_id", ""))
         self.waba_id = str(act.settings.get("waba_id", ""))
-        self.version = str(act.settings.get("api_version") or act.rt.settings.whatsapp_api_version)
+        self.version = str(act.settings.get("api_version") or act.rt.section(WhatsAppSettings).api_version)
 
     def url(self, *parts: str) -> str:
         return "/".join([self.act.base_url().rstrip("/"), self.version, *parts])
 
-    def margin(self) -> float:
+    def margin(self) -> float | None:
+        """A connection's own jitter margin (`limit_margin_seconds`), else the spec's."""
         value = self.act.settings.get("limit_margin_seconds")
-        return LIMIT_MARGIN_SECONDS if value is None else max(0.0, float(value))
+        return None if value is None else max(0.0, float(value))
 
     def throughput_limit(self) -> Limit:
-        mps = int(self.act.settings.get("throughput_mps") or DEFAULT_THROUGHPUT_MPS)
+        mps = int(self.act.settings.get("throughput_mps") or THROUGHPUT.limit)
         # Meta's ceiling is MAX_THROUGHPUT_MPS; a higher setting is taken as given (benchmarks lift it).
-        return Limit("whatsapp.throughput", self.phone_number_id, max(1, mps), 1.0 + self.margin())
+        return THROUGHPUT.window(self.phone_number_id, limit=max(1, mps), margin=self.margin())
 
     def pair_limit(self, wa_id: str) -> Limit:
         """`burst` messages per `burst * period`: never more than Meta's pair allowance (GCRA with that
         burst), and exactly one per period when burst is 1."""
-        period = float(self.act.settings.get("pair_period_seconds") or PAIR_LIMIT_PERIOD_SECONDS)
-        burst = max(1, int(self.act.settings.get("pair_burst") or PAIR_BURST))
-        return Limit("whatsapp.pair", f"{self.phone_number_id}:{wa_id}", burst, burst * period + self.margin())
+        period = self.act.settings.get("pair_period_seconds")
+        burst = max(1, int(self.act.settings.get("pair_burst") or PAIR.limit))
+        per_message = float(period) if period else PAIR.period / PAIR.limit
+        return PAIR.window(f"{self.phone_number_id}:{wa_id}", limit=burst, period=burst * per_message,
+                           margin=self.margin())
 
     async def send(self, payload: dict[str, Any], wa_id: str, *, category: str | None = None) -> Response:
         """POST /{phone-number-id}/messages with the per-number and per-pair limits applied."""

@@ -7,15 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from activities.errors import PermanentError
 from activities.whatsapp.models import InboundMessage
 from activities.whatsapp.spec import (
     CUSTOMER_SERVICE_WINDOW_SECONDS,
     DEFAULT_MESSAGING_LIMIT,
-    LIMIT_MARGIN_SECONDS,
     MESSAGING_LIMIT_TIERS,
-    MESSAGING_LIMIT_WINDOW_SECONDS,
+    SPEC,
 )
+from core.errors import PermanentError
 from store.whatsapp import WhatsAppContact, aware
 
 DEFAULT_OPT_OUT_KEYWORDS = ("STOP", "STOP ALL", "UNSUBSCRIBE", "OPT OUT", "OPT-OUT", "OPTOUT")
@@ -122,8 +121,9 @@ def messaging_limit(settings: dict[str, Any]) -> int | None:
 def messaging_limit_window(settings: dict[str, Any]) -> float:
     """The moving window plus the jitter margin (a slot frees a little after Meta frees it)."""
     margin = settings.get("limit_margin_seconds")
-    return float(settings.get("messaging_limit_window_seconds") or MESSAGING_LIMIT_WINDOW_SECONDS) + (
-        LIMIT_MARGIN_SECONDS if margin is None else max(0.0, float(margin)))
+    spec = SPEC.rate_limits["messaging_limit"]
+    return float(settings.get("messaging_limit_window_seconds") or spec.period) + (
+        spec.margin if margin is None else max(0.0, float(margin)))
 
 
 def portfolio_id(settings: dict[str, Any]) -> str:

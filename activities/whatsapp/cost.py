@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from store.whatsapp import Rates, WhatsAppStore
 
 if TYPE_CHECKING:
-    from activities.runtime import Runtime
+    from core.runtime import Runtime
 
 DEFAULT_RATES_FILE = Path(__file__).with_name("rates_default.json")
 CACHE_KEY = "whatsapp.rates"

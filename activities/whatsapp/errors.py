@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from activities.errors import ErrorClass, IntegrationError
+from core.errors import ErrorClass, IntegrationError
 
 TEMPORARY_CODES = {1, 2, 4, 80007, 130429, 131056, 131000, 131016, 131057, 133000, 133004, 133016, 133015}
 CONFIGURATION_CODES = {

@@ -12,16 +12,16 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from activities.errors import ErrorClass
 from activities.whatsapp import compliance, cost
 from activities.whatsapp.errors import classify_code
 from activities.whatsapp.models import ConversationEvent, SentOrigin, WebhookBatch
 from activities.whatsapp.phone import country_calling_code
+from core.errors import ErrorClass
 from store.models import Connection, Health
 from store.whatsapp import WhatsAppStore
 
 if TYPE_CHECKING:
-    from activities.runtime import Runtime
+    from core.runtime import Runtime
 
 log = logging.getLogger("osi.whatsapp.inbound")
 

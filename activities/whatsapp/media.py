@@ -11,12 +11,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from activities.errors import PermanentError, TemporaryError
 from activities.whatsapp.client import WhatsAppClient
 from activities.whatsapp.models import MediaInfo, MediaRefInput, UploadMediaInput, UploadMediaResult
+from activities.whatsapp.provider import PROVIDER
+from core.errors import PermanentError, TemporaryError
 
 if TYPE_CHECKING:
-    from activities.runtime import Runtime
+    from core.runtime import Runtime
 
 MB = 1024 * 1024
 # Meta's supported media: MIME type → (message type that carries it, largest accepted size).
@@ -80,7 +81,7 @@ async def check_source_host(url: str, allowed_private: set[str]) -> None:
 
 async def fetch_source(rt: Runtime, inp: UploadMediaInput) -> tuple[bytes, str, str]:
     """(content, MIME type, message kind), refusing what Meta would refuse before downloading all of it."""
-    allowed = {h.strip() for h in rt.settings.media_fetch_private_hosts.split(",") if h.strip()}
+    allowed = {h.strip() for h in rt.settings.egress_private_hosts.split(",") if h.strip()}
     await check_source_host(inp.source_url, allowed)
     if inp.mime_type:
         media_kind(inp.mime_type)
@@ -113,9 +114,7 @@ async def fetch_source(rt: Runtime, inp: UploadMediaInput) -> tuple[bytes, str, 
 
 
 async def upload(rt: Runtime, inp: UploadMediaInput) -> UploadMediaResult:
-    from activities.whatsapp.sending import plugin
-
-    async with rt.action(plugin(), inp.organization_id, inp.connection, "whatsapp.upload_media",
+    async with rt.action(PROVIDER, inp.organization_id, inp.connection, "whatsapp.upload_media",
                          target=inp.source_url[:200]) as act:
         content, mime, kind = await fetch_source(rt, inp)
         filename = inp.filename or (urlsplit(inp.source_url).path.rsplit("/", 1)[-1] or "file")
@@ -131,9 +130,7 @@ async def upload(rt: Runtime, inp: UploadMediaInput) -> UploadMediaResult:
 
 async def _on_media(rt: Runtime, inp: MediaRefInput, method: str, action: str) -> dict[str, Any]:
     """GET or DELETE /{media-id} for the connection's number, as one pipeline action."""
-    from activities.whatsapp.sending import plugin
-
-    async with rt.action(plugin(), inp.organization_id, inp.connection, action, target=inp.media_id) as act:
+    async with rt.action(PROVIDER, inp.organization_id, inp.connection, action, target=inp.media_id) as act:
         client = WhatsAppClient(act)
         resp = await act.call(method, client.url(inp.media_id), params={"phone_number_id": client.phone_number_id})
         return dict(resp.json())

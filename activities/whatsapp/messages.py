@@ -10,7 +10,6 @@ import re
 from typing import Any, NoReturn
 from urllib.parse import urlparse
 
-from activities.errors import PermanentError
 from activities.whatsapp.models import (
     Contact,
     Interactive,
@@ -23,6 +22,7 @@ from activities.whatsapp.models import (
     TemplateButtonParams,
     TemplateParam,
 )
+from core.errors import PermanentError
 
 # Meta's limits (Cloud API OpenAPI: ActionObject, SectionObject, HeaderObject, BodyObject, FooterObject).
 TEXT_MAX = 4096

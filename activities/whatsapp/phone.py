@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import phonenumbers
 
-from activities.errors import PermanentError
+from core.errors import PermanentError
 
 
 def normalize_e164(number: str, field: str = "to") -> str:

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from temporalio import activity
 
-from activities.errors import ErrorClass, IntegrationError, PermanentError
 from activities.whatsapp import compliance, templates
 from activities.whatsapp.client import WhatsAppClient
 from activities.whatsapp.messages import build_payload
@@ -28,22 +27,18 @@ from activities.whatsapp.models import (
     Template,
 )
 from activities.whatsapp.phone import normalize_e164
+from activities.whatsapp.provider import PROVIDER
+from core.errors import ErrorClass, IntegrationError, PermanentError
 from store.models import utcnow
 from store.whatsapp import WhatsAppStore
 
 if TYPE_CHECKING:
-    from activities.pipeline import Action
-    from activities.runtime import Runtime
+    from core.pipeline import Action
+    from core.runtime import Runtime
 
 HEARTBEAT_EVERY_SECONDS = 1.0
 RECORD_CHUNK = 200
 PREP_YIELD_EVERY = 10
-
-
-def plugin() -> Any:
-    from activities.whatsapp.plugin import PLUGIN
-
-    return PLUGIN
 
 
 def action_name(msg: OutboundMessage) -> str:
@@ -55,7 +50,7 @@ def action_name(msg: OutboundMessage) -> str:
 async def send_one(rt: Runtime, organization_id: str, connection: str, to: str, msg: OutboundMessage,
                    idempotency_key: str | None, *, conversation_id: str | None = None) -> SendResult:
     """One message to one recipient through the pipeline (a classified error is raised on failure)."""
-    async with rt.action(plugin(), organization_id, connection, action_name(msg), target=to) as act:
+    async with rt.action(PROVIDER, organization_id, connection, action_name(msg), target=to) as act:
         payload = build_payload(msg)
         wa_id = normalize_e164(to)
         key = act.idempotency_key(idempotency_key, to)
@@ -137,7 +132,7 @@ async def _reserve(act: Action, wa_ids: list[str]) -> tuple[dict[str, datetime],
 
 async def mark_read(rt: Runtime, organization_id: str, connection: str, message_id: str,
                     typing_indicator: bool) -> bool:
-    async with rt.action(plugin(), organization_id, connection, "whatsapp.mark_read") as act:
+    async with rt.action(PROVIDER, organization_id, connection, "whatsapp.mark_read") as act:
         if not message_id:
             raise PermanentError("message_id: the inbound message to mark as read is required", code="invalid_message")
         body = await WhatsAppClient(act).mark_read(message_id, typing_indicator)
@@ -184,7 +179,7 @@ async def send_batch(rt: Runtime, inp: BulkBatchInput) -> BulkBatchResult:
     outcomes = _heartbeat_done()
     progress = _Progress(outcomes)
     ws = WhatsAppStore(rt.store)
-    async with rt.action(plugin(), inp.organization_id, inp.connection, "whatsapp.send_template",
+    async with rt.action(PROVIDER, inp.organization_id, inp.connection, "whatsapp.send_template",
                          target=f"bulk:{inp.idempotency_key}") as act:
         client = WhatsAppClient(act)
         tpl_def = await templates.find(client, inp.template_name, inp.language)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from activities.spec import ProviderSpec, RateLimitSpec
-from store.models import IntegrationType
+from core.plugin import ProviderSpec, RateLimitSpec
 
 DEFAULT_THROUGHPUT_MPS = 80  # per business number; 20 for coexistence numbers, up to 1,000 after upgrade
 MAX_THROUGHPUT_MPS = 1000
@@ -47,19 +46,19 @@ SETTINGS_DOC: dict[str, str] = {
 
 SPEC = ProviderSpec(
     name="whatsapp",
-    integration_type=IntegrationType.WHATSAPP_BUSINESS,
+    integration_type="WHATSAPP_BUSINESS",
     auth_kind="bearer",
-    base_url_setting="whatsapp_base_url",
     scopes=("whatsapp_business_messaging", "whatsapp_business_management"),
     rate_limits={
-        "throughput": RateLimitSpec("phone_number", DEFAULT_THROUGHPUT_MPS, 1.0, "messages per second per number"),
-        "pair": RateLimitSpec("pair", PAIR_BURST, PAIR_BURST * PAIR_LIMIT_PERIOD_SECONDS,
-                              "about 1 message per 6 s per (number, customer), bursts up to 45"),
-        "messaging_limit": RateLimitSpec("portfolio", DEFAULT_MESSAGING_LIMIT, MESSAGING_LIMIT_WINDOW_SECONDS,
-                                         "unique customers outside a window per moving 24 h per portfolio"),
+        "throughput": RateLimitSpec("whatsapp.throughput", DEFAULT_THROUGHPUT_MPS, 1.0,
+                                    "messages per second per number", margin=LIMIT_MARGIN_SECONDS),
+        "pair": RateLimitSpec("whatsapp.pair", PAIR_BURST, PAIR_BURST * PAIR_LIMIT_PERIOD_SECONDS,
+                              "about 1 message per 6 s per (number, customer), bursts up to 45",
+                              margin=LIMIT_MARGIN_SECONDS),
+        "messaging_limit": RateLimitSpec("whatsapp.portfolio", DEFAULT_MESSAGING_LIMIT, MESSAGING_LIMIT_WINDOW_SECONDS,
+                                         "unique customers outside a window per moving 24 h per portfolio",
+                                         margin=LIMIT_MARGIN_SECONDS),
     },
-    has_webhooks=True,
     secret_settings=("token", "app_secret", "verify_token"),
     required_settings=("phone_number_id",),
-    docs="https://developers.facebook.com/documentation/business-messaging/whatsapp",
 )

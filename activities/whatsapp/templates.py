@@ -8,11 +8,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from activities.errors import ConfigurationError, PermanentError
 from activities.whatsapp.client import WhatsAppClient
 from activities.whatsapp.messages import as_param, body_params
 from activities.whatsapp.models import Template, TemplateParam
 from activities.whatsapp.spec import TEMPLATE_CACHE_SECONDS
+from core.errors import ConfigurationError, PermanentError
 
 CACHE_KEY = "whatsapp.templates"
 POSITIONAL_RE = re.compile(r"\{\{\s*(\d+)\s*\}\}")

@@ -1,0 +1,1 @@
+"""Maintenance shared by every provider: connection health sweeps, credential expiry warnings, alert delivery."""

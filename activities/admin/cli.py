@@ -1,0 +1,106 @@
+"""`osi alerts`: where administrators' alerts go (Slack, signed webhooks), and a delivery round now."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from core.cli import console, run_with_runtime
+from core.settings import get_settings
+
+app = typer.Typer(name="alerts", help="Alert routes: deliver administrators' notifications to Slack or a webhook",
+                  no_args_is_help=True)
+SEVERITY_HELP = "the least severe alert this route receives: info, warning or error"
+
+
+def _add(org: str, **fields: Any) -> None:
+    from pydantic import ValidationError
+
+    from activities.admin.alerts import RouteSpec, add_route
+    from core.errors import IntegrationError
+    from store.db import ConnectionNotFound
+
+    try:
+        spec = RouteSpec(**fields)
+        route, secret = run_with_runtime(lambda rt: add_route(rt, org, spec, actor="operator"))
+    except (IntegrationError, ConnectionNotFound, ValidationError) as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    console.print(f"route {route.id}: {route.kind} {route.target} (severity ≥ {route.min_severity})")
+    if secret:
+        # Shown once: the receiver needs it to check X-OSI-Signature; Vault keeps the only other copy.
+        console.print(f"signing secret (shown once): {secret}")
+
+
+@app.command("add-slack")
+def add_slack(
+    org: str = typer.Argument(..., help="organization id"),
+    connection: str = typer.Option("default", "--connection", help="the organization's Slack connection name"),
+    channel: str | None = typer.Option(None, "--channel", help="conversation ID (C…)"),
+    user_id: str | None = typer.Option(None, "--user-id", help="a person's user ID, for a DM instead"),
+    min_severity: str = typer.Option("warning", "--min-severity", help=SEVERITY_HELP),
+) -> None:
+    """Deliver the organization's alerts to a Slack channel or DM through one of its Slack connections."""
+    _add(org, kind="slack", connection=connection, channel=channel, user_id=user_id, min_severity=min_severity)
+
+
+@app.command("add-webhook")
+def add_webhook(
+    org: str = typer.Argument(..., help="organization id"),
+    url: str = typer.Argument(..., help="https URL that receives signed JSON alerts"),
+    min_severity: str = typer.Option("warning", "--min-severity", help=SEVERITY_HELP),
+) -> None:
+    """Deliver alerts as signed JSON POSTs (X-OSI-Signature: v1=HMAC-SHA256 of "timestamp.body")."""
+    _add(org, kind="webhook", url=url, min_severity=min_severity)
+
+
+@app.command("list")
+def list_routes(org: str = typer.Argument(..., help="organization id"),
+                as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """The organization's alert routes."""
+    from store.alerts import AlertStore
+
+    async def go(rt: Any) -> Any:
+        return await rt.store.run(AlertStore(rt.store).routes, org)
+
+    routes = run_with_runtime(go)
+    if as_json:
+        console.print_json(data=[r.model_dump(mode="json") for r in routes])
+        return
+    table = Table("id", "kind", "target", "min severity", "created")
+    for r in routes:
+        table.add_row(r.id, r.kind, str(r.target), r.min_severity, r.created_at.isoformat(timespec="seconds"))
+    console.print(table)
+
+
+@app.command("remove")
+def remove(org: str = typer.Argument(...), route_id: str = typer.Argument(...)) -> None:
+    """Remove a route (a webhook's signing secret is deleted from Vault)."""
+    from activities.admin.alerts import remove_route
+
+    if not run_with_runtime(lambda rt: remove_route(rt, org, route_id, actor="operator")):
+        console.print(f"[red]no route {route_id} in organization {org}[/]")
+        raise typer.Exit(1)
+    console.print(f"removed route {route_id}")
+
+
+@app.command("deliver")
+def deliver(org: str | None = typer.Option(None, "--org", help="only this organization")) -> None:
+    """Run one delivery round on Temporal now (the schedule runs one every minute)."""
+    from activities.admin.alerts import DeliverInput, DeliverResult
+    from core.temporal import connect
+
+    async def go() -> DeliverResult:
+        settings = get_settings()
+        client = await connect(settings)
+        return await client.execute_workflow(
+            "DeliverAdminNotifications", DeliverInput(organization_id=org),
+            id=f"cli-alerts-{uuid.uuid4().hex[:12]}", task_queue=settings.task_queue, result_type=DeliverResult)
+
+    res = asyncio.run(go())
+    console.print_json(data=res.model_dump(mode="json"))
+    raise typer.Exit(0 if not res.failed else 1)

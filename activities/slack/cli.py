@@ -1,0 +1,99 @@
+"""`osi slack`: the Slack app's secrets in Vault, install links, and a test post through Temporal."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sys
+import uuid
+from typing import Any
+
+import typer
+from pydantic import SecretStr
+
+from activities.slack.routes import install_link
+from core.cli import console
+from core.settings import get_settings
+
+app = typer.Typer(name="slack", help="Slack: app secrets, install links, test messages", no_args_is_help=True)
+
+
+def _mask(value: str) -> str:
+    return f"****({len(value)} chars, sha256:{hashlib.sha256(value.encode()).hexdigest()[:8]})"
+
+
+@app.command("app-set")
+def app_set(
+    client_id: str = typer.Option(..., "--client-id", help="the app's client id (not secret)"),
+    secrets_stdin: bool = typer.Option(False, "--secrets-stdin",
+                                       help='read {"client_secret": ..., "signing_secret": ...} from stdin'),
+) -> None:
+    """Store the Slack app's client secret and signing secret in Vault (prompted hidden, never echoed)."""
+    from activities.slack.oauth import APP
+    from core.runtime import make_vault
+    from vault.credentials import AppSecrets
+
+    if secrets_stdin:
+        data = json.loads(sys.stdin.read() or "{}")
+    else:
+        data = {k: typer.prompt(k, hide_input=True) for k in ("client_secret", "signing_secret")}
+    missing = [k for k in ("client_secret", "signing_secret") if not data.get(k)]
+    if missing:
+        raise typer.BadParameter(f"missing {', '.join(missing)}")
+    vault = make_vault(get_settings())
+    vault.write_app_sync(APP, AppSecrets(client_id=client_id, client_secret=SecretStr(str(data["client_secret"])),
+                                         signing_secret=SecretStr(str(data["signing_secret"]))))
+    console.print(f"stored Slack app {client_id} in Vault at {vault.app_path(APP)}")
+
+
+@app.command("app-show")
+def app_show() -> None:
+    """The Slack app as stored in Vault, secrets masked (length and fingerprint only)."""
+    from activities.slack.oauth import APP
+    from core.runtime import make_vault
+
+    vault = make_vault(get_settings())
+    found = vault.read_app_sync(APP)
+    out: dict[str, Any] = {"client_id": found.client_id}
+    for key in ("client_secret", "signing_secret"):
+        value = getattr(found, key)
+        out[key] = _mask(value.get_secret_value()) if value else None
+    console.print_json(data=out)
+
+
+@app.command("install-link")
+def install_link_cmd(
+    org: str = typer.Option(..., "--org", help="OpenSyte organization id"),
+    name: str = typer.Option("default", "--name", help="connection name (several workspaces per organization)"),
+    ttl_days: int = typer.Option(7, "--ttl-days", help="validity of a signed link (when an admin key is set)"),
+) -> None:
+    """The URL an administrator opens to install (or re-install) the Slack app for a connection."""
+    console.print(install_link(get_settings(), org, name, ttl_seconds=ttl_days * 86_400))
+
+
+@app.command("post")
+def post(
+    org: str = typer.Option(..., "--org"),
+    channel: str = typer.Option(..., "--channel", help="conversation ID (C…, G… or D…)"),
+    text: str = typer.Option(..., "--text"),
+    name: str = typer.Option("default", "--name"),
+    fallback_admin: bool = typer.Option(True, "--fallback-admin/--no-fallback-admin",
+                                        help="record an admin notification if Slack refuses the message"),
+) -> None:
+    """Run SendSlackMessage on Temporal and print which route delivered the message."""
+    from activities.slack.models import SendSlackMessageInput, SendSlackMessageResult
+    from core.temporal import connect
+
+    inp = SendSlackMessageInput(organization_id=org, connection=name, channel=channel, message=text,
+                                fallback=[{"kind": "admin"}] if fallback_admin else [])
+
+    async def go() -> SendSlackMessageResult:
+        settings = get_settings()
+        client = await connect(settings)
+        return await client.execute_workflow("SendSlackMessage", inp, id=f"cli-slack-{uuid.uuid4().hex[:12]}",
+                                             task_queue=settings.task_queue, result_type=SendSlackMessageResult)
+
+    res = asyncio.run(go())
+    console.print_json(data=res.model_dump(mode="json"))
+    raise typer.Exit(0 if res.delivered else 1)

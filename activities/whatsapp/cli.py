@@ -1,0 +1,308 @@
+"""`osi whatsapp`: phone number status and registration, templates, opt-ins, cost reports and media."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.table import Table
+
+from core.cli import console, run_classified
+
+T = TypeVar("T")
+app = typer.Typer(name="whatsapp", help="WhatsApp Business: phone number, templates, opt-ins, cost",
+                  no_args_is_help=True)
+phone = typer.Typer(help="The connection's business phone number", no_args_is_help=True)
+templates = typer.Typer(help="Message templates of the connection's WABA", no_args_is_help=True)
+optin = typer.Typer(help="Opt-in registry per (organization, number, customer)", no_args_is_help=True)
+cost = typer.Typer(help="Delivered-message cost: reports and the rate table", no_args_is_help=True)
+media = typer.Typer(help="Media: upload from a URL, look up, delete", no_args_is_help=True)
+app.add_typer(phone, name="phone")
+app.add_typer(templates, name="templates")
+app.add_typer(optin, name="optin")
+app.add_typer(cost, name="cost")
+app.add_typer(media, name="media")
+
+ORG = typer.Option(..., "--org", help="OpenSyte organization id")
+NAME = typer.Option("default", "--name", help="connection name")
+JSON_OUT = typer.Option(False, "--json", help="machine-readable output")
+
+
+_run = run_classified
+
+
+def _acts(rt: Any) -> Any:
+    from activities.whatsapp.activities import WhatsAppActivities
+
+    return WhatsAppActivities(rt)
+
+
+async def _phone_number_id(rt: Any, org: str, name: str) -> str:
+    conn = await rt.store.run(rt.store.find_connection, org, "WHATSAPP_BUSINESS", name)
+    return str(conn.settings.get("phone_number_id"))
+
+
+# ---- phone ------------------------------------------------------------------------------------
+@phone.command("status")
+def phone_status(org: str = ORG, name: str = NAME) -> None:
+    """Verified name, code verification, quality rating, messaging limit, name status."""
+    from activities.whatsapp.models import PhoneNumberInput
+
+    res = _run(lambda rt: _acts(rt).get_phone_number(PhoneNumberInput(organization_id=org, connection=name)))
+    console.print_json(data=res.model_dump(exclude_none=True))
+
+
+@phone.command("request-code")
+def phone_request_code(org: str = ORG, name: str = NAME,
+                       method: str = typer.Option("SMS", "--method", help="SMS or VOICE"),
+                       language: str = typer.Option("en_US", "--language")) -> None:
+    """Ask Meta to send a 6-digit verification code to the number."""
+    from activities.whatsapp.models import RequestCodeInput
+
+    if method.upper() not in ("SMS", "VOICE"):
+        raise typer.BadParameter("--method must be SMS or VOICE")
+    res = _run(lambda rt: _acts(rt).request_code(RequestCodeInput(
+        organization_id=org, connection=name, code_method=method.upper(), language=language)))
+    console.print_json(data=res.model_dump())
+
+
+@phone.command("verify-code")
+def phone_verify_code(org: str = ORG, name: str = NAME,
+                      code: str = typer.Option(None, "--code", help="prompted when omitted")) -> None:
+    """Verify the number with the code Meta sent."""
+    from activities.whatsapp.models import VerifyCodeInput
+
+    code = code or typer.prompt("verification code")
+    res = _run(lambda rt: _acts(rt).verify_code(VerifyCodeInput(organization_id=org, connection=name, code=code)))
+    console.print_json(data=res.model_dump())
+
+
+@phone.command("register")
+def phone_register(org: str = ORG, name: str = NAME,
+                   pin_stdin: bool = typer.Option(False, "--pin-stdin", help="read the PIN from stdin")) -> None:
+    """Register the number for Cloud API; the 6-digit two-step PIN is kept in Vault, never printed."""
+    from activities.whatsapp.activities import register, store_pin
+
+    pin = sys.stdin.readline().strip() if pin_stdin else typer.prompt("6-digit PIN", hide_input=True)
+
+    async def go(rt: Any) -> Any:
+        await store_pin(rt, org, name, pin)
+        return await register(rt, org, name)
+
+    try:
+        res = _run(go)
+    except Exception as exc:  # PermanentError from store_pin: bad PIN format
+        if getattr(exc, "code", None) == "invalid_pin":
+            raise typer.BadParameter(str(exc)) from None
+        raise
+    console.print_json(data=res.model_dump())
+
+
+@phone.command("deregister")
+def phone_deregister(org: str = ORG, name: str = NAME, yes: bool = typer.Option(False, "--yes")) -> None:
+    """Deregister the number (it stops sending and receiving through Cloud API)."""
+    from activities.whatsapp.models import PhoneNumberInput
+
+    if not yes:
+        typer.confirm(f"deregister the WhatsApp number of {org}/{name}?", abort=True)
+    res = _run(lambda rt: _acts(rt).deregister(PhoneNumberInput(organization_id=org, connection=name)))
+    console.print_json(data=res.model_dump())
+
+
+# ---- templates --------------------------------------------------------------------------------
+@templates.command("list")
+def templates_list(org: str = ORG, name: str = NAME, refresh: bool = typer.Option(False, "--refresh"),
+                   as_json: bool = JSON_OUT) -> None:
+    """Every template with its status, category and parameter format."""
+    from activities.whatsapp.models import TemplatesInput
+
+    res = _run(lambda rt: _acts(rt).list_templates(TemplatesInput(organization_id=org, connection=name,
+                                                                  refresh=refresh)))
+    items = sorted(res.templates, key=lambda t: (t.name, t.language))
+    if as_json:
+        console.print_json(data=[t.model_dump() for t in items])
+        return
+    table = Table("name", "language", "status", "category", "parameters")
+    for t in items:
+        table.add_row(t.name, t.language, t.status, str(t.category or ""), str(t.parameter_format or "POSITIONAL"))
+    console.print(table)
+
+
+# ---- opt-ins ----------------------------------------------------------------------------------
+def _wa_ids(numbers: list[str]) -> list[str]:
+    from activities.whatsapp.phone import normalize_e164
+    from core.errors import PermanentError
+
+    try:
+        return [normalize_e164(n, "--phone") for n in numbers]
+    except PermanentError as exc:
+        raise typer.BadParameter(exc.message) from None
+
+
+@optin.command("add")
+def optin_add(org: str = ORG, name: str = NAME,
+              phones: list[str] = typer.Option(..., "--phone", help="customer number in E.164 (repeatable)"),
+              source: str = typer.Option(..., "--source", help="where the consent was given, e.g. 'checkout form'"),
+              ) -> None:
+    """Record that customers opted in (source and time are kept)."""
+    from store.whatsapp import WhatsAppStore
+
+    wa_ids = _wa_ids(phones)
+
+    async def go(rt: Any) -> int:
+        pid = await _phone_number_id(rt, org, name)
+        n: int = await rt.store.run(WhatsAppStore(rt.store).opt_in, org, pid, wa_ids, source)
+        await rt.store.run(rt.store.audit, org, "operator", "whatsapp.optin.add", "ok", target=",".join(wa_ids),
+                           detail={"source": source})
+        return n
+
+    console.print(f"opted in {_run(go)} customer(s)")
+
+
+@optin.command("revoke")
+def optin_revoke(org: str = ORG, name: str = NAME,
+                 phones: list[str] = typer.Option(..., "--phone", help="customer number in E.164 (repeatable)"),
+                 source: str = typer.Option("operator", "--source"),
+                 marketing_only: bool = typer.Option(False, "--marketing-only", help="stop marketing only")) -> None:
+    """Opt customers out (of everything, or of marketing only)."""
+    from store.whatsapp import WhatsAppStore
+
+    wa_ids = _wa_ids(phones)
+
+    async def go(rt: Any) -> None:
+        pid = await _phone_number_id(rt, org, name)
+        for wa_id in wa_ids:
+            await rt.store.run(WhatsAppStore(rt.store).opt_out, org, pid, wa_id, source,
+                               marketing_only=marketing_only)
+        await rt.store.run(rt.store.audit, org, "operator", "whatsapp.optin.revoke", "ok", target=",".join(wa_ids),
+                           detail={"source": source, "marketing_only": marketing_only})
+
+    _run(go)
+    console.print(f"revoked {len(wa_ids)} customer(s){' (marketing only)' if marketing_only else ''}")
+
+
+@optin.command("list")
+def optin_list(org: str = ORG, name: str = NAME,
+               status: str = typer.Option(None, "--status", help="opted_in | opted_out"),
+               as_json: bool = JSON_OUT) -> None:
+    """Customers of the number with their opt-in state and window."""
+    from store.whatsapp import WhatsAppStore
+
+    async def go(rt: Any) -> Any:
+        pid = await _phone_number_id(rt, org, name)
+        return await rt.store.run(WhatsAppStore(rt.store).list_contacts, org, pid, status)
+
+    rows = [c.model_dump(mode="json", exclude={"id"}) for c in _run(go)]
+    if as_json:
+        console.print_json(data=rows)
+        return
+    table = Table("customer", "opted in", "source", "opted out", "marketing off", "last inbound")
+    for c in rows:
+        table.add_row(c["wa_id"], str(c["opted_in"]), str(c["opt_in_source"] or ""),
+                      str(c["opted_out"]) + (f" ({c['opt_out_source']})" if c["opt_out_source"] else ""),
+                      str(c["marketing_opted_out"]), str(c["last_inbound_at"] or ""))
+    console.print(table)
+
+
+# ---- cost -------------------------------------------------------------------------------------
+@cost.command("report")
+def cost_report(org: str = ORG, since: str = typer.Option(None, "--since", help="YYYY-MM-DD"),
+                until: str = typer.Option(None, "--until", help="YYYY-MM-DD"),
+                connection: str = typer.Option(None, "--name", help="only this connection"),
+                as_json: bool = JSON_OUT) -> None:
+    """Delivered messages and their cost per connection, category and day."""
+    from store.whatsapp import WhatsAppStore
+
+    async def go(rt: Any) -> Any:
+        conn_id = None
+        if connection:
+            conn_id = (await rt.store.run(rt.store.find_connection, org, "WHATSAPP_BUSINESS", connection)).id
+        return await rt.store.run(WhatsAppStore(rt.store).cost_report, org, since, until, conn_id)
+
+    rows = [r.model_dump(mode="json", exclude={"id"}) for r in _run(go)]
+    if as_json:
+        console.print_json(data=rows)
+        return
+    table = Table("day", "connection", "category", "delivered", "billable", "cost")
+    totals: dict[str, float] = {}
+    for r in rows:
+        table.add_row(r["day"], r["connection_id"], r["category"], str(r["delivered"]), str(r["billable"]),
+                      f"{r['cost_amount']:.4f} {r['currency']}")
+        totals[r["currency"]] = totals.get(r["currency"], 0.0) + r["cost_amount"]
+    console.print(table)
+    console.print("total: " + (", ".join(f"{v:.4f} {k}" for k, v in totals.items()) or "0"))
+
+
+@cost.command("rates-load")
+def cost_rates_load(path: Path = typer.Argument(..., exists=True, dir_okay=False,
+                                                help="JSON {rates:[...]} or CSV country_code,category,price,currency"),
+                    source: str = typer.Option(None, "--source", help="e.g. 'Meta rate card 2026-07'")) -> None:
+    """Replace the rate table (per country calling code and category) with the operator's card."""
+    from activities.whatsapp.cost import parse_rate_file
+    from store.whatsapp import WhatsAppStore
+
+    try:
+        rows = parse_rate_file(path)
+    except (ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+    async def go(rt: Any) -> int:
+        n: int = await rt.store.run(WhatsAppStore(rt.store).replace_rates, rows, source or path.name)
+        await rt.store.run(rt.store.audit, "*", "operator", "whatsapp.rates.load", "ok", target=path.name,
+                           detail={"rows": n})
+        return n
+
+    console.print(f"loaded {_run(go)} rates from {path.name}")
+
+
+@cost.command("rates-show")
+def cost_rates_show(as_json: bool = JSON_OUT) -> None:
+    """The rate table in use (the shipped default until an operator loads one)."""
+    from activities.whatsapp.cost import current_rates
+
+    rates = _run(current_rates)
+    rows: list[dict[str, Any]] = [{"country_code": cc, "category": cat, "price": p, "currency": cur}
+            for (cc, cat), (p, cur) in sorted(rates.items())]
+    if as_json:
+        console.print_json(data=rows)
+        return
+    table = Table("country code", "category", "price", "currency")
+    for r in rows:
+        table.add_row(r["country_code"], r["category"], str(r["price"]), r["currency"])
+    console.print(table)
+
+
+# ---- media ------------------------------------------------------------------------------------
+@media.command("upload")
+def media_upload(org: str = ORG, name: str = NAME,
+                 url: str = typer.Argument(..., help="http(s) URL of the file (public host)"),
+                 mime_type: str | None = typer.Option(None, "--mime-type", help="default: the source's type"),
+                 filename: str | None = typer.Option(None, "--filename")) -> None:
+    """Upload a file for sending by id (Meta keeps it 30 days); type and size are checked first."""
+    from activities.whatsapp.models import UploadMediaInput
+
+    res = _run(lambda rt: _acts(rt).upload_media(UploadMediaInput(
+        organization_id=org, connection=name, source_url=url, mime_type=mime_type, filename=filename)))
+    console.print_json(data=res.model_dump())
+
+
+@media.command("info")
+def media_info(media_id: str = typer.Argument(...), org: str = ORG, name: str = NAME) -> None:
+    """Type, size, SHA-256 and the short-lived download URL (it needs the connection's token)."""
+    from activities.whatsapp.models import MediaRefInput
+
+    res = _run(lambda rt: _acts(rt).media_info(MediaRefInput(organization_id=org, connection=name,
+                                                             media_id=media_id)))
+    console.print_json(data=res.model_dump())
+
+
+@media.command("delete")
+def media_delete(media_id: str = typer.Argument(...), org: str = ORG, name: str = NAME) -> None:
+    from activities.whatsapp.models import MediaRefInput
+
+    ok = _run(lambda rt: _acts(rt).delete_media(MediaRefInput(organization_id=org, connection=name,
+                                                              media_id=media_id)))
+    console.print_json(data={"ok": ok})

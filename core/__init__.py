@@ -1,0 +1,1 @@
+"""The core layer: settings, errors, policies, the action pipeline, limiter, breaker, connections, Temporal."""

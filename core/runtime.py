@@ -1,0 +1,141 @@
+"""Process-wide runtime shared by all activities: store, Vault, one HTTP client (sharded pools),
+limiter, breakers. Built once per worker (or CLI/gateway) process."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+
+from core.breaker import Breakers
+from core.errors import IntegrationError
+from core.http import ShardedClient
+from core.limiter import MemoryLimiter, RedisLimiter, make_limiter
+from core.pipeline import Action, AppAction
+from core.plugin import Provider, Registry
+from core.settings import S, Settings
+from store.db import Store
+from store.models import Connection, ConnectionStatus, Health
+from vault.client import VaultClient
+from vault.credentials import Credentials, OAuth2Credentials
+from vault.oauth import TokenRefresher
+
+log = logging.getLogger("osi.runtime")
+
+
+def make_vault(settings: Settings) -> VaultClient:
+    return VaultClient(
+        settings.vault_addr,
+        token=settings.vault_token.get_secret_value() if settings.vault_token else None,
+        role_id=settings.vault_role_id,
+        secret_id=settings.vault_secret_id.get_secret_value() if settings.vault_secret_id else None,
+        kv_mount=settings.vault_kv_mount,
+        kv_prefix=settings.vault_kv_prefix,
+        transit_mount=settings.vault_transit_mount,
+        cache_ttl=settings.vault_cache_ttl_seconds,
+    )
+
+
+class Runtime:
+    """Dependencies of the action pipeline; activities receive it at construction."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        vault: VaultClient | None = None,
+        http: httpx.AsyncClient | ShardedClient | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        self.settings = settings
+        # The composition root's plugins (connections service, maintenance, shared calendar activities).
+        self.registry = registry or Registry(())
+        self.store = store or Store(settings.database_url)
+        self.vault = vault or make_vault(settings)
+        self.http = http or ShardedClient(shards=settings.http_pool_shards, timeout=settings.http_timeout_seconds,
+                                          max_connections=settings.http_max_connections)
+        self.limiter: MemoryLimiter | RedisLimiter = make_limiter(settings.limiter_backend)
+        self.breakers = Breakers(settings.breaker_failure_threshold, settings.breaker_reset_seconds)
+        self.refresher = TokenRefresher(self.vault)
+        self.extras: dict[str, Any] = {}  # per-plugin caches (e.g. WhatsApp templates)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        if isinstance(self.limiter, RedisLimiter):
+            await self.limiter.close()
+        self.store.dispose()
+
+    def action(
+        self, provider: Provider, organization_id: str, connection: str, name: str, *,
+        actor: str = "workflow", target: str | None = None,
+    ) -> Action:
+        return Action(self, provider, organization_id, connection, name, actor=actor, target=target)
+
+    def app_action(self, provider: Provider, organization_id: str, name: str, *, actor: str = "oauth",
+                   target: str | None = None) -> AppAction:
+        """A provider call for the app, not a connection (e.g. exchanging an OAuth code before the connection
+        exists): through the same limiter, breaker, classifier and usage ledger."""
+        return AppAction(self, provider, organization_id, "", name, actor=actor, target=target)
+
+    def section(self, cls: type[S]) -> S:
+        """A provider's settings section (`OSI_<PROVIDER>_…`)."""
+        return self.settings.section(cls)
+
+    def base_url(self, provider: Provider, connection: Connection | None = None) -> str:
+        """Per-connection override first, then the provider's settings section."""
+        override = connection.settings.get("base_url") if connection is not None else None
+        return str(override or self.section(provider.settings).base_url)
+
+    def credentials_path(self, connection: Connection) -> str:
+        return self.vault.connection_path(connection.organization_id, connection.integration_type,
+                                          connection.name)
+
+    async def credentials_for(
+        self, provider: Provider, connection: Connection, *, stale_access_token: str | None = None
+    ) -> Credentials:
+        """Cached credentials, refreshed ahead of expiry (once per connection across workers)."""
+        path = self.credentials_path(connection)
+        creds = await self.vault.read(path)
+        if provider.refresh is None or not isinstance(creds, OAuth2Credentials) or creds.refresh_token is None:
+            return creds
+        refresh = provider.refresh
+
+        async def do_refresh(current: OAuth2Credentials) -> OAuth2Credentials:
+            return await refresh(self, provider, connection, current)
+
+        return await self.refresher.ensure_fresh(path, do_refresh, stale_access_token=stale_access_token)
+
+    async def mark_unhealthy(
+        self, connection: Connection, err: IntegrationError, *, reauth: bool = False, reauth_url: str | None = None
+    ) -> None:
+        """Configuration error: the connection turns unhealthy and administrators are told."""
+        status = ConnectionStatus.NEEDS_REAUTH if reauth else None
+        await self.store.run(
+            self.store.set_health, connection.id, Health.UNHEALTHY,
+            {"error_class": err.error_class.value, "code": err.code, "message": err.message}, status,
+        )
+        kind = "reauth_required" if reauth else "configuration_error"
+        message = f"{connection.integration_type} connection {connection.name!r}: {err.message}"
+        if reauth and reauth_url:
+            message += f" — re-authenticate at {reauth_url}"
+        await self.store.run(
+            self.store.notify_admins, connection.organization_id, kind, message,
+            connection_id=connection.id, action_url=reauth_url if reauth else None,
+        )
+
+    async def retries_exhausted(
+        self, connection: Connection, action: str, err: IntegrationError, attempts: int
+    ) -> None:
+        await self.store.run(
+            self.store.set_health, connection.id, Health.UNHEALTHY,
+            {"error_class": err.error_class.value, "code": err.code, "message": err.message,
+             "action": action, "attempts": attempts},
+        )
+        await self.store.run(
+            self.store.notify_admins, connection.organization_id, "retries_exhausted",
+            f"{action} on {connection.integration_type}/{connection.name} failed after {attempts} attempts: "
+            f"{err.message}",
+            connection_id=connection.id,
+        )

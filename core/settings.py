@@ -1,0 +1,125 @@
+"""Process settings read from OSI_* environment variables (documented in README)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ProviderSettings(BaseSettings):
+    """A provider's own settings section: its fields read from `OSI_<SECTION>_…` variables.
+
+    Subclasses set `section_name` and `model_config = section_config("OSI_<SECTION>_")`.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    section_name: ClassVar[str] = ""
+
+    @classmethod
+    def sandbox_overrides(cls, sandbox_url: str) -> dict[str, Any]:
+        """The fields that point this provider at the local sandbox (`make run`, tests, benchmarks)."""
+        return {}
+
+    @classmethod
+    def sandbox_env(cls, sandbox_url: str) -> dict[str, str]:
+        """`sandbox_overrides` as this section's environment variables (for child processes)."""
+        prefix = str(cls.model_config.get("env_prefix") or "")
+        return {f"{prefix}{k.upper()}": str(v) for k, v in cls.sandbox_overrides(sandbox_url).items()}
+
+
+class ApiSettings(ProviderSettings):
+    """The section of a provider with an HTTP API: where it lives (per-connection `base_url` settings win)."""
+
+    base_url: str
+
+
+def section_config(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, env_file=".env", extra="ignore", populate_by_name=True)
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; defaults are the embedded local stack."""
+
+    model_config = SettingsConfigDict(env_prefix="OSI_", env_file=".env", extra="ignore", populate_by_name=True)
+
+    # Local stack
+    data_dir: Path = Path(".data")
+    host: str = "127.0.0.1"
+
+    # Temporal
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+    task_queue: str = "integrations"
+    temporal_ui_port: int = 8233
+    payload_encryption: bool = True
+
+    # Vault / OpenBao
+    vault_addr: str = "http://127.0.0.1:8200"
+    vault_token: SecretStr | None = SecretStr("root")
+    vault_role_id: str | None = None
+    vault_secret_id: SecretStr | None = None
+    vault_kv_mount: str = "secret"
+    vault_kv_prefix: str = "osi/connections"
+    vault_transit_mount: str = "transit"
+    vault_transit_key: str = "osi-payloads"
+    vault_cache_ttl_seconds: float = 300.0
+
+    # Store
+    database_url: str = "sqlite:///.data/osi.db"
+
+    # Limiter / breaker state: "memory" (in-process) or a redis:// URL
+    limiter_backend: str = "memory"
+    breaker_failure_threshold: int = 5
+    breaker_reset_seconds: float = 30.0
+
+    # HTTP
+    http_timeout_seconds: float = 20.0
+    http_max_connections: int = 200
+    http_pool_shards: int = 4  # pools used in turn; see activities/http.py
+
+    # Logging: level (DEBUG logs every provider call) and format ("text" or "json", one object per line)
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    # Prometheus metrics of the worker process (0 disables the endpoint)
+    worker_metrics_port: int = 9464
+
+    # Gateway and sandbox
+    gateway_port: int = 8080
+    gateway_public_url: str = "http://127.0.0.1:8080"
+    admin_api_key: SecretStr | None = None
+    sandbox_port: int = 8099
+    sandbox_enabled: bool = True
+
+    # Non-public hosts that user-supplied URLs (media sources) may reach anyway (comma-separated; the sandbox).
+    egress_private_hosts: str = Field(default="", validation_alias=AliasChoices(
+        "OSI_EGRESS_PRIVATE_HOSTS", "OSI_MEDIA_FETCH_PRIVATE_HOSTS"))
+
+    # Provider settings sections given in code (tests): {section name: {field: value}}; environment
+    # variables with each section's own prefix (OSI_WHATSAPP_…, OSI_SLACK_…) fill in the rest.
+    sections: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    _section_cache: dict[str, ProviderSettings] = PrivateAttr(default_factory=dict)
+
+    def section(self, cls: type[S]) -> S:
+        """A provider's settings section, built once per Settings object."""
+        found = self._section_cache.get(cls.section_name)
+        if found is None:
+            found = cls(**self.sections.get(cls.section_name, {}))
+            self._section_cache[cls.section_name] = found
+        assert isinstance(found, cls)
+        return found
+
+
+S = TypeVar("S", bound=ProviderSettings)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; tests build their own Settings)."""
+    return Settings()

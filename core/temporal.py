@@ -1,0 +1,31 @@
+"""The Temporal client factory: one client per process, pydantic converter, optional codec."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
+
+from core.settings import Settings
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """pydantic JSON payloads, encrypted with the Vault envelope codec when enabled."""
+    if not settings.payload_encryption:
+        return pydantic_data_converter
+    from core.runtime import make_vault
+    from vault.codec import VaultEnvelopeCodec
+
+    codec = VaultEnvelopeCodec(make_vault(settings), settings.vault_transit_key)
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+
+
+async def connect(settings: Settings) -> Client:
+    """Connect once per process (worker, gateway, CLI); never per request."""
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=data_converter(settings),
+    )
