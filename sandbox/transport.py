@@ -1,19 +1,18 @@
-"""The network between a client and the provider fakes: latency, arrival jitter and lost answers.
+"""The network between a client and the provider fakes: latency, arrival jitter and lost answers."""
 
-Everything here happens in the sandbox's HTTP middleware, around the provider's own handling:
-
-1. The request is received. ``latency_ms`` plus, for a ``jitter_inbound_fraction`` share of requests,
-   a random ``jitter_ms`` sample, pass before the provider "sees" it. The instant it is seen is its
-   *arrival* (``SandboxState.arrival()``): every limiter of every fake counts the request at that
-   instant, not when its body was parsed or validated. So a client that paces exactly at a limit
-   sees the occasional rejection that real arrival jitter causes.
-2. The provider handles it (faults, auth, limits, state changes).
-3. For a send that the provider *accepted* (see ``LOSABLE``), ``lose_answer_next`` /
-   ``lose_answer_rate`` may lose the answer: the request stays processed (the message exists, its
-   webhooks follow), it is recorded with ``lost_answer: true``, and the answer is held for
-   ``hang_after_accept_ms``, longer than a client waits (it ends early when the client hangs up).
-4. The other requests' jitter delays the answer only (after the limiters counted them).
-"""
+# Everything here happens in the sandbox's HTTP middleware, around the provider's own handling:
+#
+# 1. The request is received. `latency_ms` plus, for a `jitter_inbound_fraction` share of requests,
+#    a random `jitter_ms` sample pass before the provider "sees" it. The instant it is seen is its
+#    *arrival* (`SandboxState.arrival()`): every limiter of every fake counts the request at that
+#    instant, not when its body was parsed or validated. So a client that paces exactly at a limit
+#    sees the occasional rejection that real arrival jitter causes.
+# 2. The provider handles it (faults, auth, limits, state changes).
+# 3. For a send the provider *accepted* (see LOSABLE), `lose_answer_next` / `lose_answer_rate` may
+#    lose the answer: the request stays processed (the message exists, its webhooks follow), it is
+#    recorded with `lost_answer: true` and the answer it would have had, and the answer is held for
+#    `hang_after_accept_ms`, longer than a client waits (it ends early when the client hangs up).
+# 4. The other requests' jitter delays the answer only (after the limiters counted them).
 
 from __future__ import annotations
 
@@ -32,7 +31,9 @@ from sandbox.state import FaultConfig, RecordedRequest, SandboxState
 # already crossed the network, so the members get no latency of their own.
 INTERNAL_HEADER = "x-sandbox-internal"
 
-# The sends whose answer can be lost: (provider, method, path pattern). Each creates something.
+# The sends whose answer can be lost: (provider, method, path pattern). Each creates something
+# (WhatsApp read receipts share the messages endpoint and are losable too). A Graph $batch member
+# that loses its answer holds the whole batch answer, as a lost batch response would.
 LOSABLE: list[tuple[str, str, re.Pattern[str]]] = [
     ("whatsapp", "POST", re.compile(r"^/whatsapp/v[0-9]+\.[0-9]+/[^/]+/messages$")),
     ("slack", "POST", re.compile(r"^/slack/api/chat\.postMessage$")),
