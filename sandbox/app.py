@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
+from sandbox import docs, transport
 from sandbox.google import GoogleFake
 from sandbox.graph import EntraFake, GraphFake
 from sandbox.slack import SlackFake
-from sandbox.state import FaultConfig, RecordedRequest, SandboxState, fingerprint, now, parse_body
+from sandbox.state import ARRIVAL, FaultConfig, RecordedRequest, SandboxState, fingerprint, now, parse_body
 from sandbox.whatsapp import WhatsAppFake
 
 # (provider name, API prefix, fake class). Each fake exposes `router()` (the provider API under
@@ -34,8 +36,10 @@ def _provider_of(path: str) -> str | None:
 
 def create_app(state: SandboxState | None = None) -> FastAPI:
     state = state or SandboxState()
-    app = FastAPI(title="OpenSyte Integrations sandbox", docs_url="/_sandbox/docs")
+    # The stock docs pages load Swagger UI / ReDoc from a CDN (blank offline): ours is self-contained.
+    app = FastAPI(title="OpenSyte Integrations sandbox", docs_url=None, redoc_url=None)
     app.state.sandbox = state
+    docs.mount(app)
 
     for name, prefix, fake_cls in FAKES:
         fake = fake_cls(state)
@@ -45,9 +49,11 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
 
     @app.middleware("http")
     async def record(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """Record every provider request and play the network around it (see sandbox.transport)."""
         provider = _provider_of(request.url.path)
         if provider is None:
             return await call_next(request)
+        received = state.clock()
         raw = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
         auth = headers.pop("authorization", None)
@@ -59,18 +65,42 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
             path=request.url.path, query=dict(request.query_params), headers=headers,
             body=parse_body(raw, headers.get("content-type", "")),
         )
+        internal = transport.INTERNAL_HEADER in headers
+        inbound, outbound = (0.0, 0.0) if internal else transport.plan_delays(state, provider)
         state.inflight[provider] = state.inflight.get(provider, 0) + 1
+        # Arrival = reception + the inbound delay, computed rather than measured so a test clock works.
+        token = ARRIVAL.set(received + inbound)
         try:
+            if inbound:
+                await asyncio.sleep(inbound)
             response = await call_next(request)
+            if transport.losable(provider, request.method, request.url.path):
+                response = await transport.settle(state, provider, request, rec, response)
         finally:
+            ARRIVAL.reset(token)
             state.inflight[provider] -= 1
+        if rec.lost_answer:
+            return response  # already recorded, when the answer was lost
         rec.status = response.status_code
         state.recorder.add(rec)
+        if outbound:
+            await asyncio.sleep(outbound)
         return response
 
     @app.get("/_sandbox/requests")
-    async def requests(provider: str | None = None, since: int = 0) -> list[dict[str, Any]]:
-        return state.recorder.dump(provider, since)
+    async def requests(provider: str | None = None, since: int = 0,
+                       lost_answer: bool | None = None) -> list[dict[str, Any]]:
+        return state.recorder.dump(provider, since, lost_answer)
+
+    @app.get("/_sandbox/answers")
+    async def answers() -> dict[str, dict[str, int]]:
+        """Per provider: sends accepted (whether or not the client got the answer) and answers lost."""
+        return {name: dict(counts) for name, counts in state.answers.items()}
+
+    @app.delete("/_sandbox/answers")
+    async def clear_answers() -> dict[str, Any]:
+        state.answers.clear()
+        return {"ok": True}
 
     @app.delete("/_sandbox/requests")
     async def clear() -> dict[str, Any]:

@@ -164,7 +164,7 @@ class GoogleFake:
     def _quota(self, tok: Token) -> JSONResponse | None:
         """Sliding per-minute windows per (project, user) and per project, as Google counts them."""
         st = self.state
-        now = time.monotonic()
+        now = self.sandbox.arrival()  # counted when the request reached Google
         ukey, pkey = f"{tok.project}:{tok.email}", tok.project
         ulog, plog = st.user_log[ukey], st.project_log[pkey]
         for log in (ulog, plog):

@@ -36,6 +36,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from tzlocal.windows_tz import tz_win, win_tz
 
+from sandbox import transport
 from sandbox.state import SandboxState
 
 GRAPH_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -204,7 +205,7 @@ class GraphFake:
 
     def _throttle(self, key: str) -> JSONResponse | None:
         st = self.state
-        now = time.monotonic()
+        now = self.sandbox.arrival()  # counted when the request reached Graph
         log = st.windows[key]
         while log and log[0] <= now - st.period:
             log.popleft()
@@ -480,6 +481,7 @@ class GraphFake:
                 if not url.startswith("/"):
                     url = "/" + url
                 headers = {"Authorization": request.headers.get("authorization", ""),
+                           transport.INTERNAL_HEADER: "batch",
                            **{str(k): str(v) for k, v in (q.get("headers") or {}).items()}}
                 resp = await inner.request(str(q.get("method") or "GET").upper(), f"/graph/v1.0{url}",
                                            headers=headers, json=q.get("body") if "body" in q else None)

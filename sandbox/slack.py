@@ -12,7 +12,7 @@ import json
 import secrets
 import string
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
@@ -23,6 +23,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Red
 from pydantic import BaseModel, Field
 from slack_sdk.signature import SignatureVerifier
 
+from sandbox import slack_history
+from sandbox.limits import SlidingWindow
 from sandbox.state import SandboxState
 
 # method: (tier, scopes any-of by conversation type or plain, accepts JSON bodies)
@@ -33,6 +35,7 @@ METHODS: dict[str, tuple[str, tuple[str, ...], bool]] = {
     "chat.postMessage": ("special", ("chat:write",), True),
     "chat.update": ("tier3", ("chat:write",), True),
     "chat.postEphemeral": ("tier4", ("chat:write",), True),
+    "conversations.history": ("tier3", (), True),  # scope depends on the conversation type
     "conversations.info": ("tier3", (), False),  # scope depends on the conversation type
     "conversations.members": ("tier4", (), False),
     "conversations.join": ("tier3", ("channels:join",), True),
@@ -87,6 +90,9 @@ class AppConfig(BaseModel):
     events_url: str | None = None
     install_team: str | None = None
     deny: bool = False
+    # Metadata event types declared in the app manifest: their event_payload is shown without
+    # include_all_metadata (undeclared ones show only event_type).
+    metadata_event_types: list[str] = Field(default_factory=list)
 
 
 @dataclass
@@ -168,7 +174,7 @@ class SlackFakeState:
     views: dict[str, dict[str, Any]] = field(default_factory=dict)
     response_urls: dict[str, dict[str, Any]] = field(default_factory=dict)
     responses: list[dict[str, Any]] = field(default_factory=list)
-    method_log: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(deque))
+    method_log: dict[str, SlidingWindow] = field(default_factory=lambda: defaultdict(SlidingWindow))
     post_log: dict[str, float] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     deliveries: list[dict[str, Any]] = field(default_factory=list)
@@ -310,18 +316,16 @@ class SlackFake:
         return None
 
     def tier_limited(self, team_id: str, method: str, tier: str) -> JSONResponse | None:
+        """Per-minute budget of a method per workspace, counted at the request's arrival at Slack."""
         ws = self.state.workspaces[team_id]
         limit = ws.tier_overrides.get(method) or ws.tier_overrides.get(tier) or TIERS_PER_MINUTE.get(tier)
         if limit is None:
             limit = ws.tier_overrides.get("special", 100)
         log = self.state.method_log[f"{team_id}:{method}"]
-        now = time.monotonic()
-        while log and log[0] <= now - 60.0:
-            log.popleft()
-        if len(log) >= limit:
+        at = self.sandbox.arrival()
+        if not log.admit(at, limit, 60.0):
             self.state.stats["429_tier"] += 1
-            return ratelimited(log[0] + 60.0 - now)
-        log.append(now)
+            return ratelimited(log.retry_after(at, 60.0))
         return None
 
     async def fault(self) -> JSONResponse | None:
@@ -457,7 +461,8 @@ class SlackFake:
             if warning and resp.status_code == 200:
                 doc = json.loads(bytes(resp.body))
                 if doc.get("ok"):
-                    doc["warning"] = warning
+                    # Slack lists several warnings comma-separated in `warning`, one by one in the metadata.
+                    doc["warning"] = ",".join(w for w in (doc.get("warning"), warning) if w)
                     doc.setdefault("response_metadata", {}).setdefault("warnings", []).append(warning)
                     return JSONResponse(doc)
             return resp
@@ -582,18 +587,27 @@ class SlackFake:
             return fail("not_in_channel")
         if (bad := self.content_error(args)) is not None:
             return bad
+        meta = slack_history.parse_metadata(args.get("metadata"))
+        if meta.error is not None:
+            return fail(meta.error)
         # About one message per second per channel; the fake is strict so a limiter is really tested.
+        # Counted at the request's arrival at Slack (after any inbound network delay), so arrival
+        # jitter alone can put two paced posts less than a second apart.
         key = f"{ws.team_id}:{ch.id}"
-        now = time.monotonic()
+        now = self.sandbox.arrival()
         last = self.state.post_log.get(key)
-        if last is not None and now - last < 1.0:
+        if last is not None and abs(now - last) < 1.0:
             self.state.stats["429_channel"] += 1
             return ratelimited(1.0 - (now - last))
-        self.state.post_log[key] = now
+        self.state.post_log[key] = now if last is None else max(now, last)
         ts = self.next_ts()
         msg: dict[str, Any] = {"type": "message", "subtype": "bot_message",
                                "text": str(args.get("text") or "")[:40_000], "user": ws.bot_user_id,
                                "bot_id": ws.bot_id, "ts": ts, "team": ws.team_id, "received_at": now}
+        app = self.app()
+        if meta.metadata is not None:
+            msg["metadata"] = meta.metadata
+            msg["app_id"] = app.app_id if app else None
         for k in ("blocks", "attachments"):
             if args.get(k) is not None:
                 msg[k] = json.loads(args[k]) if isinstance(args[k], str) else args[k]
@@ -605,8 +619,15 @@ class SlackFake:
             msg.update({k: args[k] for k in ("username", "icon_emoji", "icon_url") if args.get(k)})
         ws.messages[ch.id].append(msg)
         self.state.stats["messages"] += 1
-        public = {k: v for k, v in msg.items() if k not in ("received_at", "team")}
+        public = slack_history.client_view(msg, False, self.declared_metadata())
+        if meta.warning is not None:
+            return ok(channel=ch.id, ts=ts, message=public, warning=meta.warning,
+                      response_metadata={"warnings": [meta.warning]})
         return ok(channel=ch.id, ts=ts, message=public)
+
+    def declared_metadata(self) -> set[str]:
+        app = self.app()
+        return set(app.metadata_event_types) if app else set()
 
     def find_message(self, ws: Workspace, channel: str, ts: str) -> dict[str, Any] | None:
         return next((m for m in ws.messages.get(channel, []) if m["ts"] == ts), None)
@@ -661,6 +682,20 @@ class SlackFake:
         if ch is None:
             return fail("channel_not_found")
         return ok(channel=ch.public_dict(ws.bot_user_id))
+
+    async def m_conversations_history(self, ws: Workspace, tok: Token, args: dict[str, Any]) -> JSONResponse:
+        """Tier 3; channels:history, groups:history, im:history or mpim:history by conversation type.
+        A bot reads only conversations it is in (not_in_channel otherwise)."""
+        ch = self.resolve(ws, args.get("channel"), ws.bot_user_id)
+        needed = ("im:history",) if ch and ch.is_im else ("groups:history",) if ch and ch.is_private \
+            else ("channels:history",)
+        if (bad := self.missing_scope(tok, needed)) is not None:
+            return bad
+        if ch is None:
+            return fail("channel_not_found")
+        if not ch.is_im and ws.bot_user_id not in ch.members:
+            return fail("not_in_channel")
+        return slack_history.history(ws.messages.get(ch.id, []), args, self.declared_metadata())
 
     async def m_conversations_members(self, ws: Workspace, tok: Token, args: dict[str, Any]) -> JSONResponse:
         ch = self.resolve(ws, args.get("channel"), ws.bot_user_id)
@@ -996,6 +1031,32 @@ class SlackFake:
             ch = ws.channels[cid]
             return {"channel": {**ch.public_dict(ws.bot_user_id), "members": ch.members},
                     "messages": [{k: v for k, v in m.items() if k != "team"} for m in ws.messages.get(cid, [])]}
+
+        @r.get("/messages")
+        async def messages(request: Request, team: str | None = None, channel: str | None = None,
+                           event_type: str | None = None) -> dict[str, Any]:
+            """Posted messages (whether or not the client got the answer), newest last, with full metadata.
+            Filter by team, channel, metadata event_type, and `payload.<key>=<value>` on the event_payload:
+            count the messages accepted per intent."""
+            wanted = {k.removeprefix("payload."): v for k, v in request.query_params.items()
+                      if k.startswith("payload.")}
+            found = []
+            for ws in self.state.workspaces.values():
+                if team is not None and ws.team_id != team:
+                    continue
+                for cid, msgs in ws.messages.items():
+                    if channel is not None and cid != channel:
+                        continue
+                    for m in msgs:
+                        meta = m.get("metadata") or {}
+                        payload = meta.get("event_payload") or {}
+                        if event_type is not None and meta.get("event_type") != event_type:
+                            continue
+                        if any(str(payload.get(k)) != v for k, v in wanted.items()):
+                            continue
+                        found.append({"team": ws.team_id, "channel": cid,
+                                      **slack_history.client_view(m, True, set())})
+            return {"count": len(found), "messages": found}
 
         @r.get("/workspaces/{team}/ephemerals")
         async def ephemerals(team: str) -> list[dict[str, Any]]:

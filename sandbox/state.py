@@ -1,16 +1,23 @@
-"""Sandbox-wide state: the request recorder and per-provider fault injection."""
+"""Sandbox-wide state: the request recorder, the clock, and per-provider fault injection."""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 import random
 import time
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+# When the request under way reached the provider (sandbox clock). Set by the transport middleware
+# after the simulated inbound network delay; read by every limiter, so they count arrivals.
+ARRIVAL: contextvars.ContextVar[float | None] = contextvars.ContextVar("sandbox_arrival", default=None)
 
 
 def fingerprint(secret: str) -> str:
@@ -30,18 +37,32 @@ class RecordedRequest:
     body: Any
     status: int = 0
     response: Any = None
+    lost_answer: bool = False  # processed and accepted, but the client never got the answer
 
 
 class FaultConfig(BaseModel):
     """Fault injection for one provider; counters decrement as faults fire."""
 
-    latency_ms: float = 0.0
+    latency_ms: float = 0.0  # fixed delay before the provider sees the request
+    jitter_ms: float = Field(default=0.0, description="random extra delay: uniform in [0, jitter_ms], or lognormal "
+                                                      "with median jitter_ms")
+    jitter_dist: Literal["uniform", "lognormal"] = "uniform"
+    jitter_sigma: float = 0.5  # lognormal shape
+    jitter_inbound_fraction: float = Field(
+        default=0.5, ge=0.0, le=1.0,
+        description="share of requests whose jitter delays their arrival (before rate limits count them); "
+                    "the others get it on the way back (after counting)")
     error_rate: float = 0.0  # probability of a 5xx
     error_status: int = 500
     errors_next: int = 0  # the next N requests fail with a 5xx
     rate_limit_next: int = 0  # the next N requests get the provider's 429
     retry_after: float | None = None
     outage: bool = False
+    lose_answer_next: int = Field(default=0, description="the next N accepted sends are processed but unanswered")
+    lose_answer_rate: float = Field(default=0.0, ge=0.0, le=1.0, description="probability an accepted send is "
+                                                                           "processed but unanswered")
+    hang_after_accept_ms: float = Field(default=30_000.0, description="how long a lost answer is held (the client "
+                                                                      "gives up first); ends early on disconnect")
     seed: int | None = None
 
 
@@ -60,35 +81,45 @@ class Recorder:
         self.seq += 1
         return self.seq
 
-    def dump(self, provider: str | None = None, since: int = 0) -> list[dict[str, Any]]:
-        return [asdict(r) for r in self.requests if r.seq > since and (provider is None or r.provider == provider)]
+    def dump(self, provider: str | None = None, since: int = 0, lost_answer: bool | None = None
+             ) -> list[dict[str, Any]]:
+        return [asdict(r) for r in self.requests
+                if r.seq > since and (provider is None or r.provider == provider)
+                and (lost_answer is None or r.lost_answer == lost_answer)]
 
 
 class SandboxState:
     """Shared by every provider fake in one sandbox process."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.recorder = Recorder()
         self.faults: dict[str, FaultConfig] = {}
         self.sinks: dict[str, dict[str, Any]] = {}  # webhook receivers: {name: {"status", "received"}}
         self.files: dict[str, tuple[bytes, str]] = {}  # name → (content, content type)
-        self._rng = random.Random()
+        self.rngs: dict[str, random.Random] = defaultdict(random.Random)
         self.providers: dict[str, Any] = {}
         self.background: set[asyncio.Task[Any]] = set()
         self.inflight: dict[str, int] = {}  # requests received but not yet answered, per provider
+        # Answers of the sends that can be lost (see sandbox.transport): accepted and lost, per provider.
+        self.answers: dict[str, dict[str, int]] = defaultdict(lambda: {"accepted": 0, "lost": 0})
+        # Monotonic seconds; replaceable so tests can pace requests on a clock they control.
+        self.clock = clock
+
+    def arrival(self) -> float:
+        """When the request under way reached the provider; limiters count it at this instant."""
+        at = ARRIVAL.get()
+        return self.clock() if at is None else at
 
     def set_faults(self, provider: str, cfg: FaultConfig) -> None:
         self.faults[provider] = cfg
         if cfg.seed is not None:
-            self._rng.seed(cfg.seed)
+            self.rngs[provider] = random.Random(cfg.seed)
 
     async def fault_for(self, provider: str) -> str | None:
-        """Which fault fires for this request: 'outage', '5xx', '429' or None (after latency)."""
+        """Which fault fires for this request: 'outage', '5xx', '429' or None (latency is the transport's)."""
         cfg = self.faults.get(provider)
         if cfg is None:
             return None
-        if cfg.latency_ms:
-            await asyncio.sleep(cfg.latency_ms / 1000)
         if cfg.outage:
             return "outage"
         if cfg.rate_limit_next > 0:
@@ -97,7 +128,7 @@ class SandboxState:
         if cfg.errors_next > 0:
             cfg.errors_next -= 1
             return "5xx"
-        if cfg.error_rate and self._rng.random() < cfg.error_rate:
+        if cfg.error_rate and self.rngs[provider].random() < cfg.error_rate:
             return "5xx"
         return None
 

@@ -13,7 +13,7 @@ import os
 import re
 import secrets
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from sandbox.limits import SlidingWindow
 from sandbox.state import SandboxState
 from sandbox.whatsapp_media import MediaEndpoints
 
@@ -34,6 +35,8 @@ TIER_LIMITS: dict[str, int | None] = {
     "TIER_100K": 100_000, "TIER_UNLIMITED": None,
 }
 MEDIA_KINDS = ("image", "video", "audio", "document", "sticker")
+CALLBACK_DATA_MAX = 512  # biz_opaque_callback_data: "an arbitrary string ... maximum 512 characters"
+GRAPH_DOCS = "https://developers.facebook.com/docs/graph-api"
 
 
 def tier_limit(tier: str) -> int | None:
@@ -148,7 +151,7 @@ class WhatsAppFakeState:
     # wa_id → the send status Meta answers for marketing templates to them (held_for_quality_assessment, paused)
     quality_hold: dict[str, str] = field(default_factory=dict)
     marketing_opt_out: set[str] = field(default_factory=set)
-    sent_log: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(deque))
+    sent_log: dict[str, SlidingWindow] = field(default_factory=lambda: defaultdict(SlidingWindow))
     pair_tat: dict[str, float] = field(default_factory=dict)
     windows: dict[str, float] = field(default_factory=dict)  # "pid:wa_id" → last inbound (epoch s)
     initiations: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
@@ -188,13 +191,16 @@ class WhatsAppFake:
             return graph_error(401, 190, "Invalid OAuth access token - Cannot parse access token")
         return token
 
-    def _missing_object(self, oid: str) -> JSONResponse:
-        return graph_error(
-            400, 100,
-            f"Unsupported post request. Object with ID '{oid}' does not exist, cannot be loaded due to "
-            "missing permissions, or does not support this operation.",
-            etype="GraphMethodException", subcode=33,
-        )
+    def _missing_object(self, oid: str, method: str = "POST") -> JSONResponse:
+        """Graph's answer for an id it cannot find (a wrong phone number id, say): HTTP 400, code 100,
+        subcode 33, GraphMethodException, Meta's exact sentence, and the WWW-Authenticate echo of it."""
+        message = (f"Unsupported {method.lower()} request. Object with ID '{oid}' does not exist, cannot be "
+                   "loaded due to missing permissions, or does not support this operation. Please read the "
+                   f"Graph API documentation at {GRAPH_DOCS}")
+        # Header values are latin-1 and the id is whatever the client put in the path: keep it ASCII.
+        quoted = message.replace('"', '\\"').encode("ascii", "backslashreplace").decode()
+        return graph_error(400, 100, message, etype="GraphMethodException", subcode=33,
+                           headers={"WWW-Authenticate": f'OAuth "Facebook Platform" "invalid_request" "{quoted}"'})
 
     def authorize(self, request: Request, pid: str) -> JSONResponse | PhoneNumberConfig:
         token = self._token(request)
@@ -202,7 +208,7 @@ class WhatsAppFake:
             return token
         num = self.state.numbers.get(pid)
         if num is None:
-            return self._missing_object(pid)
+            return self._missing_object(pid, request.method)
         if num.token != token:
             return graph_error(403, 200, "(#200) Permission denied", subcode=1349174)
         return num
@@ -213,7 +219,7 @@ class WhatsAppFake:
             return token
         owned = [n for n in self.state.numbers.values() if n.waba_id == waba_id]
         if not owned:
-            return self._missing_object(waba_id)
+            return self._missing_object(waba_id, request.method)
         if not any(n.token == token for n in owned):
             return graph_error(403, 200, "(#200) Permission denied", subcode=1349174)
         return waba_id
@@ -233,20 +239,16 @@ class WhatsAppFake:
         return None
 
     def throughput_exceeded(self, num: PhoneNumberConfig) -> bool:
-        """Sliding one-second window per number, counted on accepted and rejected attempts alike."""
-        log = self.state.sent_log[num.phone_number_id]
-        now = time.monotonic()
-        while log and log[0] <= now - 1.0:
-            log.popleft()
-        if len(log) >= num.throughput_mps:
-            return True
-        log.append(now)
-        return False
+        """Sliding one-second window per number (`throughput_mps`: 80 by default, 500 or 1000 once Meta
+        upgraded the number). Counted at the request's arrival at Meta (`SandboxState.arrival()`, after
+        any inbound network delay), not when it was parsed; only admitted messages occupy the window."""
+        return not self.state.sent_log[num.phone_number_id].admit(self.sandbox.arrival(), num.throughput_mps, 1.0)
 
     def pair_exceeded(self, num: PhoneNumberConfig, to: str) -> bool:
-        """GCRA: one message per period, a burst of `pair_burst` borrowed ahead, then blocked until repaid."""
+        """GCRA: one message per period, a burst of `pair_burst` borrowed ahead, then blocked until repaid.
+        Counted at arrival, like the throughput limit."""
         key = f"{num.phone_number_id}:{to}"
-        now = time.monotonic()
+        now = self.sandbox.arrival()
         tat = max(self.state.pair_tat.get(key, now), now)
         if tat - now > (num.pair_burst - 1) * num.pair_period_seconds + 1e-6:
             return True
@@ -298,6 +300,9 @@ class WhatsAppFake:
                      errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         st: dict[str, Any] = {"id": msg["id"], "status": status, "timestamp": str(int(time.time())),
                               "recipient_id": msg["to"]}
+        if msg.get("biz_opaque_callback_data") is not None:
+            # Meta echoes the send's opaque string in every status of that message, failures included.
+            st["biz_opaque_callback_data"] = msg["biz_opaque_callback_data"]
         if status in ("sent", "delivered", "read") and not errors:
             st["pricing"] = {"billable": msg.get("billable", True), "pricing_model": "PMP",
                              "type": msg.get("pricing_type", "regular"), "category": msg.get("category", "service")}
@@ -349,6 +354,8 @@ class WhatsAppFake:
         if body.get("messaging_product") != "whatsapp":
             return graph_error(400, 100, "(#100) The parameter messaging_product is required.",
                                details="messaging_product must be 'whatsapp'")
+        if (bad := self._v_callback_data(body)) is not None:
+            return bad
         mtype = body.get("type", "text")
         check = {"text": self._v_text, "location": self._v_location, "contacts": self._v_contacts,
                  "reaction": self._v_reaction, "interactive": self._v_interactive,
@@ -358,6 +365,22 @@ class WhatsAppFake:
         if check is None:
             return graph_error(400, 131051, "Unsupported message type", details=f"type {mtype!r} is not supported")
         return check(body.get(mtype))
+
+    def _v_callback_data(self, body: dict[str, Any]) -> JSONResponse | None:
+        """Optional opaque string, at most 512 characters; Meta does not interpret it. The wording is
+        Graph's usual one for a parameter too long (Meta documents the limit, not the error text)."""
+        if "biz_opaque_callback_data" not in body:
+            return None
+        data = body["biz_opaque_callback_data"]
+        if not isinstance(data, str):
+            return graph_error(400, 100, "(#100) Param biz_opaque_callback_data must be a string.",
+                               details="biz_opaque_callback_data must be a string")
+        if len(data) > CALLBACK_DATA_MAX:
+            return graph_error(400, 100, f"(#100) Param biz_opaque_callback_data must be at most "
+                                         f"{CALLBACK_DATA_MAX} characters long.",
+                               details=f"biz_opaque_callback_data is {len(data)} characters long; "
+                                       f"the maximum is {CALLBACK_DATA_MAX}")
+        return None
 
     def _v_text(self, text: Any) -> JSONResponse | None:
         if not isinstance(text, dict) or not isinstance(text.get("body"), str) or not text["body"]:
@@ -703,6 +726,11 @@ class WhatsAppFake:
 
         return r
 
+    @staticmethod
+    def message_view(msg: dict[str, Any]) -> dict[str, Any]:
+        keys = ("id", "phone_number_id", "to", "type", "status", "biz_opaque_callback_data", "accepted_at")
+        return {k: msg.get(k) for k in keys}
+
     def number_view(self, num: PhoneNumberConfig) -> dict[str, Any]:
         data = num.model_dump(include={"display_phone_number", "verified_name", "quality_rating",
                                        "code_verification_status", "name_status", "status", "messaging_limit_tier"})
@@ -778,7 +806,8 @@ class WhatsAppFake:
             return pre
         pricing = self.pricing_for(num, body, to)
         msg = {"id": new_wamid(), "to": to, "type": body.get("type", "text"), "body": body,
-               "status": "accepted", "phone_number_id": pid, **pricing}
+               "status": "accepted", "phone_number_id": pid, "accepted_at": time.time(),
+               "biz_opaque_callback_data": body.get("biz_opaque_callback_data"), **pricing}
         self.state.messages[msg["id"]] = msg
         # Meta may hold a marketing message for a quality assessment (then deliver or drop it) or pause it.
         hold = self.state.quality_hold.get(to) if pricing["category"] == "marketing" else None
@@ -882,6 +911,18 @@ class WhatsAppFake:
         async def code(pid: str) -> dict[str, Any]:
             """The verification code 'sent by SMS' (what a person would read on the phone)."""
             return {"code": self.state.codes.get(pid)}
+
+        @r.get("/messages")
+        async def messages(callback_data: str | None = None, phone_number_id: str | None = None,
+                           to: str | None = None) -> dict[str, Any]:
+            """Accepted messages (whether or not the client got the answer), filtered by their
+            biz_opaque_callback_data, number and recipient: count them per intent."""
+            wa_id = re.sub(r"\D", "", to) if to else None
+            found = [self.message_view(m) for m in self.state.messages.values()
+                     if (callback_data is None or m.get("biz_opaque_callback_data") == callback_data)
+                     and (phone_number_id is None or m["phone_number_id"] == phone_number_id)
+                     and (wa_id is None or m["to"] == wa_id)]
+            return {"count": len(found), "messages": found}
 
         @r.get("/messages/{message_id}")
         async def message(message_id: str) -> dict[str, Any]:

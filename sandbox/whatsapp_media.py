@@ -80,7 +80,7 @@ class MediaEndpoints:
             return token
         item = self.media.get(media_id)
         if item is None or self.fake.state.numbers[item.phone_number_id].token != token:
-            return self.fake._missing_object(media_id)
+            return self.fake._missing_object(media_id, request.method)
         return item
 
     def view(self, request: Request, item: StoredMedia) -> Response:
