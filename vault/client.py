@@ -111,8 +111,11 @@ class VaultClient:
             self._mode = "approle"
         else:
             self._mode = "token"
-        # The static token is ignored in the other modes (the settings default it to the dev root token).
-        self._client = hvac.Client(url=addr, token=token if self._mode == "token" else None, timeout=10)
+        self._client = hvac.Client(url=addr, token=token, timeout=10)
+        if self._mode != "token":
+            # Ignore the static token (the settings default it to the dev root token) and whatever hvac
+            # picked up from VAULT_TOKEN or ~/.vault-token: this process authenticates itself.
+            self._client.token = None
         self._token_file = Path(token_file) if token_file else None
         self._token_file_sig: tuple[int, int, int] | None = None
         self._role_id = role_id
