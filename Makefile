@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint install clean schemas bench lock lock-upgrade test-deploy
+.PHONY: run test lint install clean schemas bench lock lock-upgrade test-deploy deploy-secrets
 
 # Reproducible: every package (pip and setuptools included) comes from the hashed dev lock; the project
 # itself is installed without resolving anything (`make lock` after changing pyproject.toml's dependencies).
@@ -39,7 +39,7 @@ clean:
 # `make lock-upgrade` moves every pin to the newest allowed release. No index URL is written into the files.
 LOCK_FLAGS := --quiet --generate-hashes --no-emit-index-url --no-emit-find-links --allow-unsafe --strip-extras \
 	--all-build-deps
-lock: ## regenerate requirements.lock (runtime) and requirements-dev.lock (runtime pins + dev/test tools)
+lock: install ## regenerate requirements.lock (runtime) and requirements-dev.lock (runtime pins + dev/test tools)
 	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile $(LOCK_FLAGS) $(LOCK_EXTRA) \
 		--output-file requirements.lock pyproject.toml
 	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile $(LOCK_FLAGS) $(LOCK_EXTRA) --extra dev \
@@ -51,3 +51,6 @@ lock-upgrade:
 test-deploy: install ## lock files, Dockerfile, compose file and the Vault bootstrap/renewal tests
 	$(PY) -m pytest -q tests/test_deploy_lock.py tests/test_deploy_files.py tests/test_vault_server.py \
 		tests/test_vault_renewal.py
+
+deploy-secrets: ## random passwords and keys for docker-compose.yml under deploy/secrets/ (kept if present)
+	sh deploy/gen-secrets.sh
