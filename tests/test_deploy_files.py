@@ -295,9 +295,10 @@ def entrypoint_env(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "key").write_text("s3cret-admin\n")
     (tmp_path / "pg").write_text("pg-pass\n")
     (tmp_path / "sid").write_text("secret-id\n")
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("OSI_", "PG"))}
+    (tmp_path / "tak").write_text("cloud-api-key\n")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OSI_", "PG", "TEMPORAL_"))}
     return {**base, "OSI_ADMIN_API_KEY_FILE": str(tmp_path / "key"), "PGPASSWORD_FILE": str(tmp_path / "pg"),
-            "OSI_VAULT_SECRET_ID_FILE": str(tmp_path / "sid")}
+            "OSI_VAULT_SECRET_ID_FILE": str(tmp_path / "sid"), "TEMPORAL_API_KEY_FILE": str(tmp_path / "tak")}
 
 
 def test_entrypoint_turns_file_variables_into_values(entrypoint_env: dict[str, str]) -> None:
@@ -305,10 +306,19 @@ def test_entrypoint_turns_file_variables_into_values(entrypoint_env: dict[str, s
                          capture_output=True, text=True, check=True).stdout
     seen = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     assert seen["OSI_ADMIN_API_KEY"] == "s3cret-admin" and seen["PGPASSWORD"] == "pg-pass"
+    assert seen["TEMPORAL_API_KEY"] == "cloud-api-key"  # Temporal Cloud, read by temporalio.envconfig
     assert "OSI_ADMIN_API_KEY_FILE" not in seen
     # The Vault client re-reads this one itself (rotation without a restart): left as a path.
     assert seen["OSI_VAULT_SECRET_ID_FILE"] == entrypoint_env["OSI_VAULT_SECRET_ID_FILE"]
     assert "OSI_VAULT_SECRET_ID" not in seen
+
+
+def test_entrypoint_empty_file_variable_switches_it_off(entrypoint_env: dict[str, str]) -> None:
+    out = subprocess.run(["sh", str(ROOT / "deploy" / "docker-entrypoint.sh"), "env"],
+                         env={**entrypoint_env, "OSI_VAULT_ROLE_ID_FILE": "", "PGPASSWORD_FILE": ""},
+                         capture_output=True, text=True, check=True).stdout
+    names = {line.split("=", 1)[0] for line in out.splitlines()}
+    assert not names & {"OSI_VAULT_ROLE_ID", "OSI_VAULT_ROLE_ID_FILE", "PGPASSWORD", "PGPASSWORD_FILE"}
 
 
 def test_entrypoint_refuses_a_value_given_twice_or_an_unreadable_file(entrypoint_env: dict[str, str]) -> None:
