@@ -29,8 +29,9 @@ RUN /opt/venv/bin/pip install --no-deps --no-build-isolation . \
  && /opt/venv/bin/pip check
 # The runtime user cannot write site-packages, so every module (workflow modules included: the Temporal
 # sandbox imports them for each workflow run) must already have its .pyc. unchecked-hash: the .pyc is used
-# as is, whatever the file timestamps became while copying between stages.
-RUN /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv/lib
+# as is, whatever the file timestamps became while copying between stages; -f rewrites the timestamp-based
+# .pyc files pip wrote at install time.
+RUN /opt/venv/bin/python -m compileall -q -f -j 0 --invalidation-mode unchecked-hash /opt/venv/lib
 
 # ---- runtime: slim, non-root, read-only code ------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -277,7 +277,7 @@ def test_dockerfile_is_multi_stage_pinned_non_root_with_healthcheck() -> None:
     builder = text.split("AS runtime", 1)[0]
     assert "pip install --require-hashes -r requirements.lock" in builder
     assert "--no-deps --no-build-isolation ." in builder
-    assert re.search(r"compileall .*--invalidation-mode unchecked-hash /opt/venv/lib", builder)
+    assert re.search(r"compileall .*-f .*--invalidation-mode unchecked-hash /opt/venv/lib", builder)
 
 
 def test_dockerfile_copies_every_package_the_project_ships() -> None:

