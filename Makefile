@@ -48,9 +48,8 @@ lock: install ## regenerate requirements.lock (runtime) and requirements-dev.loc
 lock-upgrade:
 	$(MAKE) lock LOCK_EXTRA=--upgrade
 
-test-deploy: install ## lock files, Dockerfile, compose file and the Vault bootstrap/renewal tests
-	$(PY) -m pytest -q tests/test_deploy_lock.py tests/test_deploy_files.py tests/test_vault_server.py \
-		tests/test_vault_renewal.py
+test-deploy: install ## lock files, Dockerfile, compose file, PostgreSQL roles, Vault server/bootstrap/renewal
+	$(PY) -m pytest -q $(wildcard tests/test_deploy_*.py) tests/test_vault_server.py tests/test_vault_renewal.py
 
 deploy-secrets: ## random passwords and keys for docker-compose.yml under deploy/secrets/ (kept if present)
 	sh deploy/gen-secrets.sh
