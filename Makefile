@@ -3,12 +3,14 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint install clean schemas bench
+.PHONY: run test lint install clean schemas bench lock lock-upgrade test-deploy deploy-secrets
 
-$(VENV)/.installed: pyproject.toml
+# Reproducible: every package (pip and setuptools included) comes from the hashed dev lock; the project
+# itself is installed without resolving anything (`make lock` after changing pyproject.toml's dependencies).
+$(VENV)/.installed: requirements-dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r requirements-dev.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(VENV)/.installed
@@ -31,3 +33,23 @@ bench: install
 
 clean:
 	rm -rf .data
+
+# Hashed lock files, resolved for CPython 3.11 on Linux (this machine, CI and the Docker image). Re-run after
+# adding or changing a dependency in pyproject.toml: pins already in the locks are kept, new ones are added.
+# `make lock-upgrade` moves every pin to the newest allowed release. No index URL is written into the files.
+LOCK_FLAGS := --quiet --generate-hashes --no-emit-index-url --no-emit-find-links --allow-unsafe --strip-extras \
+	--all-build-deps
+lock: install ## regenerate requirements.lock (runtime) and requirements-dev.lock (runtime pins + dev/test tools)
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile $(LOCK_FLAGS) $(LOCK_EXTRA) \
+		--output-file requirements.lock pyproject.toml
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile $(LOCK_FLAGS) $(LOCK_EXTRA) --extra dev \
+		--constraint requirements.lock --output-file requirements-dev.lock pyproject.toml
+
+lock-upgrade:
+	$(MAKE) lock LOCK_EXTRA=--upgrade
+
+test-deploy: install ## lock files, Dockerfile, compose file, PostgreSQL roles, Vault server/bootstrap/renewal
+	$(PY) -m pytest -q $(wildcard tests/test_deploy_*.py) tests/test_vault_server.py tests/test_vault_renewal.py
+
+deploy-secrets: ## random passwords and keys for docker-compose.yml under deploy/secrets/ (kept if present)
+	sh deploy/gen-secrets.sh

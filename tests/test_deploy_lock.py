@@ -1,0 +1,167 @@
+"""The hashed lock files agree with pyproject.toml and never name a package registry."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNTIME_LOCK = ROOT / "requirements.lock"
+DEV_LOCK = ROOT / "requirements-dev.lock"
+
+# An index/find-links option, any URL, or a well-known registry host: the lock must work with whatever
+# index the installing machine is configured for (pip.conf, PIP_INDEX_URL), and leak none.
+_REGISTRY = re.compile(
+    r"^\s*(-i\b|-f\b|--index-url|--extra-index-url|--find-links|--trusted-host|--no-index)"
+    r"|[a-z][a-z0-9+.-]*://"
+    r"|pypi\.org|pythonhosted\.org|pypi\.python\.org",
+    re.IGNORECASE | re.MULTILINE,
+)
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
+
+
+def parse_lock(text: str) -> tuple[dict[str, Version], list[str]]:
+    """Pins (normalized name -> version) and problems of the file's own shape (unpinned, unhashed)."""
+    pins: dict[str, Version] = {}
+    problems: list[str] = []
+    entries = re.split(r"\n(?=\S)", text)  # an entry starts at column 0; its hashes are indented below it
+    for entry in entries:
+        first = entry.split("\n", 1)[0].strip()
+        if not first or first.startswith("#"):
+            continue
+        m = _PIN.match(first)
+        if not m:
+            problems.append(f"not an exact pin: {first!r}")
+            continue
+        name = canonicalize_name(m.group(1))
+        pins[name] = Version(m.group(2))
+        if "--hash=sha256:" not in entry:
+            problems.append(f"{name} has no hash")
+    return pins, problems
+
+
+def registry_mentions(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if _REGISTRY.search(line)]
+
+
+def _extra_requirements(req: Requirement) -> list[Requirement]:
+    """What `pkg[extra]` adds, from the installed distribution's metadata (empty when not installed)."""
+    try:
+        requires = metadata.requires(req.name) or []
+    except metadata.PackageNotFoundError:
+        return []
+    out = []
+    for raw in requires:
+        sub = Requirement(raw)
+        if sub.marker is None:
+            continue
+        for extra in req.extras:
+            if sub.marker.evaluate({**default_environment(), "extra": extra}):
+                out.append(sub)
+    return out
+
+
+def disagreements(declared: list[str], pins: dict[str, Version], lock_name: str) -> list[str]:
+    """Every declared requirement (for this platform) pinned in the lock at a version it accepts."""
+    env = {**default_environment(), "extra": ""}
+    problems = []
+    for raw in declared:
+        req = Requirement(raw)
+        if req.marker is not None and not req.marker.evaluate(env):
+            continue
+        for r in [req, *_extra_requirements(req)]:
+            name = canonicalize_name(r.name)
+            if name not in pins:
+                problems.append(f"{r.name} is declared ({r}) but not pinned in {lock_name}: run `make lock`")
+            elif not r.specifier.contains(pins[name], prereleases=True):
+                problems.append(f"{r.name}=={pins[name]} in {lock_name} does not satisfy {r}: run `make lock`")
+    return problems
+
+
+def _project() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+@pytest.mark.parametrize("lock", [RUNTIME_LOCK, DEV_LOCK], ids=lambda p: p.name)
+def test_lock_is_hashed_and_names_no_registry(lock: Path) -> None:
+    text = lock.read_text()
+    pins, problems = parse_lock(text)
+    assert not problems
+    assert len(pins) > 20
+    assert registry_mentions(text) == []
+    # pip and setuptools are pinned too (--allow-unsafe): `pip install --require-hashes` refuses
+    # to install anything unhashed, and the editable install runs without build isolation.
+    assert "setuptools" in pins
+
+
+def test_runtime_lock_pins_every_runtime_dependency() -> None:
+    pins, _ = parse_lock(RUNTIME_LOCK.read_text())
+    assert disagreements(_project()["dependencies"], pins, RUNTIME_LOCK.name) == []
+
+
+def test_dev_lock_pins_runtime_and_dev_dependencies_and_agrees_with_the_runtime_lock() -> None:
+    project = _project()
+    dev_pins, _ = parse_lock(DEV_LOCK.read_text())
+    declared = project["dependencies"] + project["optional-dependencies"]["dev"]
+    assert disagreements(declared, dev_pins, DEV_LOCK.name) == []
+    runtime_pins, _ = parse_lock(RUNTIME_LOCK.read_text())
+    # The tests run against exactly what the image ships.
+    differ = {n: (v, dev_pins.get(n)) for n, v in runtime_pins.items() if dev_pins.get(n) != v}
+    assert differ == {}
+
+
+# ---- the checks themselves catch what they are for ----------------------------------------------------
+
+GOOD = """#
+# This file is autogenerated by pip-compile
+#
+foo==2.1 \\
+    --hash=sha256:aaaa
+    # via project
+psycopg==3.2.1 \\
+    --hash=sha256:bbbb
+"""
+
+
+def test_checker_catches_a_missing_or_outdated_pin() -> None:
+    pins, problems = parse_lock(GOOD)
+    assert problems == [] and pins == {"foo": Version("2.1"), "psycopg": Version("3.2.1")}
+    assert disagreements(["foo>=2", "Psycopg>=3.2"], pins, "x.lock") == []
+    assert disagreements(["foo>=2.2"], pins, "x.lock") == [
+        "foo==2.1 in x.lock does not satisfy foo>=2.2: run `make lock`"]
+    assert disagreements(["alembic>=1.13"], pins, "x.lock") == [
+        "alembic is declared (alembic>=1.13) but not pinned in x.lock: run `make lock`"]
+    # A platform marker that does not apply here is not required.
+    assert disagreements(["pywin32>=300; sys_platform == 'win32'"], pins, "x.lock") == []
+
+
+def test_checker_follows_extras_of_installed_distributions() -> None:
+    # uvicorn[standard] brings uvloop/httptools/...; a lock without them would install a different server.
+    pins, _ = parse_lock(RUNTIME_LOCK.read_text())
+    assert any("uvloop" in p or "httptools" in p
+               for p in disagreements(["uvicorn[standard]>=0.30"], {"uvicorn": pins["uvicorn"]}, "x.lock"))
+
+
+def test_checker_catches_unhashed_and_unpinned_entries() -> None:
+    _, problems = parse_lock("foo==1.0\nbar>=2 \\\n    --hash=sha256:cc\n")
+    assert problems == ["foo has no hash", "not an exact pin: 'bar>=2 \\\\'"]
+
+
+@pytest.mark.parametrize("line", [
+    "--index-url https://pypi.org/simple",
+    "--extra-index-url https://mirror.example/simple",
+    "-i https://example.org/simple",
+    "--find-links /opt/wheels",
+    "--trusted-host files.pythonhosted.org",
+    "foo @ https://files.pythonhosted.org/packages/foo-1.0.tar.gz",
+])
+def test_checker_catches_registry_mentions(line: str) -> None:
+    assert registry_mentions(GOOD + line + "\n") == [line]
