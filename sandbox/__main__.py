@@ -3,7 +3,6 @@
 import uvicorn
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.settings import get_settings
 from sandbox.app import create_app
 
 

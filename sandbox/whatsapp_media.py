@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
+from sandbox.graph_errors import graph_error
+
 if TYPE_CHECKING:
     from sandbox.whatsapp import WhatsAppFake
 
@@ -44,8 +46,6 @@ class MediaEndpoints:
         self.media: dict[str, StoredMedia] = {}
 
     async def upload(self, pid: str, request: Request) -> Response:
-        from sandbox.whatsapp import graph_error
-
         num = self.fake.authorize(request, pid)
         if isinstance(num, JSONResponse):
             return num
