@@ -17,6 +17,7 @@ COPY requirements.lock ./
 RUN /opt/venv/bin/pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY activities activities
+COPY core core
 COPY workflows workflows
 COPY worker worker
 COPY vault vault

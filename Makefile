@@ -23,7 +23,8 @@ test: install ## the whole suite (starts Temporal, OpenBao, sandbox and gateway 
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy activities workflows worker vault gateway store sandbox
+	$(VENV)/bin/mypy core activities workflows worker vault gateway store sandbox
+	$(VENV)/bin/lint-imports
 
 schemas: install
 	$(VENV)/bin/osi schema export --out docs/schemas

@@ -23,6 +23,7 @@ from core.runtime import Runtime
 from core.settings import Settings
 from sandbox.app import create_app
 from vault.credentials import BearerTokenCredentials
+from worker.migrate import upgrade
 from worker.registry import registry
 from worker.stack import ServerThread, Stack, free_port
 
@@ -38,6 +39,7 @@ async def main(n: int) -> None:
     try:
         s = Settings(vault_addr=f"http://127.0.0.1:{vport}", database_url=f"sqlite:///{tmp / 'b.db'}",
                      sections={"whatsapp": {"base_url": f"{sandbox.url}/whatsapp"}}, _env_file=None)  # type: ignore[call-arg]
+        upgrade(s.database_url)
         rt = Runtime(s, registry=registry())
         token, pid = "EAAbench" + secrets.token_hex(8), "123456789012345"
         mps = 100_000  # lift the per-number limit: this measures overhead, not throttling

@@ -25,6 +25,7 @@ from activities.slack.models import PostMessageInput
 from activities.slack.seed import create_workspace, direct_connection, ensure_app
 from core.runtime import Runtime
 from core.settings import Settings
+from worker.migrate import upgrade
 from worker.registry import registry
 from worker.stack import Stack, free_port, wait_port
 
@@ -88,6 +89,7 @@ async def main(channels: int, per_channel: int) -> None:
                             _env_file=None)  # type: ignore[call-arg]
         proc = stack.python("sandbox", {"OSI_SANDBOX_PORT": str(sport)}, tmp / "sandbox.log")
         wait_port("127.0.0.1", sport, 30, proc)
+        upgrade(settings.database_url)
         rt = Runtime(settings, registry=registry())
         rt.vault.ensure_engines(settings.vault_transit_key)
         try:

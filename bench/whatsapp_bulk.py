@@ -24,13 +24,14 @@ from pydantic import SecretStr
 from temporalio.client import Client
 
 from activities.whatsapp.models import BulkRecipient, BulkSendWhatsAppTemplateInput
+from activities.whatsapp.store import WhatsAppStore
 from core.connections import add_connection
 from core.runtime import Runtime
 from core.settings import Settings
 from core.temporal import connect
-from store.whatsapp import WhatsAppStore
 from vault.credentials import BearerTokenCredentials
 from worker.main import build_worker
+from worker.migrate import upgrade
 from worker.registry import registry
 from worker.stack import Stack, free_port, wait_port
 from workflows.whatsapp_bulk import BulkSendWhatsAppTemplate
@@ -122,6 +123,7 @@ async def main(messages: int, mps: int, batch_size: int) -> None:
         # The sandbox in its own process, as in `make run`: it must not share our event loop or GIL.
         proc = stack.python("sandbox", {"OSI_SANDBOX_PORT": str(sport)}, tmp / "sandbox.log")
         wait_port("127.0.0.1", sport, 30, proc)
+        upgrade(settings.database_url)
         rt = Runtime(settings, registry=registry())
         rt.vault.ensure_engines(settings.vault_transit_key)
         client = await connect(settings)

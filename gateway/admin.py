@@ -100,8 +100,6 @@ def router() -> APIRouter:
         out = []
         for c in await rt.store.run(rt.store.list_connections, organization_id):
             exp = c.credentials_expire_at
-            if exp is not None and exp.tzinfo is None:
-                exp = exp.replace(tzinfo=UTC)
             out.append({
                 **c.model_dump(mode="json"),
                 "expiry_warning": exp is not None and exp - now < timedelta(days=EXPIRY_WARNING_DAYS),

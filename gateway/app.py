@@ -12,7 +12,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
@@ -21,6 +20,7 @@ from core.runtime import Runtime
 from core.settings import Settings, get_settings
 from core.temporal import connect
 from gateway import admin, codec
+from worker.migrate import upgrade
 from worker.registry import registry
 
 log = logging.getLogger("osi.gateway")
@@ -35,6 +35,8 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None,
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_rt = rt is None
+        if own_rt:
+            await asyncio.to_thread(upgrade, settings.database_url)
         app.state.rt = rt or Runtime(settings, registry=plugins)
         # One Temporal client per process, connected at start-up (never per request).
         app.state.temporal = temporal or await connect(settings)
@@ -61,10 +63,7 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None,
             checks["temporal"] = f"error: {type(exc).__name__}"
         checks["vault"] = "ok" if await asyncio.to_thread(state.rt.vault.is_ready) else "error"
         try:
-            def ping() -> None:
-                with state.rt.store.engine.connect() as conn:
-                    conn.execute(text("SELECT 1"))
-            await asyncio.to_thread(ping)
+            await asyncio.to_thread(state.rt.store.ping)
             checks["store"] = "ok"
         except Exception as exc:
             checks["store"] = f"error: {type(exc).__name__}"

@@ -10,7 +10,8 @@ from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel, col, select
 
 from store.db import Store
-from store.models import AdminNotification, as_utc, new_id, utcnow
+from store.models import AdminNotification, new_id, utcnow
+from store.types import UTCField
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
 
@@ -27,7 +28,7 @@ class AlertRoute(SQLModel, table=True):
     target: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     min_severity: str = "warning"
     enabled: bool = True
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = UTCField(default_factory=utcnow)
     created_by: str = "operator"
 
 
@@ -43,8 +44,8 @@ class AlertDelivery(SQLModel, table=True):
     status: str = "pending"  # pending | delivered | failed (gave up)
     attempts: int = 0
     last_error: str | None = None
-    delivered_at: datetime | None = None
-    updated_at: datetime = Field(default_factory=utcnow)
+    delivered_at: datetime | None = UTCField(default=None)
+    updated_at: datetime = UTCField(default_factory=utcnow)
 
 
 class AlertStore:
@@ -107,7 +108,7 @@ class AlertStore:
                     if SEVERITY_RANK.get(n.severity, 2) < SEVERITY_RANK.get(r.min_severity, 1):
                         continue
                     # A route only gets what was raised after it existed (no flood of history on setup).
-                    if as_utc(n.at) < as_utc(r.created_at) - timedelta(minutes=5):
+                    if n.at < r.created_at - timedelta(minutes=5):
                         continue
                     d = done.get((n.id or 0, r.id))
                     if d is not None and (d.status != "pending" or d.attempts >= max_attempts):

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, SQLModel, col, create_engine, select
+from sqlmodel import Session, col, create_engine, select
 
 from store.models import (
     AdminKey,
@@ -35,21 +35,6 @@ class ConnectionExists(Exception):
 
 class ConnectionNotFound(LookupError):
     """No connection with this (organization, type, name)."""
-
-
-APPEND_ONLY_SQLITE = [
-    "CREATE TRIGGER IF NOT EXISTS audit_event_no_update BEFORE UPDATE ON audit_event "
-    "BEGIN SELECT RAISE(ABORT, 'audit_event is append-only'); END",
-    "CREATE TRIGGER IF NOT EXISTS audit_event_no_delete BEFORE DELETE ON audit_event "
-    "BEGIN SELECT RAISE(ABORT, 'audit_event is append-only'); END",
-]
-APPEND_ONLY_POSTGRES = [
-    "CREATE OR REPLACE FUNCTION audit_event_append_only() RETURNS trigger AS $$ "
-    "BEGIN RAISE EXCEPTION 'audit_event is append-only'; END; $$ LANGUAGE plpgsql",
-    "DROP TRIGGER IF EXISTS audit_event_append_only ON audit_event",
-    "CREATE TRIGGER audit_event_append_only BEFORE UPDATE OR DELETE ON audit_event "
-    "FOR EACH ROW EXECUTE FUNCTION audit_event_append_only()",
-]
 
 
 # An identical unacknowledged alert inside this window is the same alert, not a new one.
@@ -83,29 +68,18 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-def init_schema(engine: Engine) -> None:
-    """Create tables (idempotent) and the append-only guard on the audit log."""
-    # Plugins add their own tables in store modules; import them so metadata is complete.
-    import store.tables  # noqa: F401
-
-    SQLModel.metadata.create_all(engine)
-    statements = APPEND_ONLY_POSTGRES if engine.dialect.name == "postgresql" else APPEND_ONLY_SQLITE
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            # Serialise concurrent start-ups creating the same trigger.
-            conn.execute(text("SELECT pg_advisory_xact_lock(424242)"))
-        for stmt in statements:
-            conn.execute(text(stmt))
-
-
 class Store:
     """Synchronous queries with async wrappers (`await store.run(fn)`) for the event loop."""
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
+    def __init__(self, url: str) -> None:
+        """The schema is Alembic's (`worker.migrate.upgrade`, run by every process at start)."""
         self.url = url
         self.engine = make_engine(url)
-        if create:
-            init_schema(self.engine)
+
+    def ping(self) -> None:
+        """One round trip (readiness checks); raises when the database is unreachable."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)

@@ -10,15 +10,12 @@ from typing import Any
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from store.types import UTCField
+
 
 def utcnow() -> datetime:
-    """Timezone-aware now; stored as naive UTC by SQLite, aware by PostgreSQL."""
+    """Timezone-aware now (every timestamp column is `store.types.UTCDateTime`)."""
     return datetime.now(UTC)
-
-
-def as_utc(dt: datetime) -> datetime:
-    """SQLite hands datetimes back naive (they are UTC); compare them as aware ones."""
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def new_id() -> str:
@@ -52,13 +49,13 @@ class Connection(SQLModel, table=True):
     status: str = Field(default=ConnectionStatus.ACTIVE.value)
     health: str = Field(default=Health.UNKNOWN.value)
     health_detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    last_health_check: datetime | None = None
+    last_health_check: datetime | None = UTCField(default=None)
     request_count: int = 0
     error_count: int = 0
-    last_used_at: datetime | None = None
-    credentials_expire_at: datetime | None = None
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = UTCField(default=None)
+    credentials_expire_at: datetime | None = UTCField(default=None)
+    created_at: datetime = UTCField(default_factory=utcnow)
+    updated_at: datetime = UTCField(default_factory=utcnow)
 
 
 class AuditEvent(SQLModel, table=True):
@@ -67,7 +64,7 @@ class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_event"
 
     id: int | None = Field(default=None, primary_key=True)
-    at: datetime = Field(default_factory=utcnow, index=True)
+    at: datetime = UTCField(default_factory=utcnow, index=True)
     organization_id: str = Field(index=True)
     actor: str
     action: str = Field(index=True)
@@ -83,7 +80,7 @@ class UsageRecord(SQLModel, table=True):
     __tablename__ = "usage_record"
 
     id: int | None = Field(default=None, primary_key=True)
-    at: datetime = Field(default_factory=utcnow, index=True)
+    at: datetime = UTCField(default_factory=utcnow, index=True)
     organization_id: str = Field(index=True)
     connection_id: str | None = Field(default=None, index=True)  # None: an app-level call (OAuth exchange)
     provider: str
@@ -99,7 +96,7 @@ class UsageRecord(SQLModel, table=True):
     reference: str | None = Field(default=None, index=True)
     # Late outcome reported asynchronously (e.g. WhatsApp sent/delivered/read/failed webhooks).
     delivery_status: str | None = None
-    delivered_at: datetime | None = None
+    delivered_at: datetime | None = UTCField(default=None)
 
 
 class AdminNotification(SQLModel, table=True):
@@ -108,7 +105,7 @@ class AdminNotification(SQLModel, table=True):
     __tablename__ = "admin_notification"
 
     id: int | None = Field(default=None, primary_key=True)
-    at: datetime = Field(default_factory=utcnow, index=True)
+    at: datetime = UTCField(default_factory=utcnow, index=True)
     organization_id: str = Field(index=True)
     connection_id: str | None = Field(default=None, index=True)
     severity: str = "error"
@@ -127,7 +124,7 @@ class IdempotencyRecord(SQLModel, table=True):
     organization_id: str = Field(index=True)
     action: str
     result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = UTCField(default_factory=utcnow)
 
 
 class AdminKey(SQLModel, table=True):
@@ -139,5 +136,5 @@ class AdminKey(SQLModel, table=True):
     organization_id: str | None = Field(default=None, index=True)
     label: str
     key_hash: str = Field(unique=True, index=True)
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = UTCField(default_factory=utcnow)
     revoked: bool = False

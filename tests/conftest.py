@@ -20,6 +20,7 @@ from sandbox.app import create_app as create_sandbox
 from sandbox.state import SandboxState
 from tests.servers import ServerThread
 from worker.main import build_worker
+from worker.migrate import upgrade
 from worker.registry import registry
 from worker.stack import Stack, free_port
 
@@ -90,6 +91,7 @@ def sandbox_sections(sandbox_url: str) -> dict[str, dict[str, object]]:
 
 @pytest.fixture(scope="session")
 async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    upgrade(settings.database_url)
     rt = Runtime(settings, registry=registry())
     rt.vault.ensure_engines(settings.vault_transit_key)
     yield rt

@@ -16,6 +16,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.slack import oauth
+from activities.slack import store as slack_store
 from activities.slack.activities import SlackActivities
 from activities.slack.models import AuthTestInput, PostMessageInput
 from activities.slack.provider import PROVIDER
@@ -23,7 +24,6 @@ from activities.slack.seed import create_workspace, direct_connection, ensure_ap
 from activities.slack.settings import SlackSettings
 from core.runtime import Runtime
 from sandbox.state import fingerprint
-from store import slack as slack_store
 from store.models import ConnectionStatus
 from vault.credentials import OAuth2Credentials
 

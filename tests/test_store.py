@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from store.db import ConnectionExists, ConnectionNotFound, Store
 from store.models import AuditEvent, Health, UsageRecord
+from worker.migrate import upgrade
 
 PG_ADMIN = "postgresql://127.0.0.1:5432/postgres"
 
@@ -18,13 +19,16 @@ PG_ADMIN = "postgresql://127.0.0.1:5432/postgres"
 @pytest.fixture(params=["sqlite", "postgresql"], scope="module")
 def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     if request.param == "sqlite":
-        st = Store(f"sqlite:///{tmp_path_factory.mktemp('store') / 'osi.db'}")
+        url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'osi.db'}"
+        upgrade(url)
+        st = Store(url)
         yield st
         st.dispose()
         return
     name = f"osi_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN, autocommit=True, user="postgres") as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+    upgrade(f"postgresql://postgres@127.0.0.1:5432/{name}")
     st = Store(f"postgresql://postgres@127.0.0.1:5432/{name}")
     try:
         yield st
@@ -122,8 +126,8 @@ def test_messaging_limit_slots_count_from_acceptance(store: Store) -> None:
     """A slot reserved before a slow send frees a window after Meta accepted it, not after we reserved."""
     from datetime import timedelta
 
+    from activities.whatsapp.store import WhatsAppStore
     from store.models import utcnow
-    from store.whatsapp import WhatsAppStore
 
     ws = WhatsAppStore(store)
     portfolio = f"waba-{uuid.uuid4().hex[:8]}"

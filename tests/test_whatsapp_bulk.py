@@ -18,7 +18,7 @@ from activities.whatsapp.models import (
     BulkSendWhatsAppTemplateInput,
     TemplatesInput,
 )
-from store.whatsapp import WhatsAppStore
+from activities.whatsapp.store import WhatsAppStore
 from tests.test_whatsapp_support import ORDER_TEMPLATE, env, eventually, sandbox_stats, wa_conn, wid
 from workflows.whatsapp_bulk import BulkSendWhatsAppTemplate
 

@@ -10,7 +10,7 @@ import httpx
 from typer.testing import CliRunner
 
 from activities.whatsapp.cost import default_rates
-from store.whatsapp import WhatsAppStore
+from activities.whatsapp.store import WhatsAppStore
 from tests.test_whatsapp_support import NAMED_TEMPLATE, wa_conn
 
 

@@ -12,8 +12,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.whatsapp.activities import WhatsAppActivities
 from activities.whatsapp.models import SendTemplateInput, SendTextInput, Template
+from activities.whatsapp.store import WhatsAppStore
 from activities.whatsapp.webhooks import sign
-from store.whatsapp import WhatsAppStore
 from tests.test_whatsapp_support import ORDER_TEMPLATE, PROMO_TEMPLATE, customer_writes, env, eventually, wa_conn
 
 CUSTOMER, WA_ID = "+16505552001", "16505552001"

@@ -29,8 +29,8 @@ from activities.whatsapp.models import (
     WaitForReply,
     conversation_workflow_id,
 )
+from activities.whatsapp.store import WhatsAppStore
 from activities.whatsapp.webhooks import sign
-from store.whatsapp import WhatsAppStore
 from tests.test_whatsapp_support import customer_writes, eventually, wa_conn
 from workflows.whatsapp_conversation import WhatsAppConversation
 

@@ -12,7 +12,7 @@ import pytest
 from activities.whatsapp.activities import WhatsAppActivities
 from activities.whatsapp.cost import as_rates, default_rates, parse_rate_file
 from activities.whatsapp.models import SendTemplateInput, SendTextInput, Template
-from store.whatsapp import WhatsAppStore, rate_for
+from activities.whatsapp.store import WhatsAppStore, rate_for
 from tests.test_whatsapp_support import ORDER_TEMPLATE, PROMO_TEMPLATE, customer_writes, env, eventually, wa_conn
 
 DEFAULT = as_rates(default_rates()[0])

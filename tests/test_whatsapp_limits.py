@@ -10,7 +10,7 @@ import httpx
 
 from activities.whatsapp.models import OutboundMessage, SendWhatsAppMessageInput, SendWhatsAppMessageResult, Template
 from activities.whatsapp.sending import send_one
-from store.whatsapp import WhatsAppStore
+from activities.whatsapp.store import WhatsAppStore
 from tests.test_whatsapp_support import customer_writes, sandbox_stats, wa_conn, wid
 
 

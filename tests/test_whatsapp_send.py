@@ -32,8 +32,8 @@ from activities.whatsapp.models import (
     TemplatesInput,
     VerifyCodeInput,
 )
+from activities.whatsapp.store import WhatsAppStore
 from core.connections import test_connection as connection_test
-from store.whatsapp import WhatsAppStore
 from tests.test_whatsapp_support import (
     NAMED_TEMPLATE,
     ORDER_TEMPLATE,

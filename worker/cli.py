@@ -20,8 +20,9 @@ from core.connections import (
 )
 from core.plugin import ProviderSpec, Registry
 from core.settings import get_settings
-from store.db import ConnectionExists
+from store.db import ConnectionExists, make_engine
 from vault.credentials import Credentials
+from worker.migrate import current, head, upgrade
 from worker.registry import registry as default_registry
 from worker.schemas import export_schemas
 
@@ -29,6 +30,7 @@ processes = typer.Typer(no_args_is_help=True)
 connections = typer.Typer(help="Manage integration connections (secrets go to Vault only)", no_args_is_help=True)
 schema = typer.Typer(help="JSON Schemas of workflow inputs and results", no_args_is_help=True)
 admin = typer.Typer(help="Admin API keys", no_args_is_help=True)
+db = typer.Typer(help="The store's schema (Alembic migrations)", no_args_is_help=True)
 
 
 def build_cli(plugins: Registry) -> typer.Typer:
@@ -43,6 +45,7 @@ def build_cli(plugins: Registry) -> typer.Typer:
     root.add_typer(connections, name="connections")
     root.add_typer(schema, name="schema")
     root.add_typer(admin, name="admin")
+    root.add_typer(db, name="db")
     for plugin in plugins:
         if plugin.cli is not None:
             root.add_typer(plugin.cli())
@@ -187,6 +190,23 @@ def admin_issue_key(
         return key
 
     console.print(run_with_runtime(go))
+
+
+@db.command("upgrade")
+def db_upgrade(revision: str = typer.Option("head", "--revision", help="target revision")) -> None:
+    """Migrate the store at OSI_DATABASE_URL (the worker, gateway and `make run` also do it at start)."""
+    console.print(f"store at revision {upgrade(get_settings().database_url, revision)}")
+
+
+@db.command("current")
+def db_current() -> None:
+    """The store's revision and the newest one this release knows."""
+    engine = make_engine(get_settings().database_url)
+    try:
+        with engine.connect() as conn:
+            console.print(f"store at {current(conn) or 'no revision (empty)'}; newest {head()}")
+    finally:
+        engine.dispose()
 
 
 @schema.command("export")

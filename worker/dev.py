@@ -16,6 +16,7 @@ from core.demo import DemoContext, run_all
 from core.runtime import Runtime, make_vault
 from core.settings import Settings, get_settings
 from core.temporal import connect
+from worker.migrate import upgrade
 from worker.registry import registry
 from worker.schedules import ensure_schedules
 from worker.stack import Stack, port_open, wait_port
@@ -92,6 +93,7 @@ async def wait_ready(url: str, within: float = 60.0) -> None:
 
 
 async def demo(s: Settings) -> dict[str, str]:
+    upgrade(s.database_url)
     rt = Runtime(s, registry=registry())
     client = await connect(s)
     try:

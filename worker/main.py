@@ -16,6 +16,7 @@ from core.runtime import Runtime
 from core.settings import Settings, get_settings
 from core.temporal import connect
 from worker import registry
+from worker.migrate import upgrade
 
 log = logging.getLogger("osi.worker")
 
@@ -41,6 +42,7 @@ async def run_worker(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     if settings.worker_metrics_port:
         start_http_server(settings.worker_metrics_port, addr=settings.host)
+    upgrade(settings.database_url)
     client = await connect(settings)
     rt = Runtime(settings, registry=registry.registry())
     worker = build_worker(client, rt)

@@ -37,9 +37,9 @@ with workflow.unsafe.imports_passed_through():
         WaitForReplyResult,
     )
     from activities.whatsapp.spec import CUSTOMER_SERVICE_WINDOW_SECONDS
+    from activities.whatsapp.store import STATUS_RANK
     from core.errors import ErrorClass, IntegrationError, error_from_details
     from core.policies import LOOKUP, SEND
-    from store.whatsapp import STATUS_RANK
 
 SEEN_KEEP = 2000  # dedupe keys carried across continue-as-new (redeliveries come within days, not years)
 MIN_HOLD = timedelta(seconds=1)

@@ -70,7 +70,6 @@ class MaintenanceActivities:
         expiring = False
         exp = conn.credentials_expire_at
         if exp is not None:
-            exp = exp if exp.tzinfo else exp.replace(tzinfo=UTC)
             # Refreshable OAuth tokens renew themselves; only credentials nobody can renew need a human.
             if not await self._refreshable(conn) and exp - datetime.now(UTC) < timedelta(days=inp.expiry_warning_days):
                 expiring = True

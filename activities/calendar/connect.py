@@ -24,10 +24,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from activities.calendar.settings import CalendarSettings
+from activities.calendar.store import consume_state, issue_state
 from core.errors import IntegrationError
 from core.links import link_allowed
 from core.settings import Settings
-from store.calendar import consume_state, issue_state
 
 if TYPE_CHECKING:
     from core.plugin import Provider

@@ -151,7 +151,8 @@ class GoogleCalendarClient:
             raise
 
     def _not_found_attempts(self) -> int:
-        return int(self.settings.get("not_found_attempts") or self.act.rt.section(GoogleCalendarSettings).not_found_attempts)
+        default = self.act.rt.section(GoogleCalendarSettings).not_found_attempts
+        return int(self.settings.get("not_found_attempts") or default)
 
     def _final_not_found(self) -> bool:
         attempt = activity.info().attempt if activity.in_activity() else self._not_found_attempts()

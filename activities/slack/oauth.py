@@ -17,10 +17,10 @@ from slack_sdk.oauth import AuthorizeUrlGenerator
 from slack_sdk.oauth.installation_store import Installation
 from slack_sdk.oauth.state_store import OAuthStateStore
 
+from activities.slack import store as slack_store
 from activities.slack.settings import SlackSettings
 from core.connections import add_connection
 from core.errors import ConfigurationError, ErrorClass, IntegrationError, TemporaryError
-from store import slack as slack_store
 from store.models import Health
 from vault.client import CredentialsMissing
 from vault.credentials import AppSecrets, OAuth2Credentials

@@ -21,6 +21,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.service import RPCError
 
 from activities.slack import oauth, webhooks
+from activities.slack import store as slack_store
 from activities.slack.activities import SlackActivities
 from activities.slack.models import (
     ApprovalContext,
@@ -36,7 +37,6 @@ from activities.slack.webhooks import COMMENT_ACTION, COMMENT_BLOCK, COMMENT_CAL
 from core.errors import ConfigurationError, IntegrationError
 from core.links import LINK_TTL_SECONDS, connect_link, link_allowed
 from core.settings import Settings
-from store import slack as slack_store
 
 log = logging.getLogger("osi.gateway.slack")
 

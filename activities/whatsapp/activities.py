@@ -41,8 +41,8 @@ from activities.whatsapp.models import (
     VerifyCodeInput,
 )
 from activities.whatsapp.provider import PROVIDER
+from activities.whatsapp.store import WhatsAppStore
 from core.errors import ConfigurationError, IntegrationError, PermanentError
-from store.whatsapp import WhatsAppStore, aware
 from vault.client import CredentialsMissing
 from vault.credentials import ApiKeyCredentials
 
@@ -196,7 +196,7 @@ class WhatsAppActivities:
                                     inp.phone_number_id, inp.wa_id)
         if c is None:
             return ContactSnapshot()
-        last = aware(c.last_inbound_at)
+        last = c.last_inbound_at
         return ContactSnapshot(opted_in=c.opted_in, opted_out=c.opted_out, profile_name=c.profile_name,
                                last_inbound_at=int(last.timestamp()) if last else None)
 

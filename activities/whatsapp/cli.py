@@ -148,7 +148,7 @@ def optin_add(org: str = ORG, name: str = NAME,
               source: str = typer.Option(..., "--source", help="where the consent was given, e.g. 'checkout form'"),
               ) -> None:
     """Record that customers opted in (source and time are kept)."""
-    from store.whatsapp import WhatsAppStore
+    from activities.whatsapp.store import WhatsAppStore
 
     wa_ids = _wa_ids(phones)
 
@@ -168,7 +168,7 @@ def optin_revoke(org: str = ORG, name: str = NAME,
                  source: str = typer.Option("operator", "--source"),
                  marketing_only: bool = typer.Option(False, "--marketing-only", help="stop marketing only")) -> None:
     """Opt customers out (of everything, or of marketing only)."""
-    from store.whatsapp import WhatsAppStore
+    from activities.whatsapp.store import WhatsAppStore
 
     wa_ids = _wa_ids(phones)
 
@@ -189,7 +189,7 @@ def optin_list(org: str = ORG, name: str = NAME,
                status: str = typer.Option(None, "--status", help="opted_in | opted_out"),
                as_json: bool = JSON_OUT) -> None:
     """Customers of the number with their opt-in state and window."""
-    from store.whatsapp import WhatsAppStore
+    from activities.whatsapp.store import WhatsAppStore
 
     async def go(rt: Any) -> Any:
         pid = await _phone_number_id(rt, org, name)
@@ -214,7 +214,7 @@ def cost_report(org: str = ORG, since: str = typer.Option(None, "--since", help=
                 connection: str = typer.Option(None, "--name", help="only this connection"),
                 as_json: bool = JSON_OUT) -> None:
     """Delivered messages and their cost per connection, category and day."""
-    from store.whatsapp import WhatsAppStore
+    from activities.whatsapp.store import WhatsAppStore
 
     async def go(rt: Any) -> Any:
         conn_id = None
@@ -242,7 +242,7 @@ def cost_rates_load(path: Path = typer.Argument(..., exists=True, dir_okay=False
                     source: str = typer.Option(None, "--source", help="e.g. 'Meta rate card 2026-07'")) -> None:
     """Replace the rate table (per country calling code and category) with the operator's card."""
     from activities.whatsapp.cost import parse_rate_file
-    from store.whatsapp import WhatsAppStore
+    from activities.whatsapp.store import WhatsAppStore
 
     try:
         rows = parse_rate_file(path)

@@ -14,8 +14,8 @@ from activities.whatsapp.spec import (
     MESSAGING_LIMIT_TIERS,
     SPEC,
 )
+from activities.whatsapp.store import WhatsAppContact
 from core.errors import PermanentError
-from store.whatsapp import WhatsAppContact, aware
 
 DEFAULT_OPT_OUT_KEYWORDS = ("STOP", "STOP ALL", "UNSUBSCRIBE", "OPT OUT", "OPT-OUT", "OPTOUT")
 DEFAULT_MARKETING_OPT_OUT_KEYWORDS = ("STOP PROMOTIONS",)
@@ -55,7 +55,7 @@ class Policy:
 
 
 def window_closes_at(contact: WhatsAppContact | None) -> datetime | None:
-    last = aware(contact.last_inbound_at) if contact else None
+    last = contact.last_inbound_at if contact else None
     return last + timedelta(seconds=CUSTOMER_SERVICE_WINDOW_SECONDS) if last else None
 
 
@@ -71,7 +71,7 @@ def refusal(policy: Policy, contact: WhatsAppContact | None, *, template: bool, 
             now: datetime) -> PermanentError | None:
     """Why this send must not happen, or None. Checked before any provider call."""
     if contact is not None and contact.opted_out and not policy.allow_opted_out:
-        when = aware(contact.opted_out_at)
+        when = contact.opted_out_at
         return PermanentError(
             f"recipient opted out{' on ' + when.isoformat(timespec='seconds') if when else ''}"
             f"{' (' + contact.opt_out_source + ')' if contact.opt_out_source else ''}: no message may be sent",

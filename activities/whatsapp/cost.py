@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from store.whatsapp import Rates, WhatsAppStore
+from activities.whatsapp.store import Rates, WhatsAppStore
 
 if TYPE_CHECKING:
     from core.runtime import Runtime

@@ -31,9 +31,9 @@ from activities.whatsapp.models import (
     conversation_workflow_id,
 )
 from activities.whatsapp.settings import WhatsAppSettings
+from activities.whatsapp.store import WhatsAppStore
 from core.connections import add_connection
 from core.demo import DemoContext
-from store.whatsapp import WhatsAppStore
 from vault.credentials import BearerTokenCredentials
 
 PHONE_NUMBER_ID = "106540352242922"

@@ -16,9 +16,9 @@ from activities.whatsapp import compliance, cost
 from activities.whatsapp.errors import classify_code
 from activities.whatsapp.models import ConversationEvent, SentOrigin, WebhookBatch
 from activities.whatsapp.phone import country_calling_code
+from activities.whatsapp.store import WhatsAppStore
 from core.errors import ErrorClass
 from store.models import Connection, Health
-from store.whatsapp import WhatsAppStore
 
 if TYPE_CHECKING:
     from core.runtime import Runtime

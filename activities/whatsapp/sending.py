@@ -28,9 +28,9 @@ from activities.whatsapp.models import (
 )
 from activities.whatsapp.phone import normalize_e164
 from activities.whatsapp.provider import PROVIDER
+from activities.whatsapp.store import WhatsAppStore
 from core.errors import ErrorClass, IntegrationError, PermanentError
 from store.models import utcnow
-from store.whatsapp import WhatsAppStore
 
 if TYPE_CHECKING:
     from core.pipeline import Action

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete
 from sqlmodel import Field, SQLModel, col
 
-from store.models import as_utc, utcnow
+from store.models import utcnow
+from store.types import UTCField
 
 if TYPE_CHECKING:
     from store.db import Store
@@ -26,8 +27,8 @@ class CalendarOAuthState(SQLModel, table=True):
     organization_id: str = Field(index=True)
     connection_name: str
     tenant: str | None = None
-    created_at: datetime = Field(default_factory=utcnow)
-    expires_at: datetime = Field(index=True)
+    created_at: datetime = UTCField(default_factory=utcnow)
+    expires_at: datetime = UTCField(index=True)
 
 
 def _hash(state: str) -> str:
@@ -56,6 +57,6 @@ def consume_state(store: Store, state: str, provider: str) -> CalendarOAuthState
             return None
         s.delete(row)
         s.commit()
-    if row.provider != provider or as_utc(row.expires_at) < utcnow():
+    if row.provider != provider or row.expires_at < utcnow():
         return None
     return row

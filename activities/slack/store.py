@@ -9,7 +9,8 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, col
 
-from store.models import as_utc, utcnow
+from store.models import utcnow
+from store.types import UTCField
 
 if TYPE_CHECKING:
     from store.db import Store
@@ -28,8 +29,8 @@ class SlackOAuthState(SQLModel, table=True):
     organization_id: str = Field(index=True)
     connection_name: str
     auto_join: bool | None = None
-    created_at: datetime = Field(default_factory=utcnow)
-    expires_at: datetime = Field(index=True)
+    created_at: datetime = UTCField(default_factory=utcnow)
+    expires_at: datetime = UTCField(index=True)
 
 
 class SlackDelivery(SQLModel, table=True):
@@ -39,7 +40,7 @@ class SlackDelivery(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=300)
     kind: str
-    at: datetime = Field(default_factory=utcnow, index=True)
+    at: datetime = UTCField(default_factory=utcnow, index=True)
 
 
 def issue_state(store: Store, state: str, organization_id: str, connection_name: str, ttl_seconds: float,
@@ -63,7 +64,7 @@ def consume_state(store: Store, state: str) -> SlackOAuthState | None:
             return None
         s.delete(row)
         s.commit()
-    if as_utc(row.expires_at) < utcnow():
+    if row.expires_at < utcnow():
         return None
     return row
 

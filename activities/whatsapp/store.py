@@ -15,15 +15,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, func, select
 
 from store.db import Store
-from store.models import Connection, Health, UsageRecord, as_utc, utcnow
+from store.models import Connection, Health, UsageRecord, utcnow
+from store.types import UTCField
 
 # Outbound status order: a late "delivered" never overwrites "read"; "failed" is final.
 STATUS_RANK = {"accepted": 0, "held": 0, "sent": 1, "delivered": 2, "read": 3, "played": 3, "failed": 9}
-
-
-def aware(dt: datetime | None) -> datetime | None:
-    """SQLite returns naive UTC datetimes; compare them as aware ones."""
-    return None if dt is None else as_utc(dt)
 
 
 class WhatsAppContact(SQLModel, table=True):
@@ -38,14 +34,14 @@ class WhatsAppContact(SQLModel, table=True):
     wa_id: str = Field(index=True)
     opted_in: bool = False
     opt_in_source: str | None = None
-    opted_in_at: datetime | None = None
+    opted_in_at: datetime | None = UTCField(default=None)
     opted_out: bool = False
     opt_out_source: str | None = None
-    opted_out_at: datetime | None = None
+    opted_out_at: datetime | None = UTCField(default=None)
     marketing_opted_out: bool = False
-    last_inbound_at: datetime | None = None
+    last_inbound_at: datetime | None = UTCField(default=None)
     profile_name: str | None = None
-    updated_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = UTCField(default_factory=utcnow)
 
 
 class WhatsAppMessageRecord(SQLModel, table=True):
@@ -72,8 +68,8 @@ class WhatsAppMessageRecord(SQLModel, table=True):
     currency: str | None = None
     cost_recorded: bool = False
     idempotency_key: str | None = Field(default=None, index=True)
-    created_at: datetime = Field(default_factory=utcnow, index=True)
-    updated_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = UTCField(default_factory=utcnow, index=True)
+    updated_at: datetime = UTCField(default_factory=utcnow)
 
 
 class WhatsAppInitiation(SQLModel, table=True):
@@ -85,7 +81,7 @@ class WhatsAppInitiation(SQLModel, table=True):
     portfolio_id: str = Field(index=True)
     organization_id: str
     wa_id: str
-    at: datetime = Field(default_factory=utcnow, index=True)
+    at: datetime = UTCField(default_factory=utcnow, index=True)
 
 
 class WhatsAppRate(SQLModel, table=True):
@@ -98,7 +94,7 @@ class WhatsAppRate(SQLModel, table=True):
     price: float
     currency: str = "USD"
     source: str = ""
-    loaded_at: datetime = Field(default_factory=utcnow)
+    loaded_at: datetime = UTCField(default_factory=utcnow)
 
 
 class WhatsAppCostDaily(SQLModel, table=True):
@@ -129,7 +125,7 @@ class WhatsAppFailureCount(SQLModel, table=True):
     code: str
     count: int = 0
     last_title: str = ""
-    last_at: datetime = Field(default_factory=utcnow)
+    last_at: datetime = UTCField(default_factory=utcnow)
 
 
 Rates = dict[tuple[str, str], tuple[float, str]]
@@ -248,7 +244,7 @@ class WhatsAppStore:
                 timeline=[{"status": "received", "at": int(at.timestamp())}]))
             row = self._contact(s, org, pid, wa_id, create=True)
             assert row is not None
-            last = aware(row.last_inbound_at)
+            last = row.last_inbound_at
             if last is None or at > last:
                 row.last_inbound_at = at
             if profile_name:
@@ -437,7 +433,7 @@ class WhatsAppStore:
 
     # ---- the portfolio's messaging limit ---------------------------------------------------
     def reserve_initiations(self, portfolio_id: str, org: str, wa_ids: Sequence[str], limit: int,
-                            window_seconds: float, now: datetime | None = None
+                            window_seconds: float, now: datetime | None = UTCField(default=None)
                             ) -> tuple[list[str], dict[str, datetime]]:
         """Take messaging-limit slots for customers outside a window: (allowed, {held: when a slot frees}).
 
@@ -456,7 +452,7 @@ class WhatsAppStore:
                 WhatsAppInitiation.portfolio_id == portfolio_id, WhatsAppInitiation.at > since)).all()
             first_at: dict[str, datetime] = {}
             for r in rows:
-                at = aware(r.at) or now
+                at = r.at or now
                 if r.wa_id not in first_at or at < first_at[r.wa_id]:
                     first_at[r.wa_id] = at
             oldest = sorted(first_at.values())

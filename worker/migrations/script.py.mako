@@ -1,0 +1,22 @@
+"""${message}"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlmodel.sql.sqltypes import AutoString
+from alembic import op
+
+import store.types
+${imports if imports else ""}
+revision = ${repr(up_revision)}
+down_revision = ${repr(down_revision)}
+branch_labels = ${repr(branch_labels)}
+depends_on = ${repr(depends_on)}
+
+
+def upgrade() -> None:
+    ${upgrades if upgrades else "pass"}
+
+
+def downgrade() -> None:
+    ${downgrades if downgrades else "pass"}
