@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 import typer
+import uvicorn
 from pydantic import TypeAdapter
 from rich.table import Table
 
@@ -18,10 +19,14 @@ from core.connections import (
     rotate_credentials,
     test_connection,
 )
+from core.logs import configure_logging
 from core.plugin import ProviderSpec, Registry
 from core.settings import get_settings
+from gateway.app import create_app as create_gateway
+from sandbox.app import create_app as create_sandbox
 from store.db import ConnectionExists, make_engine
 from vault.credentials import Credentials
+from worker import dev, main
 from worker.migrate import current, head, upgrade
 from worker.registry import registry as default_registry
 from worker.schemas import export_schemas
@@ -219,41 +224,28 @@ def schema_export(out: str = typer.Option("docs/schemas", "--out")) -> None:
 @processes.command("worker")
 def worker_cmd() -> None:
     """Run the Temporal worker (same as `python -m worker`)."""
-    from worker.main import main
-
-    main()
+    main.main()
 
 
 @processes.command("gateway")
 def gateway_cmd() -> None:
     """Run the HTTP gateway."""
-    import uvicorn
-
-    from core.logs import configure_logging
-    from gateway.app import create_app
-
     s = get_settings()
     configure_logging(s.log_level, s.log_format)
-    uvicorn.run(create_app(s), host=s.host, port=s.gateway_port, log_config=None)
+    uvicorn.run(create_gateway(s), host=s.host, port=s.gateway_port, log_config=None)
 
 
 @processes.command("sandbox")
 def sandbox_cmd() -> None:
     """Serve the provider fakes."""
-    import uvicorn
-
-    from sandbox.app import create_app
-
     s = get_settings()
-    uvicorn.run(create_app(), host=s.host, port=s.sandbox_port, log_level="warning")
+    uvicorn.run(create_sandbox(), host=s.host, port=s.sandbox_port, log_level="warning")
 
 
 @processes.command("dev")
 def dev_cmd() -> None:
     """Start the whole local stack, seed the demo organization, run the demos, keep it up."""
-    from worker.dev import main
-
-    main()
+    dev.main()
 
 
 app = build_cli(default_registry())

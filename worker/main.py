@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from core.logs import configure_logging
 from core.runtime import Runtime
 from core.settings import Settings, get_settings
 from core.temporal import connect
@@ -58,8 +59,6 @@ async def run_worker(settings: Settings | None = None) -> None:
 
 
 def main() -> None:
-    from core.logs import configure_logging
-
     s = get_settings()
     configure_logging(s.log_level, s.log_format)
     asyncio.run(run_worker())

@@ -13,11 +13,16 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.slack.activities import SlackActivities
+from activities.slack.models import PostMessageInput
 from core.errors import IntegrationError, PermanentError, TemporaryError
+from store.alerts import AlertStore
+from vault.client import CredentialsMissing
+from vault.credentials import ApiKeyCredentials
 
 if TYPE_CHECKING:
     from core.runtime import Runtime
@@ -32,7 +37,6 @@ SEVERITY_ICON = {"info": ":information_source:", "warning": ":warning:", "error"
 
 class DeliverInput(BaseModel):
     """One delivery round: every due (notification, route) pair, oldest first."""
-
     organization_id: str | None = None
     limit: int = Field(default=200, ge=1, le=1000)
     max_attempts: int = Field(default=5, ge=1, le=50)
@@ -48,7 +52,6 @@ class DeliverResult(BaseModel):
 
 class RouteSpec(BaseModel):
     """What an operator asks for; validated before anything is stored."""
-
     kind: Literal["slack", "webhook"]
     min_severity: Literal["info", "warning", "error"] = "warning"
     connection: str | None = None  # slack: the organization's Slack connection name
@@ -119,7 +122,6 @@ def slack_text(n: AdminNotification) -> str:
 
 class AlertActivities:
     """Bound to the worker's runtime (store, Vault, pooled HTTP client, Slack through the pipeline)."""
-
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
 
@@ -127,7 +129,6 @@ class AlertActivities:
     async def deliver(self, inp: DeliverInput) -> DeliverResult:
         """Send every due alert on every route once. A failing route is retried on the next round (the
         schedule), up to `max_attempts`; one route failing never blocks another."""
-        from store.alerts import AlertStore
 
         alerts = AlertStore(self.rt.store)
         due = await self.rt.store.run(alerts.due, inp.max_attempts, timedelta(hours=inp.max_age_hours), inp.limit,
@@ -156,8 +157,6 @@ class AlertActivities:
         return result
 
     async def _slack(self, n: AdminNotification, route: AlertRoute) -> None:
-        from activities.slack.activities import SlackActivities
-        from activities.slack.models import PostMessageInput
 
         t = route.target
         await SlackActivities(self.rt).post_message(PostMessageInput(
@@ -165,8 +164,6 @@ class AlertActivities:
             user_id=t.get("user_id"), text=slack_text(n), idempotency_key=f"alert:{n.id}:{route.id}"))
 
     async def _webhook(self, n: AdminNotification, route: AlertRoute) -> None:
-        from vault.client import CredentialsMissing
-        from vault.credentials import ApiKeyCredentials
 
         try:
             creds = await self.rt.vault.read(self.rt.vault.alert_route_path(route.organization_id, route.id))
@@ -191,11 +188,6 @@ class AlertActivities:
 
 async def add_route(rt: Runtime, organization_id: str, spec: RouteSpec, *, actor: str) -> tuple[AlertRoute, str | None]:
     """Store a route (a webhook's new signing secret goes to Vault and is returned once); audited."""
-    from pydantic import SecretStr
-
-    from store.alerts import AlertStore
-    from vault.credentials import ApiKeyCredentials
-
     target = spec.target()
     if spec.kind == "slack":
         await rt.store.run(rt.store.find_connection, organization_id, "SLACK", str(target["connection"]))
@@ -212,8 +204,6 @@ async def add_route(rt: Runtime, organization_id: str, spec: RouteSpec, *, actor
 
 
 async def remove_route(rt: Runtime, organization_id: str, route_id: str, *, actor: str) -> bool:
-    from store.alerts import AlertStore
-
     removed = await rt.store.run(AlertStore(rt.store).remove_route, organization_id, route_id)
     if removed:
         await rt.vault.delete(rt.vault.alert_route_path(organization_id, route_id))

@@ -7,10 +7,16 @@ import uuid
 from typing import Any
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
+from activities.admin.alerts import DeliverInput, DeliverResult, RouteSpec, add_route, remove_route
 from core.cli import console, run_with_runtime
+from core.errors import IntegrationError
 from core.settings import get_settings
+from core.temporal import connect
+from store.alerts import AlertStore
+from store.db import ConnectionNotFound
 
 app = typer.Typer(name="alerts", help="Alert routes: deliver administrators' notifications to Slack or a webhook",
                   no_args_is_help=True)
@@ -18,12 +24,6 @@ SEVERITY_HELP = "the least severe alert this route receives: info, warning or er
 
 
 def _add(org: str, **fields: Any) -> None:
-    from pydantic import ValidationError
-
-    from activities.admin.alerts import RouteSpec, add_route
-    from core.errors import IntegrationError
-    from store.db import ConnectionNotFound
-
     try:
         spec = RouteSpec(**fields)
         route, secret = run_with_runtime(lambda rt: add_route(rt, org, spec, actor="operator"))
@@ -62,8 +62,6 @@ def add_webhook(
 def list_routes(org: str = typer.Argument(..., help="organization id"),
                 as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
     """The organization's alert routes."""
-    from store.alerts import AlertStore
-
     async def go(rt: Any) -> Any:
         return await rt.store.run(AlertStore(rt.store).routes, org)
 
@@ -80,8 +78,6 @@ def list_routes(org: str = typer.Argument(..., help="organization id"),
 @app.command("remove")
 def remove(org: str = typer.Argument(...), route_id: str = typer.Argument(...)) -> None:
     """Remove a route (a webhook's signing secret is deleted from Vault)."""
-    from activities.admin.alerts import remove_route
-
     if not run_with_runtime(lambda rt: remove_route(rt, org, route_id, actor="operator")):
         console.print(f"[red]no route {route_id} in organization {org}[/]")
         raise typer.Exit(1)
@@ -91,9 +87,6 @@ def remove(org: str = typer.Argument(...), route_id: str = typer.Argument(...)) 
 @app.command("deliver")
 def deliver(org: str | None = typer.Option(None, "--org", help="only this organization")) -> None:
     """Run one delivery round on Temporal now (the schedule runs one every minute)."""
-    from activities.admin.alerts import DeliverInput, DeliverResult
-    from core.temporal import connect
-
     async def go() -> DeliverResult:
         settings = get_settings()
         client = await connect(settings)

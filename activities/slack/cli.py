@@ -12,9 +12,14 @@ from typing import Any
 import typer
 from pydantic import SecretStr
 
+from activities.slack.models import SendSlackMessageInput, SendSlackMessageResult
+from activities.slack.oauth import APP
 from activities.slack.routes import install_link
 from core.cli import console
+from core.runtime import make_vault
 from core.settings import get_settings
+from core.temporal import connect
+from vault.credentials import AppSecrets
 
 app = typer.Typer(name="slack", help="Slack: app secrets, install links, test messages", no_args_is_help=True)
 
@@ -30,10 +35,6 @@ def app_set(
                                        help='read {"client_secret": ..., "signing_secret": ...} from stdin'),
 ) -> None:
     """Store the Slack app's client secret and signing secret in Vault (prompted hidden, never echoed)."""
-    from activities.slack.oauth import APP
-    from core.runtime import make_vault
-    from vault.credentials import AppSecrets
-
     if secrets_stdin:
         data = json.loads(sys.stdin.read() or "{}")
     else:
@@ -50,9 +51,6 @@ def app_set(
 @app.command("app-show")
 def app_show() -> None:
     """The Slack app as stored in Vault, secrets masked (length and fingerprint only)."""
-    from activities.slack.oauth import APP
-    from core.runtime import make_vault
-
     vault = make_vault(get_settings())
     found = vault.read_app_sync(APP)
     out: dict[str, Any] = {"client_id": found.client_id}
@@ -82,9 +80,6 @@ def post(
                                         help="record an admin notification if Slack refuses the message"),
 ) -> None:
     """Run SendSlackMessage on Temporal and print which route delivered the message."""
-    from activities.slack.models import SendSlackMessageInput, SendSlackMessageResult
-    from core.temporal import connect
-
     inp = SendSlackMessageInput(organization_id=org, connection=name, channel=channel, message=text,
                                 fallback=[{"kind": "admin"}] if fallback_admin else [])
 

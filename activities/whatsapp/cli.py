@@ -10,7 +10,20 @@ from typing import Any, TypeVar
 import typer
 from rich.table import Table
 
+from activities.whatsapp.activities import WhatsAppActivities, register, store_pin
+from activities.whatsapp.cost import current_rates, parse_rate_file
+from activities.whatsapp.models import (
+    MediaRefInput,
+    PhoneNumberInput,
+    RequestCodeInput,
+    TemplatesInput,
+    UploadMediaInput,
+    VerifyCodeInput,
+)
+from activities.whatsapp.phone import normalize_e164
+from activities.whatsapp.store import WhatsAppStore
 from core.cli import console, run_classified
+from core.errors import PermanentError
 
 T = TypeVar("T")
 app = typer.Typer(name="whatsapp", help="WhatsApp Business: phone number, templates, opt-ins, cost",
@@ -35,8 +48,6 @@ _run = run_classified
 
 
 def _acts(rt: Any) -> Any:
-    from activities.whatsapp.activities import WhatsAppActivities
-
     return WhatsAppActivities(rt)
 
 
@@ -49,8 +60,6 @@ async def _phone_number_id(rt: Any, org: str, name: str) -> str:
 @phone.command("status")
 def phone_status(org: str = ORG, name: str = NAME) -> None:
     """Verified name, code verification, quality rating, messaging limit, name status."""
-    from activities.whatsapp.models import PhoneNumberInput
-
     res = _run(lambda rt: _acts(rt).get_phone_number(PhoneNumberInput(organization_id=org, connection=name)))
     console.print_json(data=res.model_dump(exclude_none=True))
 
@@ -60,8 +69,6 @@ def phone_request_code(org: str = ORG, name: str = NAME,
                        method: str = typer.Option("SMS", "--method", help="SMS or VOICE"),
                        language: str = typer.Option("en_US", "--language")) -> None:
     """Ask Meta to send a 6-digit verification code to the number."""
-    from activities.whatsapp.models import RequestCodeInput
-
     if method.upper() not in ("SMS", "VOICE"):
         raise typer.BadParameter("--method must be SMS or VOICE")
     res = _run(lambda rt: _acts(rt).request_code(RequestCodeInput(
@@ -73,8 +80,6 @@ def phone_request_code(org: str = ORG, name: str = NAME,
 def phone_verify_code(org: str = ORG, name: str = NAME,
                       code: str = typer.Option(None, "--code", help="prompted when omitted")) -> None:
     """Verify the number with the code Meta sent."""
-    from activities.whatsapp.models import VerifyCodeInput
-
     code = code or typer.prompt("verification code")
     res = _run(lambda rt: _acts(rt).verify_code(VerifyCodeInput(organization_id=org, connection=name, code=code)))
     console.print_json(data=res.model_dump())
@@ -84,8 +89,6 @@ def phone_verify_code(org: str = ORG, name: str = NAME,
 def phone_register(org: str = ORG, name: str = NAME,
                    pin_stdin: bool = typer.Option(False, "--pin-stdin", help="read the PIN from stdin")) -> None:
     """Register the number for Cloud API; the 6-digit two-step PIN is kept in Vault, never printed."""
-    from activities.whatsapp.activities import register, store_pin
-
     pin = sys.stdin.readline().strip() if pin_stdin else typer.prompt("6-digit PIN", hide_input=True)
 
     async def go(rt: Any) -> Any:
@@ -104,8 +107,6 @@ def phone_register(org: str = ORG, name: str = NAME,
 @phone.command("deregister")
 def phone_deregister(org: str = ORG, name: str = NAME, yes: bool = typer.Option(False, "--yes")) -> None:
     """Deregister the number (it stops sending and receiving through Cloud API)."""
-    from activities.whatsapp.models import PhoneNumberInput
-
     if not yes:
         typer.confirm(f"deregister the WhatsApp number of {org}/{name}?", abort=True)
     res = _run(lambda rt: _acts(rt).deregister(PhoneNumberInput(organization_id=org, connection=name)))
@@ -117,8 +118,6 @@ def phone_deregister(org: str = ORG, name: str = NAME, yes: bool = typer.Option(
 def templates_list(org: str = ORG, name: str = NAME, refresh: bool = typer.Option(False, "--refresh"),
                    as_json: bool = JSON_OUT) -> None:
     """Every template with its status, category and parameter format."""
-    from activities.whatsapp.models import TemplatesInput
-
     res = _run(lambda rt: _acts(rt).list_templates(TemplatesInput(organization_id=org, connection=name,
                                                                   refresh=refresh)))
     items = sorted(res.templates, key=lambda t: (t.name, t.language))
@@ -133,9 +132,6 @@ def templates_list(org: str = ORG, name: str = NAME, refresh: bool = typer.Optio
 
 # ---- opt-ins ----------------------------------------------------------------------------------
 def _wa_ids(numbers: list[str]) -> list[str]:
-    from activities.whatsapp.phone import normalize_e164
-    from core.errors import PermanentError
-
     try:
         return [normalize_e164(n, "--phone") for n in numbers]
     except PermanentError as exc:
@@ -148,8 +144,6 @@ def optin_add(org: str = ORG, name: str = NAME,
               source: str = typer.Option(..., "--source", help="where the consent was given, e.g. 'checkout form'"),
               ) -> None:
     """Record that customers opted in (source and time are kept)."""
-    from activities.whatsapp.store import WhatsAppStore
-
     wa_ids = _wa_ids(phones)
 
     async def go(rt: Any) -> int:
@@ -168,8 +162,6 @@ def optin_revoke(org: str = ORG, name: str = NAME,
                  source: str = typer.Option("operator", "--source"),
                  marketing_only: bool = typer.Option(False, "--marketing-only", help="stop marketing only")) -> None:
     """Opt customers out (of everything, or of marketing only)."""
-    from activities.whatsapp.store import WhatsAppStore
-
     wa_ids = _wa_ids(phones)
 
     async def go(rt: Any) -> None:
@@ -189,8 +181,6 @@ def optin_list(org: str = ORG, name: str = NAME,
                status: str = typer.Option(None, "--status", help="opted_in | opted_out"),
                as_json: bool = JSON_OUT) -> None:
     """Customers of the number with their opt-in state and window."""
-    from activities.whatsapp.store import WhatsAppStore
-
     async def go(rt: Any) -> Any:
         pid = await _phone_number_id(rt, org, name)
         return await rt.store.run(WhatsAppStore(rt.store).list_contacts, org, pid, status)
@@ -214,8 +204,6 @@ def cost_report(org: str = ORG, since: str = typer.Option(None, "--since", help=
                 connection: str = typer.Option(None, "--name", help="only this connection"),
                 as_json: bool = JSON_OUT) -> None:
     """Delivered messages and their cost per connection, category and day."""
-    from activities.whatsapp.store import WhatsAppStore
-
     async def go(rt: Any) -> Any:
         conn_id = None
         if connection:
@@ -241,9 +229,6 @@ def cost_rates_load(path: Path = typer.Argument(..., exists=True, dir_okay=False
                                                 help="JSON {rates:[...]} or CSV country_code,category,price,currency"),
                     source: str = typer.Option(None, "--source", help="e.g. 'Meta rate card 2026-07'")) -> None:
     """Replace the rate table (per country calling code and category) with the operator's card."""
-    from activities.whatsapp.cost import parse_rate_file
-    from activities.whatsapp.store import WhatsAppStore
-
     try:
         rows = parse_rate_file(path)
     except (ValueError, KeyError, json.JSONDecodeError) as exc:
@@ -261,8 +246,6 @@ def cost_rates_load(path: Path = typer.Argument(..., exists=True, dir_okay=False
 @cost.command("rates-show")
 def cost_rates_show(as_json: bool = JSON_OUT) -> None:
     """The rate table in use (the shipped default until an operator loads one)."""
-    from activities.whatsapp.cost import current_rates
-
     rates = _run(current_rates)
     rows: list[dict[str, Any]] = [{"country_code": cc, "category": cat, "price": p, "currency": cur}
             for (cc, cat), (p, cur) in sorted(rates.items())]
@@ -282,8 +265,6 @@ def media_upload(org: str = ORG, name: str = NAME,
                  mime_type: str | None = typer.Option(None, "--mime-type", help="default: the source's type"),
                  filename: str | None = typer.Option(None, "--filename")) -> None:
     """Upload a file for sending by id (Meta keeps it 30 days); type and size are checked first."""
-    from activities.whatsapp.models import UploadMediaInput
-
     res = _run(lambda rt: _acts(rt).upload_media(UploadMediaInput(
         organization_id=org, connection=name, source_url=url, mime_type=mime_type, filename=filename)))
     console.print_json(data=res.model_dump())
@@ -292,8 +273,6 @@ def media_upload(org: str = ORG, name: str = NAME,
 @media.command("info")
 def media_info(media_id: str = typer.Argument(...), org: str = ORG, name: str = NAME) -> None:
     """Type, size, SHA-256 and the short-lived download URL (it needs the connection's token)."""
-    from activities.whatsapp.models import MediaRefInput
-
     res = _run(lambda rt: _acts(rt).media_info(MediaRefInput(organization_id=org, connection=name,
                                                              media_id=media_id)))
     console.print_json(data=res.model_dump())
@@ -301,8 +280,6 @@ def media_info(media_id: str = typer.Argument(...), org: str = ORG, name: str = 
 
 @media.command("delete")
 def media_delete(media_id: str = typer.Argument(...), org: str = ORG, name: str = NAME) -> None:
-    from activities.whatsapp.models import MediaRefInput
-
     ok = _run(lambda rt: _acts(rt).delete_media(MediaRefInput(organization_id=org, connection=name,
                                                               media_id=media_id)))
     console.print_json(data={"ok": ok})
