@@ -57,15 +57,18 @@ class IntegrationError(Exception):
             **({"details": self.details} if self.details else {}),
         }
 
-    def to_application_error(self, next_retry_delay: timedelta | None = None) -> ApplicationError:
-        """Convert to the Temporal error whose `type` drives the retry policy."""
+    def to_application_error(self, next_retry_delay: timedelta | None = None, *,
+                             final: bool = False) -> ApplicationError:
+        """Convert to the Temporal error whose `type` drives the retry policy; `final` ends a temporary error's
+        retries (its deadline has passed) while keeping its type and last cause."""
+        retryable = self.error_class is ErrorClass.TEMPORARY and not final
         return ApplicationError(
             f"{self.provider + ': ' if self.provider else ''}{self.message}"
             + (f" (code {self.code})" if self.code is not None else ""),
             self.to_dict(),
             type=self.error_class.value,
-            non_retryable=self.error_class is not ErrorClass.TEMPORARY,
-            next_retry_delay=next_retry_delay if self.error_class is ErrorClass.TEMPORARY else None,
+            non_retryable=not retryable,
+            next_retry_delay=next_retry_delay if retryable else None,
         )
 
 

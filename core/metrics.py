@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 PROVIDER_CALLS = Counter(
     "osi_provider_calls_total", "Provider API calls by outcome class", ["provider", "action", "outcome"]
@@ -16,3 +16,5 @@ LIMITER_WAIT = Histogram(
     buckets=(0, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60),
 )
 WEBHOOKS = Counter("osi_webhooks_total", "Webhook deliveries by result", ["provider", "result"])
+BREAKER_STATE = Gauge("osi_breaker_state", "Circuit breaker state per connection: 0 closed, 1 half-open, 2 open",
+                      ["provider", "connection"])

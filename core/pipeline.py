@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ from core.errors import ConfigurationError, ErrorClass, IntegrationError, Tempor
 from core.limiter import Concurrency, Limit, Spacing
 from core.links import connect_link
 from core.metrics import LIMITER_WAIT, PROVIDER_CALLS, PROVIDER_LATENCY
-from core.policies import retry_delay
+from core.policies import past_deadline, retry_delay
 from store.db import ConnectionNotFound
 from store.models import AuditEvent, Connection, ConnectionStatus, Health, UsageRecord
 from vault.client import CredentialsMissing, VaultError
@@ -203,14 +203,32 @@ class Action:
         try:
             return await once()
         except IntegrationError as err:
+            if not authenticate or not (err.details.get("refresh") or err.details.get("reauth")):
+                raise
+            used = await self.credentials()
+            # Rotated elsewhere (`osi connections rotate` on another process, another worker's refresh): our
+            # cached copy is stale. Read Vault itself and, if the secret changed, try once with it.
+            if await self._reread_credentials(used):
+                return await once()
             # An expired access token with a refreshable credential: refresh once and retry once.
-            if not (authenticate and err.details.get("refresh") and self.provider.refresh is not None):
+            if not (err.details.get("refresh") and self.provider.refresh is not None
+                    and isinstance(used, OAuth2Credentials) and used.refresh_token is not None):
                 raise
-            creds = await self.credentials()
-            if not isinstance(creds, OAuth2Credentials) or creds.refresh_token is None:
-                raise
-            await self.credentials(stale_access_token=creds.access_token.get_secret_value())
+            await self.credentials(stale_access_token=used.access_token.get_secret_value())
             return await once()
+
+    async def _reread_credentials(self, used: Credentials) -> bool:
+        """Vault's current secret, bypassing every cache; True (and adopted) when it differs from `used`."""
+        try:
+            fresh = await self.rt.vault.read(self.rt.credentials_path(self.connection), use_cache=False)
+        except (CredentialsMissing, VaultError):
+            return False
+        if fresh == used:
+            return False
+        log.info("credentials of %s/%s changed in Vault: retrying with them", self.provider.name,
+                 self.connection_name)
+        self._credentials = fresh
+        return True
 
     async def _call_once(
         self,
@@ -238,7 +256,7 @@ class Action:
         if limits:
             LIMITER_WAIT.labels(spec.name).observe(waited)
         breaker = self.rt.breakers.get(spec.name, self.connection_id or "app")
-        breaker.before_call(f"{spec.name}/{self.connection_name}")
+        trial = breaker.before_call(f"{spec.name}/{self.connection_name}")
         self.calls += 1
         t0 = time.perf_counter()
         status: int | None = None
@@ -255,10 +273,18 @@ class Action:
             err = self.provider.classify(status, resp_headers, body)
             if err is not None and err.retry_after is None:
                 err.retry_after = _retry_after(resp_headers.get(spec.retry_after_header))
-        except httpx.TimeoutException:
-            err = TemporaryError(f"{spec.name} timed out", code="timeout")
+        except httpx.TimeoutException as exc:
+            # A request that was sent may have been processed: callers that must not repeat it reconcile
+            # before sending again (`uncertain`). A request that never left (connect/pool timeout) was not.
+            sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+            err = TemporaryError(f"{spec.name} timed out", code="timeout", details={"uncertain": sent})
         except httpx.TransportError as exc:
-            err = TemporaryError(f"{spec.name} unreachable: {type(exc).__name__}", code="transport_error")
+            sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+            err = TemporaryError(f"{spec.name} unreachable: {type(exc).__name__}", code="transport_error",
+                                 details={"uncertain": sent})
+        finally:
+            if trial and breaker.trial_in_flight:
+                breaker.release()  # cancelled while the trial was out: the circuit must not stay half-open
         latency = (time.perf_counter() - t0) * 1000
         self._settle(breaker, method, url, status, latency, err, cost_units=cost_units, category=category,
                      reference=reference(body) if (reference and err is None) else None)
@@ -344,18 +370,21 @@ class Action:
             await self._record(outcome="error", detail={"error": type(exc).__name__})
             return  # unexpected bugs propagate as-is (Temporal retries them as failures)
         await self._record(outcome=exc.error_class.value, detail=exc.to_dict())
-        attempt, max_attempts = _attempts()
-        if self.connection_id is None:
-            pass  # an app-level call has no connection whose health could change
-        elif exc.error_class is ErrorClass.CONFIGURATION:
+        if exc.error_class is ErrorClass.CONFIGURATION and self.connection_id is not None:
             await self.rt.mark_unhealthy(self.connection, exc, reauth=bool(exc.details.get("reauth")),
                                          reauth_url=self.reauth_url())
-        elif exc.error_class is ErrorClass.TEMPORARY and max_attempts and attempt >= max_attempts:
-            await self.rt.retries_exhausted(self.connection, self.name, exc, attempt)
-        delay = None
-        if exc.error_class is ErrorClass.TEMPORARY:
-            delay = timedelta(seconds=retry_delay(attempt, exc.retry_after))
-        raise exc.to_application_error(delay) from None
+        if exc.error_class is not ErrorClass.TEMPORARY:
+            raise exc.to_application_error() from None
+        attempt, elapsed, delay, past = _deadline(exc.retry_after)
+        if past:
+            # The next attempt would start after the action's deadline: stop here, with the last cause, and
+            # tell administrators once (the store deduplicates the alert).
+            exc.details = {**exc.details, "deadline_exceeded": True, "attempts": attempt,
+                           "elapsed_seconds": round(elapsed)}
+            if self.connection_id is not None:
+                await self.rt.retries_exhausted(self.connection, self.name, exc, attempt, elapsed)
+            raise exc.to_application_error(final=True) from None
+        raise exc.to_application_error(timedelta(seconds=delay)) from None
 
     async def flush_usage(self) -> None:
         """Write pending usage rows now (long batch actions call this between batches)."""
@@ -374,12 +403,24 @@ class Action:
         await self.rt.store.run(self.rt.store.record_action, rows, event)
 
 
-def _attempts() -> tuple[int, int]:
+def _deadline(retry_after: float | None) -> tuple[int, float, float, bool]:
+    """(attempt, seconds since the first attempt, the delay before the next attempt, whether that next attempt
+    would miss the deadline).
+
+    Outside an activity (CLI, gateway) there is no retry and no deadline: a temporary failure is reported to
+    the caller and nobody is alerted. In an activity the deadline is its schedule-to-close timeout minus one
+    attempt (see `core.policies.ActivityOptions.kwargs`)."""
     if not activity.in_activity():
-        return 1, 1
+        return 1, 0.0, retry_delay(1, retry_after), False
     info = activity.info()
-    max_attempts = info.retry_policy.maximum_attempts if info.retry_policy else 0
-    return info.attempt, max_attempts
+    now = datetime.now(UTC)
+    elapsed = (now - info.scheduled_time).total_seconds()
+    delay = retry_delay(info.attempt, retry_after)
+    if info.schedule_to_close_timeout is None:
+        max_attempts = info.retry_policy.maximum_attempts if info.retry_policy else 0
+        return info.attempt, elapsed, delay, bool(max_attempts) and info.attempt >= max_attempts
+    deadline = info.schedule_to_close_timeout - (info.start_to_close_timeout or timedelta(0))
+    return info.attempt, elapsed, delay, past_deadline(info.scheduled_time, deadline, now, delay)
 
 
 def _retry_after(value: str | None) -> float | None:

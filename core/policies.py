@@ -1,10 +1,16 @@
-"""Retry policies and timeouts for every activity, declared side by side in one place."""
+"""Retry policies, timeouts and delivery deadlines for every activity kind, declared side by side in one place.
+
+Temporary failures are retried until a deadline in time, not a number of attempts: an outage of minutes (or of
+hours, within the deadline) loses nothing. Temporal owns the retries; activities pass a full-jitter delay (or
+the provider's Retry-After) as `next_retry_delay`, and say themselves when the next attempt would fall after
+the deadline (`core.pipeline` then records the exhaustion once and fails for good).
+"""
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import TypedDict
 
 from temporalio.common import RetryPolicy
@@ -16,62 +22,83 @@ class ActivityKwargs(TypedDict, total=False):
     """Typed keyword arguments so `**SEND.kwargs()` type-checks against execute_activity."""
 
     start_to_close_timeout: timedelta
+    schedule_to_close_timeout: timedelta
     retry_policy: RetryPolicy
     heartbeat_timeout: timedelta
 
 
-@dataclass(frozen=True)
-class ActivityOptions:
-    """Keyword arguments for `workflow.execute_activity`, per activity kind."""
-
-    start_to_close_timeout: timedelta
-    retry_policy: RetryPolicy
-    heartbeat_timeout: timedelta | None = None
-
-    def kwargs(self) -> ActivityKwargs:
-        """As keyword arguments for `workflow.execute_activity`."""
-        out: ActivityKwargs = {
-            "start_to_close_timeout": self.start_to_close_timeout,
-            "retry_policy": self.retry_policy,
-        }
-        if self.heartbeat_timeout is not None:
-            out["heartbeat_timeout"] = self.heartbeat_timeout
-        return out
-
-
-# Temporal's own backoff has no jitter: activities compute a full-jitter delay and pass it as
-# next_retry_delay (see `full_jitter_delay`), so these intervals only bound the schedule.
+# Temporal's own backoff has no jitter: activities compute a full-jitter delay and pass it as next_retry_delay
+# (see `retry_delay`), so these intervals only bound the schedule. The cap keeps a recovered provider in use
+# within a minute of its recovery.
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 60.0
 
-
-def _policy(max_attempts: int, maximum_interval: float = BACKOFF_CAP_SECONDS) -> RetryPolicy:
-    return RetryPolicy(
-        initial_interval=timedelta(seconds=BACKOFF_BASE_SECONDS),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(seconds=maximum_interval),
-        maximum_attempts=max_attempts,
-        non_retryable_error_types=list(NON_RETRYABLE_TYPES),
-    )
-
-
-# A provider call that sends something (message, event): bounded attempts, then admins hear of it.
-# 30 s bounds one HTTP call (20 s client timeout) plus limiter waits; a crashed worker's attempt is
-# retried elsewhere after at most this long.
-SEND = ActivityOptions(start_to_close_timeout=timedelta(seconds=30), retry_policy=_policy(8))
-# A read or lookup: cheaper to retry, fewer attempts.
-LOOKUP = ActivityOptions(start_to_close_timeout=timedelta(seconds=30), retry_policy=_policy(5))
-# Store-only bookkeeping (audit, health, notifications): our own database, retried generously.
-BOOKKEEPING = ActivityOptions(start_to_close_timeout=timedelta(seconds=30), retry_policy=_policy(20, 10))
-# A round of alert deliveries: each route's failures are recorded and retried by the next scheduled
-# round, so the activity itself retries little; 5 minutes covers Slack's 1 message/s per channel.
-DELIVERY = ActivityOptions(start_to_close_timeout=timedelta(minutes=5), retry_policy=_policy(3))
-# Long batch activities (bulk sends) heartbeat their progress.
-BATCH = ActivityOptions(
-    start_to_close_timeout=timedelta(hours=2),
-    heartbeat_timeout=timedelta(seconds=30),
-    retry_policy=_policy(10),
+RETRY_FOREVER = RetryPolicy(
+    initial_interval=timedelta(seconds=BACKOFF_BASE_SECONDS),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=BACKOFF_CAP_SECONDS),
+    maximum_attempts=0,  # bounded by the deadline (schedule_to_close_timeout), not by attempts
+    non_retryable_error_types=list(NON_RETRYABLE_TYPES),
 )
+
+
+@dataclass(frozen=True)
+class ActivityOptions:
+    """How one kind of activity runs: each attempt's timeout and the deadline of all attempts together."""
+
+    start_to_close_timeout: timedelta
+    deadline: timedelta
+    retry_policy: RetryPolicy = field(default_factory=lambda: RETRY_FOREVER)
+    heartbeat_timeout: timedelta | None = None
+
+    def within(self, deadline: timedelta | None) -> ActivityOptions:
+        """The same kind with a caller's deadline (`deliver_within` in a workflow input), never below one attempt."""
+        if deadline is None:
+            return self
+        return replace(self, deadline=max(deadline, self.start_to_close_timeout))
+
+    def kwargs(self, deliver_within: timedelta | None = None) -> ActivityKwargs:
+        """As keyword arguments for `workflow.execute_activity`."""
+        opts = self.within(deliver_within)
+        out: ActivityKwargs = {
+            "start_to_close_timeout": opts.start_to_close_timeout,
+            # One attempt past the deadline may still be running: the activity declares exhaustion itself when
+            # its next attempt would start too late, so Temporal's timeout rarely has to cut it off.
+            "schedule_to_close_timeout": opts.deadline + opts.start_to_close_timeout,
+            "retry_policy": opts.retry_policy,
+        }
+        if opts.heartbeat_timeout is not None:
+            out["heartbeat_timeout"] = opts.heartbeat_timeout
+        return out
+
+
+# 60 s bounds one HTTP call (20 s client timeout) plus limiter waits; a crashed worker's attempt is retried
+# elsewhere after at most this long.
+ATTEMPT = timedelta(seconds=60)
+
+# A WhatsApp message: a template can wait hours for a provider outage to end. Free-form replies are further
+# bounded by the 24 h window (the conversation passes the window's close as the deadline).
+WHATSAPP_SEND = ActivityOptions(start_to_close_timeout=ATTEMPT, deadline=timedelta(hours=6))
+# A Slack notification is stale after an hour.
+SLACK_SEND = ActivityOptions(start_to_close_timeout=ATTEMPT, deadline=timedelta(hours=1))
+# A calendar change (create, update, cancel) stays useful for a day.
+CALENDAR_SEND = ActivityOptions(start_to_close_timeout=ATTEMPT, deadline=timedelta(days=1))
+# A read or lookup a workflow waits on.
+LOOKUP = ActivityOptions(start_to_close_timeout=ATTEMPT, deadline=timedelta(minutes=30))
+# Store-only bookkeeping (audit, health, notifications): our own database.
+BOOKKEEPING = ActivityOptions(start_to_close_timeout=timedelta(seconds=30), deadline=timedelta(hours=1))
+# A round of alert deliveries.
+DELIVERY = ActivityOptions(start_to_close_timeout=timedelta(minutes=5), deadline=timedelta(hours=1))
+# A bulk batch: long, heartbeating; it pauses on temporary errors and resumes where it stopped.
+BATCH = ActivityOptions(start_to_close_timeout=timedelta(hours=2), deadline=timedelta(hours=12),
+                        heartbeat_timeout=timedelta(seconds=30))
+# Kept for callers that do not send anything themselves (connection tests, generic sends).
+SEND = WHATSAPP_SEND
+
+
+def deadline_of(seconds: float | None) -> timedelta | None:
+    """A workflow input's `deliver_within` (seconds) as a deadline."""
+    return None if seconds is None else timedelta(seconds=seconds)
 
 
 def full_jitter_delay(attempt: int, base: float = BACKOFF_BASE_SECONDS, cap: float = BACKOFF_CAP_SECONDS) -> float:
@@ -85,3 +112,8 @@ def retry_delay(attempt: int, retry_after: float | None) -> float:
     if retry_after is not None and retry_after >= 0:
         return retry_after
     return full_jitter_delay(attempt)
+
+
+def past_deadline(first_scheduled: datetime, deadline: timedelta, now: datetime, delay: float) -> bool:
+    """Would the next attempt, `delay` seconds from now, start after the deadline of all attempts?"""
+    return now + timedelta(seconds=delay) >= first_scheduled + deadline

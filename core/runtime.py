@@ -3,12 +3,14 @@ limiter, breakers. Built once per worker (or CLI/gateway) process."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from core.breaker import Breakers
+from core.breaker import Breakers, BreakerState
 from core.errors import IntegrationError
 from core.http import ShardedClient
 from core.limiter import MemoryLimiter, RedisLimiter, make_limiter
@@ -34,6 +36,8 @@ def make_vault(settings: Settings) -> VaultClient:
         kv_prefix=settings.vault_kv_prefix,
         transit_mount=settings.vault_transit_mount,
         cache_ttl=settings.vault_cache_ttl_seconds,
+        stale_ttl=settings.vault_stale_ttl_seconds,
+        timeout=settings.vault_timeout_seconds,
     )
 
 
@@ -52,20 +56,33 @@ class Runtime:
         self.settings = settings
         # The composition root's plugins (connections service, maintenance, shared calendar activities).
         self.registry = registry or Registry(())
-        self.store = store or Store(settings.database_url)
+        self.store = store or Store(settings.database_url, threads=settings.store_threads)
         self.vault = vault or make_vault(settings)
         self.http = http or ShardedClient(shards=settings.http_pool_shards, timeout=settings.http_timeout_seconds,
                                           max_connections=settings.http_max_connections)
         self.limiter: MemoryLimiter | RedisLimiter = make_limiter(settings.limiter_backend)
-        self.breakers = Breakers(settings.breaker_failure_threshold, settings.breaker_reset_seconds)
+        self.breakers = Breakers(settings.breaker_failure_threshold, settings.breaker_reset_seconds,
+                                 on_transition=self._breaker_moved)
+        self._background: set[asyncio.Task[Any]] = set()
         self.refresher = TokenRefresher(self.vault)
         self.extras: dict[str, Any] = {}  # per-plugin caches (e.g. WhatsApp templates)
+
+    def _breaker_moved(self, provider: str, connection_id: str, old: BreakerState, new: BreakerState) -> None:
+        """An open circuit makes its connection `degraded` at once (a later success heals it)."""
+        if new is not BreakerState.OPEN or connection_id == "app":
+            return
+        task = asyncio.get_running_loop().create_task(self.store.run(
+            self.store.set_health, connection_id, Health.DEGRADED,
+            {"breaker": "open", "provider": provider, "since": datetime.now(UTC).isoformat()}))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
         await self.http.aclose()
         if isinstance(self.limiter, RedisLimiter):
             await self.limiter.close()
         self.store.dispose()
+        self.vault.close()
 
     def action(
         self, provider: Provider, organization_id: str, connection: str, name: str, *,
@@ -126,16 +143,18 @@ class Runtime:
         )
 
     async def retries_exhausted(
-        self, connection: Connection, action: str, err: IntegrationError, attempts: int
+        self, connection: Connection, action: str, err: IntegrationError, attempts: int, elapsed: float = 0.0
     ) -> None:
+        """A temporary failure outlived its action's deadline: the connection is unhealthy and administrators
+        hear of it once (the message is stable, so the store's dedupe keeps repeats out)."""
         await self.store.run(
             self.store.set_health, connection.id, Health.UNHEALTHY,
             {"error_class": err.error_class.value, "code": err.code, "message": err.message,
-             "action": action, "attempts": attempts},
+             "action": action, "attempts": attempts, "elapsed_seconds": round(elapsed)},
         )
         await self.store.run(
             self.store.notify_admins, connection.organization_id, "retries_exhausted",
-            f"{action} on {connection.integration_type}/{connection.name} failed after {attempts} attempts: "
+            f"{action} on {connection.integration_type}/{connection.name} gave up at its delivery deadline: "
             f"{err.message}",
             connection_id=connection.id,
         )

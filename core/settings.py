@@ -69,9 +69,15 @@ class Settings(BaseSettings):
     vault_transit_mount: str = "transit"
     vault_transit_key: str = "osi-payloads"
     vault_cache_ttl_seconds: float = 300.0
+    # While Vault is unreachable, a cached secret is served this much longer past its TTL (logged).
+    vault_stale_ttl_seconds: float = 3600.0
+    # One Vault request may take this long before it fails (and the cached secret is served instead).
+    vault_timeout_seconds: float = 5.0
 
     # Store
     database_url: str = "sqlite:///.data/osi.db"
+    # Threads for blocking store queries (their own pool: a slow query or a hanging Vault stalls nothing else).
+    store_threads: int = Field(default=16, ge=1)
 
     # Limiter / breaker state: "memory" (in-process) or a redis:// URL
     limiter_backend: str = "memory"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import secrets
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -71,10 +73,13 @@ def make_engine(url: str) -> Engine:
 class Store:
     """Synchronous queries with async wrappers (`await store.run(fn)`) for the event loop."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, threads: int = 16) -> None:
         """The schema is Alembic's (`worker.migrate.upgrade`, run by every process at start)."""
         self.url = url
         self.engine = make_engine(url)
+        # Queries run on threads of their own, not asyncio's shared default pool (where blocking Vault calls
+        # or a slow query elsewhere would make every other organization's bookkeeping wait).
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="osi-store")
 
     def ping(self) -> None:
         """One round trip (readiness checks); raises when the database is unreachable."""
@@ -86,10 +91,12 @@ class Store:
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking query in a thread so activities never block the event loop."""
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._executor,
+                                                                functools.partial(fn, *args, **kwargs))
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     # ---- connections -------------------------------------------------------------------
     def add_connection(

@@ -138,3 +138,34 @@ class AdminKey(SQLModel, table=True):
     key_hash: str = Field(unique=True, index=True)
     created_at: datetime = UTCField(default_factory=utcnow)
     revoked: bool = False
+
+
+class IntentState(StrEnum):
+    PENDING = "pending"  # not sent, or the provider definitely refused the last attempt
+    SENDING = "sending"  # an attempt went out and its outcome is not known yet (in flight, timed out, crashed)
+    ACCEPTED = "accepted"  # the provider accepted it: never send again
+    FAILED = "failed"  # refused for good (a permanent error): never send again
+
+
+class SendIntent(SQLModel, table=True):
+    """One message we mean to deliver, recorded before the provider sees it (at most one accepted send per intent).
+
+    `id` travels with the request (WhatsApp `biz_opaque_callback_data`, Slack message metadata) so an attempt
+    whose answer was lost can be recognised later instead of sent again.
+    """
+
+    __tablename__ = "send_intent"
+
+    key: str = Field(primary_key=True, max_length=512)
+    id: str = Field(default_factory=new_id, unique=True, index=True)
+    organization_id: str = Field(index=True)
+    connection_id: str | None = Field(default=None, index=True)
+    action: str
+    state: str = Field(default=IntentState.PENDING.value)
+    attempts: int = 0
+    resent: int = 0  # attempts made while an earlier one's outcome was still unknown (possible duplicates)
+    last_attempt_at: datetime | None = UTCField(default=None)
+    provider_ref: str | None = Field(default=None, index=True)
+    result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = UTCField(default_factory=utcnow)
+    updated_at: datetime = UTCField(default_factory=utcnow)

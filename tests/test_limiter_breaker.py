@@ -159,4 +159,70 @@ def test_breaker_reopens_when_trial_fails() -> None:
     br.before_call("x")
     br.record(healthy=False)
     assert br.state is BreakerState.OPEN
-    assert br.transitions == ["closed->open", "open->half_open", "half_open->open"]
+    assert list(br.transitions) == ["closed->open", "open->half_open", "half_open->open"]
+
+
+def test_breaker_transitions_are_bounded_and_exported() -> None:
+    from prometheus_client import REGISTRY
+
+    clock = FakeClock()
+    seen: list[tuple[str, str]] = []
+    br = Breaker(failure_threshold=1, reset_seconds=1, provider="p", connection_id="c-bounded", clock=clock,
+                 on_transition=lambda p, c, old, new: seen.append((old.value, new.value)))
+    for _ in range(30):
+        br.before_call("x")
+        br.record(healthy=False)
+        clock.t += 2
+    assert len(br.transitions) == 20  # a flapping provider does not grow memory
+    assert seen[0] == ("closed", "open") and len(seen) == 59
+    assert REGISTRY.get_sample_value("osi_breaker_state", {"provider": "p", "connection": "c-bounded"}) == 2
+
+
+async def test_a_cancelled_trial_call_releases_the_breaker(runtime, sandbox) -> None:
+    """The half-open trial is always given back: cancelling it mid-call must not leave the circuit stuck."""
+    import asyncio
+
+    import httpx
+
+    from activities.whatsapp.client import WhatsAppClient
+    from activities.whatsapp.provider import PROVIDER
+    from tests import seed
+
+    wa = await seed.whatsapp_connection(runtime, sandbox.url)
+    br = runtime.breakers.get("whatsapp", wa.connection_id)
+    br.state, br.opened_at = BreakerState.OPEN, -1e9  # open, cool-down long over: the next call is the trial
+    async with httpx.AsyncClient() as http:
+        await http.put(f"{sandbox.url}/_sandbox/faults/whatsapp", json={"latency_ms": 5000})
+    try:
+        async with runtime.action(PROVIDER, wa.organization_id, "default", "whatsapp.test") as act:
+            call = asyncio.ensure_future(WhatsAppClient(act).phone_number())
+            while not br.trial_in_flight:
+                await asyncio.sleep(0.01)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+    finally:
+        async with httpx.AsyncClient() as http:
+            await http.delete(f"{sandbox.url}/_sandbox/faults")
+    assert br.state is BreakerState.HALF_OPEN and not br.trial_in_flight
+    br.before_call("x")  # a new trial is allowed
+    br.record(healthy=True)
+    assert br.state is BreakerState.CLOSED
+
+
+async def test_an_open_breaker_makes_the_connection_degraded(runtime, sandbox) -> None:
+    import asyncio
+
+    from tests import seed
+
+    wa = await seed.whatsapp_connection(runtime, sandbox.url)
+    br = runtime.breakers.get("whatsapp", wa.connection_id)
+    for _ in range(br.failure_threshold):
+        br.before_call("x")
+        br.record(healthy=False)
+    for _ in range(100):
+        conn = runtime.store.get_connection(wa.connection_id)
+        if conn.health == "degraded":
+            break
+        await asyncio.sleep(0.02)
+    assert conn.health == "degraded" and conn.health_detail["breaker"] == "open"

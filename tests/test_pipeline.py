@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.whatsapp.activities import WhatsAppActivities
 from activities.whatsapp.models import SendTextInput
-from core.policies import full_jitter_delay, retry_delay
+from core.policies import WHATSAPP_SEND, full_jitter_delay, retry_delay
 from tests import seed
 
 
-def env_at(attempt: int, max_attempts: int = 8) -> ActivityEnvironment:
+def env_at(attempt: int, elapsed: timedelta = timedelta(0), deadline: timedelta = WHATSAPP_SEND.deadline
+           ) -> ActivityEnvironment:
+    """An activity attempt `elapsed` after its first one, under a delivery deadline (as SEND.kwargs sets it)."""
     env = ActivityEnvironment()
-    env.info = dataclasses.replace(env.info, attempt=attempt,
-                                   retry_policy=RetryPolicy(maximum_attempts=max_attempts))
+    opts = WHATSAPP_SEND.kwargs(deadline)
+    env.info = dataclasses.replace(env.info, attempt=attempt, scheduled_time=datetime.now(UTC) - elapsed,
+                                   start_to_close_timeout=opts["start_to_close_timeout"],
+                                   schedule_to_close_timeout=opts["schedule_to_close_timeout"],
+                                   retry_policy=opts["retry_policy"])
     return env
 
 
@@ -62,16 +66,19 @@ async def test_exhausted_retries_alert_admins_and_mark_unhealthy(runtime, sandbo
     await fault(sandbox, outage=True)
     try:
         inp = SendTextInput(organization_id=wa.organization_id, to="+16505551234", text="x")
-        with pytest.raises(ApplicationError):
-            await env_at(3).run(acts.send_text, inp)
-        assert not runtime.store.notifications(connection_id=wa.connection_id)  # not yet the last attempt
-        with pytest.raises(ApplicationError) as exc:
-            await env_at(8).run(acts.send_text, inp.model_copy(update={"to": "+16505551235"}))
+        with pytest.raises(ApplicationError) as exc:  # many attempts, hours before the deadline: keep trying
+            await env_at(40, elapsed=timedelta(hours=1)).run(acts.send_text, inp)
+        assert not exc.value.non_retryable
+        assert not runtime.store.notifications(connection_id=wa.connection_id)  # the deadline is far
+        with pytest.raises(ApplicationError) as exc:  # the next attempt would start after the deadline
+            await env_at(41, elapsed=WHATSAPP_SEND.deadline - timedelta(seconds=0.5)).run(
+                acts.send_text, inp.model_copy(update={"to": "+16505551235"}))
     finally:
         await fault(sandbox)
-    assert exc.value.type == "TemporaryError"
+    assert exc.value.type == "TemporaryError" and exc.value.non_retryable
+    assert exc.value.details[0]["details"]["deadline_exceeded"] is True
     (note,) = runtime.store.notifications(connection_id=wa.connection_id)
-    assert note.kind == "retries_exhausted" and "after 8 attempts" in note.message
+    assert note.kind == "retries_exhausted" and "delivery deadline" in note.message
     assert runtime.store.get_connection(wa.connection_id).health == "unhealthy"
     # A later success heals the connection.
     await env_at(1).run(acts.send_text, inp.model_copy(update={"to": "+16505551236"}))

@@ -162,7 +162,9 @@ async def test_configuration_error_stops_with_counts(client, worker, runtime, sa
     cause = exc.value.cause
     assert cause.type == "ConfigurationError" and "PAUSED" in cause.message
     counts = cause.details[0]
-    assert (counts["state"], counts["sent"], counts["cancelled"]) == ("failed", 0, 4)
+    # Not cancelled: each recipient failed with the configuration error that stopped the send.
+    assert (counts["state"], counts["sent"], counts["failed"], counts["cancelled"]) == ("failed", 0, 4, 0)
+    assert counts["failed_by_error"] == {"template_paused": 4}
 
 
 async def test_temporary_failure_retries_the_batch_without_resending(client, worker, runtime, sandbox,

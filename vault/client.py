@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
+import logging
 import os
 import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -22,6 +25,7 @@ from vault.credentials import AppSecrets, Credentials
 _SAFE = re.compile(r"^[A-Za-z0-9_.@-]{1,128}$")
 _CREDS: TypeAdapter[Credentials] = TypeAdapter(Credentials)
 T = TypeVar("T")
+log = logging.getLogger("osi.vault")
 
 # Until the settings module (being moved into core/) carries these fields, the token file and the AppRole
 # secret-id file are also read from the environment here, so a container can use them today.
@@ -98,6 +102,9 @@ class VaultClient:
         kv_prefix: str = "osi/connections",
         transit_mount: str = "transit",
         cache_ttl: float = 300.0,
+        stale_ttl: float = 3600.0,
+        timeout: float = 5.0,
+        threads: int = 8,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0 < renew_fraction < 1:
@@ -111,7 +118,9 @@ class VaultClient:
             self._mode = "approle"
         else:
             self._mode = "token"
-        self._client = hvac.Client(url=addr, token=token, timeout=10)
+        # A short timeout: a hanging Vault must fail a read quickly (the cached secret is served meanwhile)
+        # rather than hold one of this client's few threads for long.
+        self._client = hvac.Client(url=addr, token=token, timeout=timeout)
         if self._mode != "token":
             # Ignore the static token (the settings default it to the dev root token) and whatever hvac
             # picked up from VAULT_TOKEN or ~/.vault-token: this process authenticates itself.
@@ -133,7 +142,13 @@ class VaultClient:
         self.kv_prefix = kv_prefix.strip("/")
         self.transit_mount = transit_mount
         self.cache_ttl = cache_ttl
+        self.stale_ttl = stale_ttl
         self._cache: dict[str, tuple[float, Versioned]] = {}
+        # Blocking hvac calls run on threads of their own: a hanging Vault cannot starve the store or anything
+        # else that runs in threads. Concurrent reads of one path share one request (one thread at most).
+        self._executor = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="osi-vault")
+        self._inflight: dict[str, asyncio.Future[Versioned]] = {}
+        self.stale_served = 0  # reads answered from an expired cache entry while Vault was unreachable
 
     # ---- authentication ------------------------------------------------------------------
     @property
@@ -315,11 +330,37 @@ class VaultClient:
         return (await self.read_versioned(path, use_cache=use_cache)).credentials
 
     async def read_versioned(self, path: str, *, use_cache: bool = True) -> Versioned:
+        """Cached (no thread hop), else one shared read per path on Vault's own threads. While Vault is
+        unreachable an expired entry is served for up to `stale_ttl` more seconds, and logged."""
         now = time.monotonic()
-        hit = self._cache.get(path) if use_cache else None
-        if hit and hit[0] > now:
-            return hit[1]  # hot path: no thread hop when cached
-        return await asyncio.to_thread(self.read_versioned_sync, path, use_cache=use_cache)
+        hit = self._cache.get(path)
+        if use_cache and hit and hit[0] > now:
+            return hit[1]
+        try:
+            return await self._shared_read(path)
+        except VaultError:
+            if hit is None or hit[0] + self.stale_ttl <= now:
+                raise
+            self.stale_served += 1
+            log.warning("vault unreachable: serving the cached secret of %s, %.0f s past its TTL", path,
+                        now - hit[0])
+            return hit[1]
+
+    async def _shared_read(self, path: str) -> Versioned:
+        found = self._inflight.get(path)
+        if found is None:
+            loop = asyncio.get_running_loop()
+            found = loop.run_in_executor(self._executor, functools.partial(self.read_versioned_sync, path,
+                                                                           use_cache=False))
+            self._inflight[path] = found
+            found.add_done_callback(lambda _: self._inflight.pop(path, None))
+        # Shielded: one waiter being cancelled must not cancel the read the others wait for.
+        return await asyncio.shield(found)
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A blocking call on Vault's own threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args,
+                                                                                                   **kwargs))
 
     def write_sync(
         self, path: str, creds: Credentials, *, cas: int | None = None, extra: dict[str, Any] | None = None
@@ -333,14 +374,17 @@ class VaultClient:
     async def write(
         self, path: str, creds: Credentials, *, cas: int | None = None, extra: dict[str, Any] | None = None
     ) -> int:
-        return await asyncio.to_thread(self.write_sync, path, creds, cas=cas, extra=extra)
+        return await self.run(self.write_sync, path, creds, cas=cas, extra=extra)
 
     def delete_sync(self, path: str) -> None:
         self._cache.pop(path, None)
         self._delete_raw(path)
 
     async def delete(self, path: str) -> None:
-        await asyncio.to_thread(self.delete_sync, path)
+        await self.run(self.delete_sync, path)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     def invalidate(self, path: str) -> None:
         self._cache.pop(path, None)
@@ -358,7 +402,7 @@ class VaultClient:
         return app
 
     async def read_app(self, provider: str) -> AppSecrets:
-        return await asyncio.to_thread(self.read_app_sync, provider)
+        return await self.run(self.read_app_sync, provider)
 
     def write_app_sync(self, provider: str, app: AppSecrets) -> None:
         path = self.app_path(provider)

@@ -41,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
         UpdateEventInput,
     )
     from core.errors import ErrorClass
-    from core.policies import LOOKUP, SEND
+    from core.policies import CALENDAR_SEND, LOOKUP, deadline_of
 
 
 def _refuse(message: str, code: str, details: dict[str, Any]) -> ApplicationError:
@@ -81,7 +81,7 @@ class CreateCalendarEvent:
                              connection=inp.connection,
                              calendar_id=inp.calendarId, event=spec, send_updates=inp.send_updates,
                              idempotency_key=inp.idempotency_key, dst_gap_policy=inp.dst_gap_policy),
-            result_type=EventResult, **SEND.kwargs())
+            result_type=EventResult, **CALENDAR_SEND.kwargs(deadline_of(inp.deliver_within)))
         return CreateCalendarEventResult(
             provider=res.provider, event=res.event, notified=res.notified, decision=decision,
             conflicts=check.conflicts if check else [], moved_from=check.moved_from if check else None)
@@ -99,7 +99,7 @@ class UpdateCalendarEvent:
                              connection=inp.connection,
                              calendar_id=inp.calendarId, event_id=inp.eventId, changes=inp.changes, etag=inp.etag,
                              send_updates=inp.send_updates, dst_gap_policy=inp.dst_gap_policy),
-            result_type=EventResult, **SEND.kwargs())
+            result_type=EventResult, **CALENDAR_SEND.kwargs(deadline_of(inp.deliver_within)))
         return UpdateCalendarEventResult(provider=res.provider, event=res.event,
                                          notified=res.notified, notification=res.notification)
 
@@ -116,7 +116,7 @@ class CancelCalendarEvent:
                              connection=inp.connection,
                              calendar_id=inp.calendarId, event_id=inp.eventId, etag=inp.etag,
                              send_updates=inp.send_updates),
-            result_type=DeleteResult, **SEND.kwargs())
+            result_type=DeleteResult, **CALENDAR_SEND.kwargs(deadline_of(inp.deliver_within)))
         return CancelCalendarEventResult(provider=res.provider, event_id=res.event_id,
                                          deleted=res.deleted, already_deleted=res.already_deleted,
                                          notified=res.notified)
@@ -159,7 +159,7 @@ class ScheduleMeeting:
                              connection=inp.connection,
                              calendar_id=inp.calendarId, event=spec, send_updates=inp.send_updates,
                              idempotency_key=inp.idempotency_key),
-            result_type=EventResult, **SEND.kwargs())
+            result_type=EventResult, **CALENDAR_SEND.kwargs())
         return ScheduleMeetingResult(provider=res.provider, slot=slot, event=res.event,
                                      notified=res.notified, alternatives=avail.slots[1:],
                                      availability=avail.participants)
@@ -189,7 +189,7 @@ class BulkCreateCalendarEvents:
                              connection=inp.connection,
                                   calendar_id=inp.calendarId, events=inp.events[start:start + inp.chunk_size],
                                   send_updates=inp.send_updates, idempotency_key=f"{key}:{start}"),
-                result_type=CreateEventsResult, **SEND.kwargs())
+                result_type=CreateEventsResult, **CALENDAR_SEND.kwargs())
             results += [o.model_copy(update={"index": start + o.index}) for o in res.results]
             provider = res.provider
         created = sum(1 for o in results if o.event_id)

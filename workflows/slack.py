@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.slack.webhooks import APPROVE_ACTION, BLOCK_PREFIX, REJECT_ACTION
     from core.errors import error_from_details
-    from core.policies import BOOKKEEPING, LOOKUP, SEND
+    from core.policies import BOOKKEEPING, LOOKUP, SLACK_SEND, deadline_of
 
 # WhatsApp messages carry at most this much text.
 WHATSAPP_TEXT_LIMIT = 4096
@@ -58,7 +58,8 @@ class SendSlackMessage:
     async def run(self, inp: SendSlackMessageInput) -> SendSlackMessageResult:
         attempts: list[RouteAttempt] = []
         try:
-            ref = await workflow.execute_activity_method(SlackActivities.post_message, inp.primary(), **SEND.kwargs())
+            ref = await workflow.execute_activity_method(SlackActivities.post_message, inp.primary(),
+                                                         **SLACK_SEND.kwargs(deadline_of(inp.deliver_within)))
             attempts.append(RouteAttempt(route="slack", ok=True))
             return SendSlackMessageResult(delivered=True, route="slack", channel=ref.channel, ts=ref.ts,
                                           attempts=attempts)
@@ -85,14 +86,14 @@ class SendSlackMessage:
                 organization_id=inp.organization_id, connection=route.connection or inp.connection,
                 channel=route.channel, text=inp.message, blocks=inp.blocks, attachments=inp.attachments,
                 username=inp.username, icon_emoji=inp.icon_emoji, icon_url=inp.icon_url, variables=inp.variables)
-            ref = await workflow.execute_activity_method(SlackActivities.post_message, post, **SEND.kwargs())
+            ref = await workflow.execute_activity_method(SlackActivities.post_message, post, **SLACK_SEND.kwargs())
             return SendSlackMessageResult(delivered=True, channel=ref.channel, ts=ref.ts)
         if isinstance(route, DirectMessageRoute):
             dm = DirectMessageInput(
                 organization_id=inp.organization_id, connection=route.connection or inp.connection,
                 user_id=route.user_id, email=route.email, text=inp.message, blocks=inp.blocks,
                 attachments=inp.attachments, variables=inp.variables)
-            ref = await workflow.execute_activity_method(SlackActivities.send_dm, dm, **SEND.kwargs())
+            ref = await workflow.execute_activity_method(SlackActivities.send_dm, dm, **SLACK_SEND.kwargs())
             return SendSlackMessageResult(delivered=True, channel=ref.channel, ts=ref.ts)
         text = plain_text(render_text(inp.message, inp.variables) if inp.message else None,
                           render(inp.blocks, inp.variables))
@@ -215,7 +216,7 @@ class SlackApproval:
                 SlackActivities.post_ephemeral,
                 EphemeralInput(organization_id=inp.organization_id, connection=inp.connection,
                                channel=ev.channel_id or inp.channel, user=ev.user_id, text=text),
-                **SEND.kwargs(),
+                **SLACK_SEND.kwargs(),
             )
         except ActivityError as err:
             workflow.logger.warning("ephemeral to %s failed: %s", ev.user_id, _failure(err))
@@ -254,7 +255,7 @@ class SlackApproval:
             PostMessageInput(organization_id=inp.organization_id, connection=inp.connection, channel=inp.channel,
                              text=f"Approval needed: {inp.title}",
                              blocks=[*request_blocks, self._buttons(wf_id, inp)]),
-            **SEND.kwargs(),
+            **SLACK_SEND.kwargs(),
         )
         self.team_id, self.ts = ref.team_id, ref.ts
         started = workflow.now()
@@ -293,7 +294,7 @@ class SlackApproval:
                 PostMessageInput(organization_id=inp.organization_id, connection=inp.connection, channel=channel,
                                  thread_ts=ts, text=f":bell: Reminder {n}: “{inp.title}” is still waiting for a "
                                                     f"decision from {who}."),
-                **SEND.kwargs(),
+                **SLACK_SEND.kwargs(),
             )
         except ActivityError as err:
             workflow.logger.warning("reminder %d failed: %s", n, _failure(err))
@@ -318,7 +319,7 @@ class SlackApproval:
                 SlackActivities.update_message,
                 UpdateMessageInput(organization_id=inp.organization_id, connection=inp.connection, channel=channel,
                                    ts=ts, text=f"{inp.title}: {decision.replace('_', ' ')}", blocks=final_blocks),
-                **SEND.kwargs(),
+                **SLACK_SEND.kwargs(),
             )
         except ActivityError as err:
             # The decision stands even if Slack refuses the edit; the caller still gets it.

@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.whatsapp.opensyte import normalize
     from core.errors import IntegrationError, error_from_details
-    from core.policies import SEND
+    from core.policies import WHATSAPP_SEND, deadline_of
 
 from workflows.whatsapp_bulk import BulkSendWhatsAppTemplate
 from workflows.whatsapp_conversation import WhatsAppConversation
@@ -58,7 +58,7 @@ class SendWhatsAppMessage:
                     WhatsAppActivities.send_message,
                     SendMessageInput(organization_id=inp.organization_id, connection=inp.connection, to=to,
                                      message=msg, idempotency_key=inp.idempotency_key),
-                    **SEND.kwargs(),
+                    **WHATSAPP_SEND.kwargs(deadline_of(inp.deliver_within)),
                 )
             except ActivityError as err:
                 return SendResult(to=to, status="failed", error=error_from_details(err) or {"message": str(err)})

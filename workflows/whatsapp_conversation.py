@@ -39,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.whatsapp.spec import CUSTOMER_SERVICE_WINDOW_SECONDS
     from activities.whatsapp.store import STATUS_RANK
     from core.errors import ErrorClass, IntegrationError, error_from_details
-    from core.policies import LOOKUP, SEND
+    from core.policies import LOOKUP, WHATSAPP_SEND
 
 SEEN_KEEP = 2000  # dedupe keys carried across continue-as-new (redeliveries come within days, not years)
 MIN_HOLD = timedelta(seconds=1)
@@ -216,7 +216,7 @@ class WhatsAppConversation:
                 SendMessageInput(organization_id=self.inp.organization_id, connection=self.inp.connection,
                                  to="+" + self.inp.wa_id, message=item.message, idempotency_key=item.idempotency_key,
                                  conversation_id=workflow.info().workflow_id),
-                **SEND.kwargs())
+                **WHATSAPP_SEND.kwargs(self._deadline(item.message)))
         except ActivityError as err:
             details = error_from_details(err) or {"message": str(err)}
             item.error = ApplicationError(f"reply not sent: {details.get('message')}", details,
@@ -340,6 +340,15 @@ class WhatsAppConversation:
     def _window_open(self) -> bool:
         closes = self._window_closes_at()
         return closes is not None and workflow.now().timestamp() < closes
+
+    def _deadline(self, message: OutboundMessage) -> timedelta | None:
+        """A free-form reply cannot outlive the customer service window: it is retried through an outage only
+        until the window closes (a template may wait the usual hours)."""
+        closes = self._window_closes_at()
+        if not is_free_form(message) or closes is None:
+            return None
+        left = timedelta(seconds=closes - workflow.now().timestamp())
+        return min(left, WHATSAPP_SEND.deadline)
 
     def _needs_fallback(self, message: OutboundMessage) -> bool:
         return is_free_form(message) and not self._window_open() and self.inp.fallback_template is not None

@@ -24,6 +24,7 @@ BusyStatus = Literal["busy", "tentative", "oof", "workingElsewhere"]
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 WEEKDAYS: tuple[Weekday, ...] = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
+DELIVER_WITHIN = "seconds to keep retrying through a provider outage before the change fails; default 1 day"
 MAX_ATTENDEES = 500  # Graph's documented per-event maximum; Google's is higher
 MAX_REMINDER_OVERRIDES = 5
 MAX_REMINDER_MINUTES = 40320
@@ -439,6 +440,7 @@ class CalendarActionInput(ConnectionRef):
     send_updates: SendUpdates = "all"
     dst_gap_policy: GapPolicy | None = None
     idempotency_key: str | None = Field(default=None, max_length=512)
+    deliver_within: int | None = Field(default=None, ge=60, le=7 * 86_400, description=DELIVER_WITHIN)
 
     @field_validator("recurrence", mode="before")
     @classmethod
@@ -465,6 +467,7 @@ class UpdateCalendarEventInput(ConnectionRef):
     etag: str | None = None
     send_updates: SendUpdates = "all"
     dst_gap_policy: GapPolicy | None = None
+    deliver_within: int | None = Field(default=None, ge=60, le=7 * 86_400, description=DELIVER_WITHIN)
 
 
 class UpdateCalendarEventResult(_Model):
@@ -479,6 +482,7 @@ class CancelCalendarEventInput(ConnectionRef):
     eventId: str = Field(min_length=1, max_length=1024)
     etag: str | None = None
     send_updates: SendUpdates = "all"
+    deliver_within: int | None = Field(default=None, ge=60, le=7 * 86_400, description=DELIVER_WITHIN)
 
 
 class CancelCalendarEventResult(_Model):

@@ -313,6 +313,8 @@ class SendSlackMessageInput(ConnectionRef):
     variables: dict[str, Any] = Field(default_factory=dict)
     fallback: list[FallbackRoute] = Field(default_factory=list, max_length=10)
     idempotency_key: str | None = Field(default=None, max_length=200)
+    deliver_within: int | None = Field(default=None, ge=60, le=86_400, description=(
+        "seconds to keep retrying through a Slack outage before the fallback routes run; default 1 h"))
     # OpenSyte's own ids, accepted so an action row can be passed as is (the connection name decides).
     integration_id: str | None = None
     workspace_id: str | None = None

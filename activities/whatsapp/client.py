@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from activities.whatsapp import intents
 from activities.whatsapp.settings import WhatsAppSettings
 from activities.whatsapp.spec import SPEC
+from core.errors import ConfigurationError, IntegrationError
 from core.limiter import Limit
 from core.pipeline import Action, Response
 
@@ -52,17 +54,34 @@ class WhatsAppClient:
         return PAIR.window(f"{self.phone_number_id}:{wa_id}", limit=burst, period=burst * per_message,
                            margin=self.margin())
 
-    async def send(self, payload: dict[str, Any], wa_id: str, *, category: str | None = None) -> Response:
-        """POST /{phone-number-id}/messages with the per-number and per-pair limits applied."""
+    async def send(self, payload: dict[str, Any], wa_id: str, *, category: str | None = None,
+                   intent_id: str | None = None) -> Response:
+        """POST /{phone-number-id}/messages with the per-number and per-pair limits applied; `intent_id` rides
+        along as `biz_opaque_callback_data`, so the status webhooks name the send even if its answer is lost."""
         body = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": wa_id, **payload}
-        return await self.act.call(
-            "POST",
-            self.url(self.phone_number_id, "messages"),
-            json=body,
-            limits=[self.throughput_limit(), self.pair_limit(wa_id)],
-            category=category,
-            reference=lambda b: ((b or {}).get("messages") or [{}])[0].get("id"),
-        )
+        if intent_id is not None:
+            body["biz_opaque_callback_data"] = intents.callback_data(intent_id)
+        try:
+            return await self.act.call(
+                "POST",
+                self.url(self.phone_number_id, "messages"),
+                json=body,
+                limits=[self.throughput_limit(), self.pair_limit(wa_id)],
+                category=category,
+                reference=lambda b: ((b or {}).get("messages") or [{}])[0].get("id"),
+            )
+        except IntegrationError as err:
+            raise self.own_settings_error(err) from None
+
+    def own_settings_error(self, err: IntegrationError) -> IntegrationError:
+        """Graph's 100/33 ("object does not exist") about this connection's own phone number id is the
+        connection's misconfiguration, not a bad recipient: an administrator must fix the setting."""
+        if err.code == 100 and err.details.get("subcode") == 33 and self.phone_number_id in err.message:
+            return ConfigurationError(f"phone_number_id {self.phone_number_id} does not exist or this token may "
+                                      f"not use it: check the connection's settings ({err.message})",
+                                      code="phone_number_id_invalid", provider="whatsapp",
+                                      details={**err.details, "setting": "phone_number_id"})
+        return err
 
     async def mark_read(self, message_id: str, typing_indicator: bool = False) -> dict[str, Any]:
         body: dict[str, Any] = {"messaging_product": "whatsapp", "status": "read", "message_id": message_id}

@@ -47,12 +47,13 @@ def error_from_graph(body: Mapping[str, Any], status: int) -> IntegrationError:
     if details and details not in message:
         message = f"{message}: {details}"
     cls = classify_code(code, status, err.get("is_transient"))
-    return IntegrationError(
-        message,
-        code=code if code is not None else f"http_{status}",
-        error_class=cls,
-        details={"reauth": True} if code in REAUTH_CODES else {},
-    )
+    extra: dict[str, Any] = {"status": status}
+    if err.get("error_subcode") is not None:
+        extra["subcode"] = err.get("error_subcode")
+    if code in REAUTH_CODES:
+        extra["reauth"] = True
+    return IntegrationError(message, code=code if code is not None else f"http_{status}", error_class=cls,
+                            details=extra)
 
 
 def classify(status: int, headers: Mapping[str, str], body: Any) -> IntegrationError | None:

@@ -12,12 +12,13 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from activities.whatsapp import compliance, cost
+from activities.whatsapp import compliance, cost, intents
 from activities.whatsapp.errors import classify_code
 from activities.whatsapp.models import ConversationEvent, SentOrigin, WebhookBatch
 from activities.whatsapp.phone import country_calling_code
 from activities.whatsapp.store import WhatsAppStore
 from core.errors import ErrorClass
+from store.intents import IntentStore
 from store.models import Connection, Health
 
 if TYPE_CHECKING:
@@ -54,6 +55,12 @@ async def record(rt: Runtime, conn: Connection, batch: WebhookBatch) -> dict[tup
             st.timestamp, st.recipient_id, st.errors, st.pricing, rates, str(country_calling_code(st.recipient_id)))
         if res["new"] and st.status == "failed":
             await _async_failure(rt, conn, st.recipient_id, st.phone_number_id, st.errors)
+        intent_id = intents.intent_of(st.biz_opaque_callback_data)
+        if intent_id is not None and st.status != "failed":
+            # Meta names the send we attached this intent to: it was accepted, even if its answer was lost.
+            await rt.store.run(IntentStore(rt.store).accept_by_id, intent_id, st.message_id, {
+                "to": "+" + st.recipient_id, "status": "accepted", "message_id": st.message_id,
+                "wa_id": st.recipient_id, "category": (st.pricing or {}).get("category") or "service"})
         events[(st.phone_number_id, st.recipient_id)].append(
             ConversationEvent(status=st, origin=SentOrigin.model_validate(res["origin"])))
     for err in batch.errors:

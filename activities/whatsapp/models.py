@@ -277,6 +277,8 @@ class SendWhatsAppMessageInput(ConnectionRef):
     reply_to_message_id: str | None = None
     hold_when_limited: bool = Field(
         default=True, description="wait (durably) when the portfolio's 24 h messaging limit is reached")
+    deliver_within: int | None = Field(default=None, ge=60, le=7 * 86_400, description=(
+        "seconds to keep retrying through provider outages before a recipient fails; default 6 h"))
     # OpenSyte WhatsAppAction columns
     toNumbers: list[str] | None = None  # OpenSyte column names, camelCase as in its schema
     messageType: OpenSyteMessageType | None = None
@@ -379,6 +381,8 @@ class BulkSendWhatsAppTemplateInput(ConnectionRef):
     concurrency: int = Field(default=10, description="sends in flight per batch; about throughput x latency is enough")
     max_parallel_batches: int = 2
     idempotency_key: str | None = Field(default=None, description="defaults to the workflow id")
+    deliver_within: int | None = Field(default=None, ge=60, le=7 * 86_400, description=(
+        "seconds: recipients not accepted by then (a provider outage) fail with their last cause; default 12 h"))
 
 
 class BulkBatchInput(ConnectionRef):
@@ -388,20 +392,26 @@ class BulkBatchInput(ConnectionRef):
     indices: list[int] = Field(description="each recipient's index in the whole send (idempotency keys)")
     concurrency: int = 10
     idempotency_key: str
+    deadline: str | None = Field(default=None, description="ISO time: a recipient still pending then fails")
+    settle_only: bool = Field(default=False, description="send nothing: report what the intents know (the "
+                              "deadline passed)")
 
 
 class BulkOutcome(_Model):
     index: int
-    status: Literal["sent", "failed", "skipped", "held"]
+    status: Literal["sent", "failed", "skipped", "held", "pending"]
     message_id: str | None = None
     message_status: str | None = Field(default=None, description="Meta's send status when not `accepted` "
                                        "(held_for_quality_assessment, paused)")
     code: str | None = None
     resume_at: str | None = None
+    resent: bool = Field(default=False, description="sent again after an attempt whose answer was lost")
 
 
 class BulkBatchResult(_Model):
     outcomes: list[BulkOutcome]
+    retry_after: float | None = Field(default=None, description="pending recipients: seconds before trying again")
+    error: dict[str, Any] | None = Field(default=None, description="the temporary failure that paused the batch")
 
 
 class BulkProgress(_Model):
@@ -411,13 +421,16 @@ class BulkProgress(_Model):
     skipped: int = 0
     held: int = 0
     cancelled: int = 0
+    pending: int = Field(default=0, description="waiting to be retried after a temporary failure")
+    resent: int = Field(default=0, description="sent again after an attempt whose answer was lost (each a "
+                        "possible duplicate; 0 when status webhooks reconcile them)")
     failed_by_error: dict[str, int] = Field(default_factory=dict)
     skipped_by_reason: dict[str, int] = Field(default_factory=dict)
     sent_by_provider_status: dict[str, int] = Field(
         default_factory=dict, description="sent messages Meta did not simply accept: held_for_quality_assessment "
         "(Meta may still deliver or drop them) or paused")
-    state: Literal["running", "pausing", "paused", "held", "cancelling", "completed", "cancelled", "failed"] = (
-        "running")
+    state: Literal["running", "pausing", "paused", "held", "retrying", "cancelling", "completed", "cancelled",
+                   "failed"] = "running"
     error: dict[str, Any] | None = None
 
 
@@ -435,6 +448,8 @@ class StatusEvent(_Model):
     errors: list[dict[str, Any]] = Field(default_factory=list)
     pricing: dict[str, Any] | None = None
     conversation: dict[str, Any] | None = None
+    # What we attached to the send (`osi:<intent id>`): names the send intent even when its answer was lost.
+    biz_opaque_callback_data: str | None = None
 
 
 class InboundMessage(_Model):

@@ -1,15 +1,20 @@
 """The send path shared by every message activity and the bulk batch activity.
 
-Order: build and check the message (PermanentError before any call) → recipient → idempotency →
-template approved and parameters fit → compliance (opt-out, opt-in, window) → portfolio messaging
-limit (hold, never drop) → throughput and pair limits (wait) → call → record category and outcome.
+Order: build and check the message (PermanentError before any call) → recipient → template approved and
+parameters fit → compliance (opt-out, opt-in, window) → portfolio messaging limit (hold, never drop) → the
+send intent claimed (recorded before Meta sees anything) → throughput and pair limits (wait) → call → the
+intent settled with Meta's answer, category and outcome.
+
+At most one accepted send per intent: a send whose answer was lost (timeout, crash) stays `sending`; Meta's
+status webhooks name it (`biz_opaque_callback_data`), and it is sent again only if none did within the
+reconcile window (counted as `resent`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -28,16 +33,19 @@ from activities.whatsapp.models import (
 )
 from activities.whatsapp.phone import normalize_e164
 from activities.whatsapp.provider import PROVIDER
+from activities.whatsapp.settings import WhatsAppSettings
 from activities.whatsapp.store import WhatsAppStore
-from core.errors import ErrorClass, IntegrationError, PermanentError
-from store.models import utcnow
+from core.errors import ErrorClass, IntegrationError, PermanentError, TemporaryError
+from core.policies import full_jitter_delay
+from store.intents import Claim, IntentStore, Settle
+from store.models import IntentState, SendIntent, utcnow
 
 if TYPE_CHECKING:
     from core.pipeline import Action
     from core.runtime import Runtime
 
 HEARTBEAT_EVERY_SECONDS = 1.0
-RECORD_CHUNK = 200
+RECORD_EVERY_SECONDS = 0.25  # outcomes are written in small groups (an unrecorded one is reconciled anyway)
 PREP_YIELD_EVERY = 10
 
 
@@ -47,6 +55,39 @@ def action_name(msg: OutboundMessage) -> str:
     return f"whatsapp.send_{kind}"
 
 
+def reconcile_seconds(act: Action) -> float:
+    """How long a send whose answer was lost waits for Meta's status webhook before it is sent again."""
+    own = act.settings.get("reconcile_seconds")
+    return float(own) if own is not None else act.rt.section(WhatsAppSettings).reconcile_seconds
+
+
+def reconciling(claim: Claim) -> TemporaryError:
+    """An earlier attempt's answer was lost: wait for the webhook that names it rather than send again."""
+    return TemporaryError(f"an earlier attempt's answer was lost; waiting up to {claim.wait_seconds:.0f} s more for "
+                          "Meta's status webhook before sending again", code="reconciling",
+                          retry_after=claim.wait_seconds, details={"intent": claim.intent.id})
+
+
+def settle_failure(key: str, err: IntegrationError, window: float, to: str) -> Settle | None:
+    """What a failed attempt means for its intent: unknown (the request may have been processed: keep it
+    `sending`, and retry only after the reconcile window), refused for good, or refused for now."""
+    if err.details.get("uncertain"):
+        err.retry_after = max(err.retry_after or 0.0, window)
+        return None
+    if err.error_class is ErrorClass.PERMANENT:
+        return Settle(key, IntentState.FAILED, result={"to": to, "status": "failed", "error": err.to_dict()})
+    return Settle(key, IntentState.PENDING)
+
+
+def final_result(intent: SendIntent, to: str) -> SendResult:
+    """The recorded outcome of an intent that is done: never sent again."""
+    if intent.state == IntentState.FAILED.value:
+        error = dict(intent.result.get("error") or {})
+        raise PermanentError(str(error.get("message") or "refused earlier"), code=error.get("code"),
+                             provider=str(error.get("provider") or "whatsapp"), details={"intent": intent.id})
+    return SendResult.model_validate({**intent.result, "to": to})
+
+
 async def send_one(rt: Runtime, organization_id: str, connection: str, to: str, msg: OutboundMessage,
                    idempotency_key: str | None, *, conversation_id: str | None = None) -> SendResult:
     """One message to one recipient through the pipeline (a classified error is raised on failure)."""
@@ -54,10 +95,11 @@ async def send_one(rt: Runtime, organization_id: str, connection: str, to: str, 
         payload = build_payload(msg)
         wa_id = normalize_e164(to)
         key = act.idempotency_key(idempotency_key, to)
+        intents = IntentStore(rt.store)
         if key:
-            done = await rt.store.run(rt.store.get_idempotent, key)
-            if done:
-                return SendResult.model_validate(done)
+            known = (await rt.store.run(intents.get, [key])).get(key)
+            if known is not None and known.state in (IntentState.ACCEPTED.value, IntentState.FAILED.value):
+                return final_result(known, to)
         client = WhatsAppClient(act)
         category = "service"
         if msg.type == "template":
@@ -79,11 +121,26 @@ async def send_one(rt: Runtime, organization_id: str, connection: str, to: str, 
                 act.detail["held_until"] = held[wa_id].isoformat()
                 return SendResult(to=to, status="held", wa_id=wa_id, category=category,
                                   resume_at=held[wa_id].isoformat())
+        window = reconcile_seconds(act)
+        claim: Claim | None = None
+        if key:
+            claim = (await rt.store.run(intents.claim, [key], organization_id=organization_id,
+                                        connection_id=act.connection.id, action=act.name,
+                                        reconcile_seconds=window))[key]
+            if claim.final:
+                return final_result(claim.intent, to)
+            if not claim.send:
+                raise reconciling(claim)
+            if claim.resend:
+                act.detail["resent"] = True  # its earlier attempt's answer never came and no webhook named it
         try:
-            resp = await client.send(payload, wa_id, category=category)
+            resp = await client.send(payload, wa_id, category=category,
+                                     intent_id=claim.intent.id if claim else None)
         except IntegrationError as err:
             if err.code == 132001 and msg.type == "template":
                 templates.invalidate(client)  # Meta disagrees with our cache: look again next time
+            if key and (settle := settle_failure(key, err, window, to)) is not None:
+                await rt.store.run(intents.settle, [settle])
             raise
         body = resp.json()
         m = (body.get("messages") or [{}])[0]
@@ -97,7 +154,8 @@ async def send_one(rt: Runtime, organization_id: str, connection: str, to: str, 
                 await rt.store.run(ws.confirm_initiations, compliance.portfolio_id(act.settings), [wa_id],
                                    reserved_at)
         if key:
-            await rt.store.run(rt.store.put_idempotent, key, act.organization_id, act.name, result.model_dump())
+            await rt.store.run(intents.settle, [Settle(key, IntentState.ACCEPTED, result.message_id,
+                                                       result.model_dump())])
         if conversation_id:
             act.detail["conversation"] = conversation_id
     if result.message_id:  # the usage row exists now: give it any outcome a fast webhook already reported
@@ -140,63 +198,43 @@ async def mark_read(rt: Runtime, organization_id: str, connection: str, message_
 
 
 # ---- bulk ---------------------------------------------------------------------------------------
-def _heartbeat_done() -> dict[int, BulkOutcome]:
-    """Outcomes a previous attempt of this batch reported before it failed (resume, never resend)."""
-    if not activity.in_activity():
-        return {}
-    details = activity.info().heartbeat_details
-    if not details:
-        return {}
-    out: dict[int, BulkOutcome] = {}
-    for item in details[0] or []:
-        o = BulkOutcome.model_validate(item)
-        out[o.index] = o
-    return out
-
-
-class _Progress:
-    """Heartbeats at most once a second with every outcome so far."""
-
-    def __init__(self, outcomes: dict[int, BulkOutcome]) -> None:
-        self.outcomes = outcomes
-        self.last = 0.0
-
-    def beat(self, force: bool = False) -> None:
-        if not activity.in_activity():
-            return
-        now = time.monotonic()
-        if force or now - self.last >= HEARTBEAT_EVERY_SECONDS:
-            self.last = now
-            activity.heartbeat([o.model_dump() for o in self.outcomes.values()])
+def _beat() -> None:
+    if activity.in_activity():
+        activity.heartbeat()
 
 
 async def send_batch(rt: Runtime, inp: BulkBatchInput) -> BulkBatchResult:
     """One template to a batch of recipients, concurrently within the number's limits.
 
-    Permanent per-recipient failures are outcomes; a configuration error stops the batch (admins are
-    told); a temporary one stops it too and Temporal retries it, resuming from the heartbeat.
+    Every recipient is an intent claimed before it is sent. Permanent per-recipient failures are outcomes; a
+    temporary failure pauses the batch: the recipients not yet accepted come back `pending` with a retry delay
+    (the workflow retries them; accepted ones are never sent again); a configuration error stops the batch
+    (admins are told). At the deadline the still-pending recipients fail with their last cause.
     """
-    outcomes = _heartbeat_done()
-    progress = _Progress(outcomes)
+    outcomes: dict[int, BulkOutcome] = {}
     ws = WhatsAppStore(rt.store)
+    intents = IntentStore(rt.store)
+    if len(inp.indices) != len(inp.recipients):
+        raise PermanentError("indices: one index per recipient is required", code="invalid_batch")
+    keys = {idx: f"{inp.idempotency_key}:{idx}" for idx in inp.indices}
     async with rt.action(PROVIDER, inp.organization_id, inp.connection, "whatsapp.send_template",
                          target=f"bulk:{inp.idempotency_key}") as act:
+        known = await rt.store.run(intents.get, list(keys.values()))
+        for idx, key in keys.items():
+            intent = known.get(key)
+            if intent is not None and (o := _final_outcome(idx, intent)) is not None:
+                outcomes[idx] = o
+        if inp.settle_only:
+            return _give_up(inp, outcomes, "deadline_exceeded", None)
         client = WhatsAppClient(act)
         tpl_def = await templates.find(client, inp.template_name, inp.language)
         category = templates.category_of(tpl_def)
-        if len(inp.indices) != len(inp.recipients):
-            raise PermanentError("indices: one index per recipient is required", code="invalid_batch")
-        keys = {idx: f"{inp.idempotency_key}:{idx}" for idx in inp.indices}
-        already = await rt.store.run(ws.sent_by_keys, [k for i, k in keys.items() if i not in outcomes])
         todo: dict[int, tuple[str, dict[str, Any], OutboundMessage]] = {}
         for n, (idx, r) in enumerate(zip(inp.indices, inp.recipients, strict=True)):
             if n % PREP_YIELD_EVERY == 0:
                 # Let other batches' requests, which already hold limiter slots, reach the wire on time.
                 await asyncio.sleep(0)
             if idx in outcomes:
-                continue
-            if keys[idx] in already:
-                outcomes[idx] = BulkOutcome(index=idx, status="sent", message_id=already[keys[idx]])
                 continue
             msg = OutboundMessage(type="template", template=Template(
                 name=inp.template_name, language=inp.language, header=r.header, body=r.body, buttons=r.buttons))
@@ -227,62 +265,166 @@ async def send_batch(rt: Runtime, inp: BulkBatchInput) -> BulkBatchResult:
             if wa_id in held:
                 outcomes[idx] = BulkOutcome(index=idx, status="held", resume_at=held[wa_id].isoformat())
                 del todo[idx]
-        progress.beat(force=True)
-        await _send_concurrently(act, client, ws, inp, todo, keys, category, outcomes, progress)
+        _beat()
+        sender = _BatchSender(act, client, ws, intents, inp, keys, category, outcomes)
+        stop = await sender.run(todo)
         if reserved_at is not None:
             sent = {todo[i][0] for i, o in outcomes.items() if i in todo and o.message_id}
             await rt.store.run(ws.confirm_initiations, compliance.portfolio_id(act.settings),
                                [w for w in outside if w in sent], reserved_at)
+        if stop is not None and stop.error_class is ErrorClass.CONFIGURATION:
+            # The workflow counts what this batch did before it stopped.
+            stop.details = {**stop.details, "outcomes": [o.model_dump() for o in outcomes.values()]}
+            raise stop
+        result = _result(inp, outcomes, stop, sender.waits)
+        if stop is not None and _past(inp.deadline, result.retry_after):
+            await rt.retries_exhausted(act.connection, act.name, stop, 0)
+            result = _give_up(inp, outcomes, str(stop.code), stop)
     await rt.store.run(ws.sync_usage, [o.message_id for o in outcomes.values() if o.message_id])
-    return BulkBatchResult(outcomes=[outcomes[i] for i in sorted(outcomes)])
+    return result
 
 
-async def _send_concurrently(act: Action, client: WhatsAppClient, ws: WhatsAppStore, inp: BulkBatchInput,
-                             todo: dict[int, tuple[str, dict[str, Any], OutboundMessage]], keys: dict[int, str],
-                             category: str, outcomes: dict[int, BulkOutcome], progress: _Progress) -> None:
-    sem = asyncio.Semaphore(max(1, inp.concurrency))
-    stop: list[IntegrationError] = []
-    pending_rows: list[dict[str, Any]] = []
+def _final_outcome(idx: int, intent: SendIntent) -> BulkOutcome | None:
+    if intent.state == IntentState.ACCEPTED.value:
+        status = intent.result.get("status")
+        return BulkOutcome(index=idx, status="sent", message_id=intent.provider_ref,
+                           message_status=None if status in (None, "accepted") else str(status),
+                           resent=intent.resent > 0)
+    if intent.state == IntentState.FAILED.value:
+        return BulkOutcome(index=idx, status="failed", code=str((intent.result.get("error") or {}).get("code")))
+    return None
 
-    async def flush() -> None:
-        if pending_rows:
-            rows = pending_rows[:]
-            pending_rows.clear()
-            await act.rt.store.run(ws.record_outbound, rows)
 
-    async def one(idx: int, wa_id: str, payload: dict[str, Any], msg: OutboundMessage) -> None:
-        async with sem:
-            if stop:
-                return  # a temporary or configuration error stopped the batch: leave it for the retry
-            try:
-                resp = await client.send(payload, wa_id, category=category)
-            except IntegrationError as err:
-                if err.error_class is ErrorClass.PERMANENT:
-                    outcomes[idx] = BulkOutcome(index=idx, status="failed", code=str(err.code))
-                else:
-                    stop.append(err)
-                return
-            sent = (resp.json().get("messages") or [{}])[0]
-            mid, provider_status = sent.get("id"), sent.get("message_status", "accepted")
-            outcomes[idx] = BulkOutcome(index=idx, status="sent", message_id=mid,
-                                        message_status=None if provider_status == "accepted" else provider_status)
-            if mid:
-                pending_rows.append(_outbound_row(act, client, mid, wa_id, msg, category, keys[idx], provider_status))
-            if len(pending_rows) >= RECORD_CHUNK:
-                await flush()
-            progress.beat()
+def _result(inp: BulkBatchInput, outcomes: dict[int, BulkOutcome], stop: IntegrationError | None,
+            waits: list[float]) -> BulkBatchResult:
+    """Every recipient of the batch accounted for: the ones without an outcome are pending."""
+    for idx in inp.indices:
+        if idx not in outcomes:
+            outcomes[idx] = BulkOutcome(index=idx, status="pending", code=str(stop.code) if stop else "pending")
+    retry_after: float | None = None
+    if any(o.status == "pending" for o in outcomes.values()):
+        hints = waits + ([stop.retry_after] if stop and stop.retry_after else [])
+        retry_after = max(hints) if hints else full_jitter_delay(2)
+    return BulkBatchResult(outcomes=[outcomes[i] for i in sorted(outcomes)], retry_after=retry_after,
+                           error=stop.to_dict() if stop else None)
 
-    try:
-        await asyncio.gather(*(one(i, *v) for i, v in todo.items()))
-    finally:
-        # Recorded even when cancelled: a retry finds these by idempotency key and never resends them.
-        with contextlib.suppress(Exception):
-            await asyncio.shield(flush())
-        progress.beat(force=True)
-    if stop:
-        config = [e for e in stop if e.error_class is ErrorClass.CONFIGURATION]
-        err = (config or stop)[0]
-        # The workflow counts what this batch did before it stopped (a retry resumes from the heartbeat).
-        err.details = {**err.details, "outcomes": [o.model_dump() for o in outcomes.values()]}
-        raise err
 
+def _past(deadline: str | None, retry_after: float | None) -> bool:
+    if deadline is None or retry_after is None:
+        return False
+    return utcnow().timestamp() + retry_after >= datetime.fromisoformat(deadline).timestamp()
+
+
+def _give_up(inp: BulkBatchInput, outcomes: dict[int, BulkOutcome], code: str,
+             cause: IntegrationError | None) -> BulkBatchResult:
+    """The deadline passed: every recipient not accepted fails with the last cause."""
+    for idx in inp.indices:
+        if idx not in outcomes or outcomes[idx].status == "pending":
+            outcomes[idx] = BulkOutcome(index=idx, status="failed", code=f"deadline_exceeded:{code}"
+                                        if code != "deadline_exceeded" else code)
+    return BulkBatchResult(outcomes=[outcomes[i] for i in sorted(outcomes)],
+                           error=cause.to_dict() if cause else None)
+
+
+class _BatchSender:
+    """Claims recipients in small groups (one transaction each) just ahead of sending them, sends within the
+    number's limits, and settles outcomes in small groups as they come back. A temporary failure stops new
+    sends (the batch pauses); what was claimed but not sent goes back to pending."""
+
+    def __init__(self, act: Action, client: WhatsAppClient, ws: WhatsAppStore, intents: IntentStore,
+                 inp: BulkBatchInput, keys: dict[int, str], category: str, outcomes: dict[int, BulkOutcome]) -> None:
+        self.act, self.client, self.ws, self.intents = act, client, ws, intents
+        self.inp, self.keys, self.category, self.outcomes = inp, keys, category, outcomes
+        self.window = reconcile_seconds(act)
+        self.stop: IntegrationError | None = None
+        self.settles: list[Settle] = []
+        self.rows: list[dict[str, Any]] = []
+        self.last_write = time.monotonic()
+        self.last_beat = 0.0
+        self.waits: list[float] = []  # how long reconciling recipients still wait for their webhook
+
+    def _chunks(self, idxs: list[int]) -> Iterator[list[int]]:
+        size = max(10, self.inp.concurrency)
+        for i in range(0, len(idxs), size):
+            yield idxs[i:i + size]
+
+    async def run(self, todo: dict[int, tuple[str, dict[str, Any], OutboundMessage]]) -> IntegrationError | None:
+        sem = asyncio.Semaphore(max(1, self.inp.concurrency))
+        tasks: set[asyncio.Task[None]] = set()
+        unsent: list[int] = []
+        try:
+            for chunk in self._chunks(list(todo)):
+                if self.stop is not None:
+                    break
+                claims = await self.act.rt.store.run(
+                    self.intents.claim, [self.keys[i] for i in chunk], organization_id=self.inp.organization_id,
+                    connection_id=self.act.connection.id, action=self.act.name, reconcile_seconds=self.window)
+                for pos, idx in enumerate(chunk):
+                    claim = claims[self.keys[idx]]
+                    if claim.final:
+                        self.outcomes[idx] = _final_outcome(idx, claim.intent) or BulkOutcome(index=idx,
+                                                                                              status="pending")
+                        continue
+                    if not claim.send:  # an earlier attempt's answer was lost: wait for its webhook
+                        self.outcomes[idx] = BulkOutcome(index=idx, status="pending", code="reconciling")
+                        self.waits.append(claim.wait_seconds)
+                        continue
+                    await sem.acquire()
+                    if self.stop is not None:
+                        sem.release()
+                        unsent += [i for i in chunk[pos:] if claims[self.keys[i]].send]
+                        break
+                    task = asyncio.ensure_future(self._one(idx, claim, *todo[idx]))
+                    task.add_done_callback(lambda _t: sem.release())
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.gather(*tasks)
+        finally:
+            # Claimed but never sent: back to pending, so a retry sends them without waiting to reconcile.
+            self.settles += [Settle(self.keys[i], IntentState.PENDING) for i in unsent]
+            await asyncio.shield(self._flush())
+            _beat()
+        return self.stop
+
+    async def _one(self, idx: int, claim: Claim, wa_id: str, payload: dict[str, Any], msg: OutboundMessage) -> None:
+        key = self.keys[idx]
+        try:
+            resp = await self.client.send(payload, wa_id, category=self.category, intent_id=claim.intent.id)
+        except IntegrationError as err:
+            settle = settle_failure(key, err, self.window, "+" + wa_id)
+            if settle is not None:
+                self.settles.append(settle)
+            if err.error_class is ErrorClass.PERMANENT:
+                self.outcomes[idx] = BulkOutcome(index=idx, status="failed", code=str(err.code))
+            else:
+                self.outcomes[idx] = BulkOutcome(index=idx, status="pending", code=str(err.code))
+                # The first temporary or configuration error pauses the batch (a configuration one wins).
+                if self.stop is None or err.error_class is ErrorClass.CONFIGURATION:
+                    self.stop = err
+            return
+        sent = (resp.json().get("messages") or [{}])[0]
+        mid, provider_status = sent.get("id"), sent.get("message_status", "accepted")
+        self.outcomes[idx] = BulkOutcome(index=idx, status="sent", message_id=mid, resent=claim.resend,
+                                         message_status=None if provider_status == "accepted" else provider_status)
+        result = SendResult(to="+" + wa_id, status=provider_status, message_id=mid, wa_id=wa_id,
+                            category=self.category)
+        self.settles.append(Settle(key, IntentState.ACCEPTED, mid, result.model_dump()))
+        if mid:
+            self.rows.append(_outbound_row(self.act, self.client, mid, wa_id, msg, self.category, key,
+                                           provider_status))
+        now = time.monotonic()
+        if now - self.last_write >= RECORD_EVERY_SECONDS:
+            await self._flush()
+        if now - self.last_beat >= HEARTBEAT_EVERY_SECONDS:
+            self.last_beat = now
+            _beat()
+
+    async def _flush(self) -> None:
+        self.last_write = time.monotonic()
+        settles, self.settles = self.settles, []
+        rows, self.rows = self.rows, []
+        if rows:
+            await self.act.rt.store.run(self.ws.record_outbound, rows)
+        if settles:
+            await self.act.rt.store.run(self.intents.settle, settles)

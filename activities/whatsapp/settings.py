@@ -22,6 +22,10 @@ class WhatsAppSettings(ApiSettings):
     conversation_history_limit: int = Field(default=2000, ge=100, validation_alias=AliasChoices(
         "OSI_WHATSAPP_CONVERSATION_HISTORY_LIMIT", "OSI_CONVERSATION_HISTORY_LIMIT", "conversation_history_limit"))
 
+    # A send whose answer was lost (timeout, crash) is not sent again until Meta's status webhook naming it
+    # (biz_opaque_callback_data) has had this long to arrive; a connection's `reconcile_seconds` overrides it.
+    reconcile_seconds: float = Field(default=60.0, ge=0)
+
     @classmethod
     def sandbox_overrides(cls, sandbox_url: str) -> dict[str, Any]:
         return {"base_url": f"{sandbox_url}/whatsapp"}

@@ -433,7 +433,7 @@ class WhatsAppStore:
 
     # ---- the portfolio's messaging limit ---------------------------------------------------
     def reserve_initiations(self, portfolio_id: str, org: str, wa_ids: Sequence[str], limit: int,
-                            window_seconds: float, now: datetime | None = UTCField(default=None)
+                            window_seconds: float, now: datetime | None = None
                             ) -> tuple[list[str], dict[str, datetime]]:
         """Take messaging-limit slots for customers outside a window: (allowed, {held: when a slot frees}).
 

@@ -94,6 +94,7 @@ def parse(body: bytes) -> WebhookBatch:
                             recipient_id=str(st.get("recipient_id", "")), phone_number_id=pid,
                             errors=st.get("errors") or [], pricing=st.get("pricing"),
                             conversation=st.get("conversation"),
+                            biz_opaque_callback_data=st.get("biz_opaque_callback_data"),
                         )
                     )
                 for msg in value.get("messages") or []:
