@@ -91,7 +91,7 @@ BOOKKEEPING = ActivityOptions(start_to_close_timeout=timedelta(seconds=30), dead
 DELIVERY = ActivityOptions(start_to_close_timeout=timedelta(minutes=5), deadline=timedelta(hours=1))
 # A bulk batch: long, heartbeating; it pauses on temporary errors and resumes where it stopped.
 BATCH = ActivityOptions(start_to_close_timeout=timedelta(hours=2), deadline=timedelta(hours=12),
-                        heartbeat_timeout=timedelta(seconds=30))
+                        heartbeat_timeout=timedelta(seconds=10))
 # Kept for callers that do not send anything themselves (connection tests, generic sends).
 SEND = WHATSAPP_SEND
 

@@ -68,14 +68,24 @@ class Runtime:
         self.extras: dict[str, Any] = {}  # per-plugin caches (e.g. WhatsApp templates)
 
     def _breaker_moved(self, provider: str, connection_id: str, old: BreakerState, new: BreakerState) -> None:
-        """An open circuit makes its connection `degraded` at once (a later success heals it)."""
-        if new is not BreakerState.OPEN or connection_id == "app":
+        """An open circuit makes its connection `degraded` at once (a later success heals it), and tells
+        administrators once per outage (the alert is the same every time, so the store deduplicates it)."""
+        if new is not BreakerState.OPEN or old is BreakerState.HALF_OPEN or connection_id == "app":
             return
-        task = asyncio.get_running_loop().create_task(self.store.run(
-            self.store.set_health, connection_id, Health.DEGRADED,
-            {"breaker": "open", "provider": provider, "since": datetime.now(UTC).isoformat()}))
+        task = asyncio.get_running_loop().create_task(self._provider_down(provider, connection_id))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _provider_down(self, provider: str, connection_id: str) -> None:
+        await self.store.run(self.store.set_health, connection_id, Health.DEGRADED,
+                             {"breaker": "open", "provider": provider, "since": datetime.now(UTC).isoformat()})
+        conn = await self.store.run(self.store.get_connection, connection_id)
+        if conn is not None:
+            await self.store.run(
+                self.store.notify_admins, conn.organization_id, "provider_unavailable",
+                f"{conn.integration_type} connection {conn.name!r}: {provider} is failing (circuit open); sends "
+                "are held and retried until their delivery deadline", connection_id=connection_id,
+                severity="warning")
 
     async def close(self) -> None:
         await self.http.aclose()

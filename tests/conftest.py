@@ -144,3 +144,14 @@ def task_queue(settings: Settings) -> str:
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("OSI_PAYLOAD_ENCRYPTION", "true")
+
+
+# Figures the fault suite measures (attempted, lost, sent twice…), printed after the run.
+FAULT_FIGURES: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FAULT_FIGURES:
+        terminalreporter.section("fault suite: counted on the provider's side")
+        for line in FAULT_FIGURES:
+            terminalreporter.write_line(line)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -14,18 +13,12 @@ from activities.whatsapp.activities import WhatsAppActivities
 from activities.whatsapp.models import SendTextInput
 from core.policies import WHATSAPP_SEND, full_jitter_delay, retry_delay
 from tests import seed
+from tests.activity_env import activity_env
 
 
-def env_at(attempt: int, elapsed: timedelta = timedelta(0), deadline: timedelta = WHATSAPP_SEND.deadline
-           ) -> ActivityEnvironment:
-    """An activity attempt `elapsed` after its first one, under a delivery deadline (as SEND.kwargs sets it)."""
-    env = ActivityEnvironment()
-    opts = WHATSAPP_SEND.kwargs(deadline)
-    env.info = dataclasses.replace(env.info, attempt=attempt, scheduled_time=datetime.now(UTC) - elapsed,
-                                   start_to_close_timeout=opts["start_to_close_timeout"],
-                                   schedule_to_close_timeout=opts["schedule_to_close_timeout"],
-                                   retry_policy=opts["retry_policy"])
-    return env
+def env_at(attempt: int, elapsed: timedelta = timedelta(0)) -> ActivityEnvironment:
+    """An activity attempt `elapsed` after its first one, under WhatsApp's delivery deadline."""
+    return activity_env(attempt, elapsed=elapsed)
 
 
 def test_full_jitter_is_bounded_and_spread() -> None:

@@ -11,7 +11,6 @@ from datetime import timedelta
 import httpx
 import pytest
 from pydantic import SecretStr
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -28,16 +27,14 @@ from activities.slack.models import (
 )
 from activities.slack.seed import channel_state, create_workspace, direct_connection, ensure_app
 from core.connections import test_connection as check_connection
+from core.policies import SLACK_SEND
 from core.runtime import Runtime
 from store.models import ConnectionStatus
+from tests.activity_env import activity_env
 
 
 def env(attempt: int = 1) -> ActivityEnvironment:
-    """A fresh activity identity per call, as Temporal gives each scheduled activity (idempotency keys use it)."""
-    e = ActivityEnvironment()
-    e.info = dataclasses.replace(e.info, attempt=attempt, retry_policy=RetryPolicy(maximum_attempts=8),
-                                 activity_id=uuid.uuid4().hex)
-    return e
+    return activity_env(attempt, options=SLACK_SEND)
 
 
 async def run(fn, inp):

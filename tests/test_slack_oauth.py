@@ -4,14 +4,12 @@ refresh failures, two workers refreshing at once against one-shot refresh tokens
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -22,16 +20,16 @@ from activities.slack.models import AuthTestInput, PostMessageInput
 from activities.slack.provider import PROVIDER
 from activities.slack.seed import create_workspace, direct_connection, ensure_app, install_via_gateway
 from activities.slack.settings import SlackSettings
+from core.policies import SLACK_SEND
 from core.runtime import Runtime
 from sandbox.state import fingerprint
 from store.models import ConnectionStatus
+from tests.activity_env import activity_env
 from vault.credentials import OAuth2Credentials
 
 
 def env() -> ActivityEnvironment:
-    e = ActivityEnvironment()
-    e.info = dataclasses.replace(e.info, retry_policy=RetryPolicy(maximum_attempts=8), activity_id=uuid.uuid4().hex)
-    return e
+    return activity_env(options=SLACK_SEND)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ sandbox's own fidelity checks: Meta's signature vector and the template list's p
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -15,6 +14,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.whatsapp.webhooks import sign, verify_signature
 from core.runtime import Runtime
 from tests import seed
+from tests.activity_env import activity_env
 
 T = TypeVar("T")
 
@@ -39,9 +39,7 @@ PROMO_TEMPLATE = {
 
 def env(**info: Any) -> ActivityEnvironment:
     """An activity environment with its own activity id (the default idempotency key is built from it)."""
-    e = ActivityEnvironment()
-    e.info = dataclasses.replace(e.info, activity_id=uuid.uuid4().hex, **info)
-    return e
+    return activity_env(**info)
 
 
 async def wa_conn(runtime: Runtime, sandbox_url: str, gateway_url: str | None = None, *,

@@ -149,6 +149,7 @@ class VaultClient:
         self._executor = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="osi-vault")
         self._inflight: dict[str, asyncio.Future[Versioned]] = {}
         self.stale_served = 0  # reads answered from an expired cache entry while Vault was unreachable
+        self._rechecked: dict[str, float] = {}
 
     # ---- authentication ------------------------------------------------------------------
     @property
@@ -382,6 +383,24 @@ class VaultClient:
 
     async def delete(self, path: str) -> None:
         await self.run(self.delete_sync, path)
+
+    async def recheck(self, path: str, *, min_interval: float = 5.0) -> bool:
+        """Re-read a cached secret from Vault itself; True when it changed (rotated by another process). For
+        a signature that did not verify with the cached secret: at most one read per path per `min_interval`
+        seconds, so forged requests cannot hammer Vault."""
+        now = time.monotonic()
+        if now - self._rechecked.get(path, float("-inf")) < min_interval:
+            return False
+        self._rechecked[path] = now
+        before = self._cache.get(path)
+        try:
+            _data, version, _meta = await self.run(self._read_raw, path)
+        except (VaultError, CredentialsMissing):
+            return False
+        if before is not None and before[1].version == version:
+            return False
+        self._cache.pop(path, None)  # the next read caches the new version
+        return True
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -112,11 +112,10 @@ class BulkSendWhatsAppTemplate:
                         error = self._batch_failed(err, indices) or error
                         continue
                     pending = self._count(res, waiting)
+                    # Backoff grows only while nothing gets through; any accepted send starts it over.
+                    pauses = 0 if any(o.status == "sent" for o in res.outcomes) else pauses + 1
                     if pending:
-                        pauses += 1
-                        self._wait_pending(pending, res.retry_after, pauses, waiting)
-                    else:
-                        pauses = 0
+                        self._wait_pending(pending, res.retry_after, max(1, pauses), waiting)
                 continue
             if queue and self.paused and not self.cancel_requested:
                 await workflow.wait_condition(lambda: not self.paused or self.cancel_requested)

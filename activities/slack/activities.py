@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from temporalio import activity
@@ -32,12 +33,17 @@ from activities.slack.models import (
     ViewRef,
 )
 from activities.slack.provider import PROVIDER
-from activities.slack.spec import CUSTOMIZE_SCOPE, MAX_TEXT_POST, MAX_TEXT_UPDATE, SPEC
-from core.errors import IntegrationError, PermanentError
+from activities.slack.spec import CUSTOMIZE_SCOPE, INTENT_EVENT_TYPE, MAX_TEXT_POST, MAX_TEXT_UPDATE, SPEC
+from core.errors import ErrorClass, IntegrationError, PermanentError, TemporaryError
+from store.intents import Claim, IntentStore, Settle
+from store.models import IntentState
 
 if TYPE_CHECKING:
     from core.pipeline import Action
     from core.runtime import Runtime
+
+
+log = logging.getLogger("osi.slack")
 
 
 def content_payload(content: MessageContent, *, max_text: int = MAX_TEXT_POST) -> dict[str, Any]:
@@ -74,23 +80,65 @@ class SlackActivities:
         self.rt = rt
 
     async def _post(self, act: Action, inp: PostMessageInput) -> MessageRef:
+        """chat.postMessage under a send intent: the post carries the intent in its metadata, so a post whose
+        answer was lost is found in the channel's history instead of being posted twice."""
         payload = post_payload(inp)
         client = SlackClient(act)
         key = act.idempotency_key(inp.idempotency_key, inp.target)
-        if key:
-            done = await self.rt.store.run(self.rt.store.get_idempotent, key)
-            if done:
-                return MessageRef.model_validate(done)
         if inp.username or inp.icon_emoji or inp.icon_url:
             await client.require_scopes((CUSTOMIZE_SCOPE,), what="setting the bot's name or icon per message")
-        body = await client.post_message(payload)
+        if not key:
+            return self._ref(act, client, await client.post_message(payload), payload, inp)
+        intents = IntentStore(self.rt.store)
+        # No webhook will name a lost post: the channel's history decides at once (reconcile window 0).
+        claim = (await self.rt.store.run(intents.claim, [key], organization_id=act.organization_id,
+                                         connection_id=act.connection.id, action=act.name,
+                                         reconcile_seconds=0.0))[key]
+        if claim.final:
+            if claim.intent.state == IntentState.FAILED.value:
+                raise PermanentError(str((claim.intent.result.get("error") or {}).get("message") or "refused"),
+                                     code=(claim.intent.result.get("error") or {}).get("code"), provider="slack")
+            return MessageRef.model_validate(claim.intent.result)
+        if not claim.send:
+            raise TemporaryError("another attempt of this post is in flight", code="reconciling",
+                                 retry_after=claim.wait_seconds)
+        if claim.resend and (found := await self._already_posted(client, payload, claim)) is not None:
+            ref = self._ref(act, client, found, payload, inp)
+            await self.rt.store.run(intents.settle, [Settle(key, IntentState.ACCEPTED, ref.ts, ref.model_dump())])
+            return ref
+        payload["metadata"] = {"event_type": INTENT_EVENT_TYPE, "event_payload": {"intent": claim.intent.id}}
+        try:
+            body = await client.post_message(payload)
+        except IntegrationError as err:
+            if not err.details.get("uncertain"):
+                state = IntentState.FAILED if err.error_class is ErrorClass.PERMANENT else IntentState.PENDING
+                await self.rt.store.run(intents.settle, [Settle(key, state, result={"error": err.to_dict()})])
+            raise
+        ref = self._ref(act, client, body, payload, inp)
+        await self.rt.store.run(intents.settle, [Settle(key, IntentState.ACCEPTED, ref.ts, ref.model_dump())])
+        return ref
+
+    def _ref(self, act: Action, client: SlackClient, body: dict[str, Any], payload: dict[str, Any],
+             inp: PostMessageInput) -> MessageRef:
         ref = MessageRef(channel=str(body.get("channel") or payload["channel"]), ts=str(body["ts"]),
                          thread_ts=inp.thread_ts, team_id=client.team_id)
         act.detail["ts"] = ref.ts
-        if key:
-            await self.rt.store.run(self.rt.store.put_idempotent, key, act.organization_id, act.name,
-                                    ref.model_dump())
         return ref
+
+    async def _already_posted(self, client: SlackClient, payload: dict[str, Any], claim: Claim
+                              ) -> dict[str, Any] | None:
+        """An earlier attempt's answer was lost: look for its message before posting again. A DM addressed by
+        user id, or a history we may not read, cannot be searched: then we post again (counted as resent)."""
+        channel = str(payload["channel"])
+        if channel.startswith(("U", "W")) or claim.intent.last_attempt_at is None:
+            return None
+        try:
+            found = await client.find_intent(channel, claim.intent.id,
+                                             claim.intent.last_attempt_at.timestamp() - 600)
+        except IntegrationError as err:
+            log.info("slack: cannot search %s for a lost post (%s): posting again", channel, err.code)
+            return None
+        return None if found is None else {**found, "channel": channel}
 
     @activity.defn(name="slack.post_message")
     async def post_message(self, inp: PostMessageInput) -> MessageRef:

@@ -9,7 +9,7 @@ from typing import Any
 
 from activities.slack.models import ChannelInfo
 from activities.slack.settings import SlackSettings
-from activities.slack.spec import METHODS, SPEC, MethodSpec
+from activities.slack.spec import INTENT_EVENT_TYPE, METHODS, SPEC, MethodSpec
 from core.errors import ConfigurationError, IntegrationError, PermanentError
 from core.limiter import Limit, Spacing
 from core.pipeline import Action, Response
@@ -180,6 +180,26 @@ class SlackClient:
             self.forget_channel(channel)
         await self.ensure_postable(channel)
         return await self.call("chat.postMessage", payload, channel=channel, category="message")
+
+    async def find_intent(self, channel: str, intent_id: str, oldest: float, pages: int = 3) -> dict[str, Any] | None:
+        """The message in `channel` (since `oldest`) whose metadata names this send intent, if Slack has it.
+
+        Raises an IntegrationError when the history cannot be read (no history scope, channel gone): the
+        caller then cannot decide and posts again."""
+        cursor: str | None = None
+        for _ in range(pages):
+            body = await self.call("conversations.history", {
+                "channel": channel, "oldest": f"{oldest:.6f}", "limit": 200, "include_all_metadata": True,
+                "cursor": cursor}, channel=channel)
+            for msg in body.get("messages") or []:
+                meta = msg.get("metadata") or {}
+                if meta.get("event_type") == INTENT_EVENT_TYPE and (meta.get("event_payload") or {}).get(
+                        "intent") == intent_id:
+                    return dict(msg)
+            cursor = (body.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor or not body.get("has_more"):
+                return None
+        return None
 
     async def members(self, channel: str, max_members: int) -> tuple[list[str], bool]:
         out: list[str] = []

@@ -73,7 +73,11 @@ async def _verified(request: Request) -> tuple[bytes, SlackRequest] | Response:
     raw = await request.body()
     secret = await _signing_secret(request)
     if not webhooks.verify_request(secret, raw, request.headers):
-        return JSONResponse({"error": "invalid request"}, status_code=401)
+        # A rotated signing secret (`osi slack app-set` on another process) is re-read once, rate limited.
+        vault = request.app.state.rt.vault
+        if not await vault.recheck(vault.app_path(oauth.APP)) or not webhooks.verify_request(
+                await _signing_secret(request), raw, request.headers):
+            return JSONResponse({"error": "invalid request"}, status_code=401)
     try:
         parsed = webhooks.parse(raw)
     except webhooks.MalformedRequest as exc:

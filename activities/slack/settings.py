@@ -15,7 +15,7 @@ class SlackSettings(ApiSettings):
     authorize_url: str = "https://slack.com/oauth/v2/authorize"
     # Bot scopes requested at install (comma-separated), and how long an install link's state lives.
     scopes: str = ("chat:write,chat:write.customize,channels:read,groups:read,im:read,"
-                   "mpim:read,channels:join,users:read,users:read.email,commands")
+                   "mpim:read,channels:join,users:read,users:read.email,commands,channels:history,groups:history")
     state_ttl_seconds: float = 600.0
     # Channel facts (exists, archived, bot membership) cached per connection to spare Tier 3 calls.
     channel_cache_seconds: float = 60.0

@@ -37,6 +37,10 @@ TIER_ARRIVAL_MARGIN = 1.0
 SPECIAL_PER_MINUTE = TIER_PER_MINUTE["tier4"]
 
 CONVERSATION_READ = ("channels:read", "groups:read", "im:read", "mpim:read")
+# Reading a channel's recent messages: how a post whose answer was lost is found before posting again.
+CONVERSATION_HISTORY = ("channels:history", "groups:history", "im:history", "mpim:history")
+# The message metadata event type every post carries (its payload names the send intent).
+INTENT_EVENT_TYPE = "osi_intent"
 
 METHODS: dict[str, MethodSpec] = {m.name: m for m in (
     MethodSpec("auth.test", "POST", "special"),
@@ -45,6 +49,7 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in (
     MethodSpec("chat.update", "POST", "tier3", ("chat:write",)),
     MethodSpec("chat.postEphemeral", "POST", "tier4", ("chat:write",)),
     MethodSpec("conversations.info", "GET", "tier3", CONVERSATION_READ),
+    MethodSpec("conversations.history", "GET", "tier3", CONVERSATION_HISTORY),
     MethodSpec("conversations.members", "GET", "tier4", CONVERSATION_READ),
     MethodSpec("conversations.join", "POST", "tier3", ("channels:join",)),
     MethodSpec("users.lookupByEmail", "GET", "tier3", ("users:read.email",)),
@@ -70,7 +75,7 @@ SPEC = ProviderSpec(
     integration_type="SLACK",
     auth_kind="oauth2",
     scopes=("chat:write", "chat:write.customize", "channels:read", "groups:read", "im:read", "mpim:read",
-            "channels:join", "users:read", "users:read.email", "commands"),
+            "channels:join", "users:read", "users:read.email", "commands", "channels:history", "groups:history"),
     rate_limits={
         **{tier: RateLimitSpec(f"slack.{tier}", n, 60.0, f"{tier}: {n}+ calls per minute per method per workspace",
                                margin=TIER_ARRIVAL_MARGIN) for tier, n in TIER_PER_MINUTE.items()},

@@ -43,6 +43,11 @@ async def _connection_secrets(request: Request, connection_id: str) -> tuple[Con
     return conn, creds
 
 
+def _verified(found: tuple[Connection, BearerTokenCredentials] | None, raw: bytes, signature: str | None) -> bool:
+    app_secret = found[1].app_secret.get_secret_value() if found and found[1].app_secret else ""
+    return webhooks.verify_signature(app_secret, raw, signature)
+
+
 def router() -> APIRouter:
     r = APIRouter()
 
@@ -64,9 +69,15 @@ def router() -> APIRouter:
     async def receive(request: Request, connection_id: str) -> Response:
         raw = await request.body()  # verify the exact bytes Meta signed, before any parsing
         found = await _connection_secrets(request, connection_id)
-        app_secret = found[1].app_secret.get_secret_value() if found and found[1].app_secret else ""
-        if not webhooks.verify_signature(app_secret, raw, request.headers.get(webhooks.SIGNATURE_HEADER)):
-            return JSONResponse({"error": "invalid signature"}, status_code=401)
+        signature = request.headers.get(webhooks.SIGNATURE_HEADER)
+        if not _verified(found, raw, signature):
+            # The app secret may have been rotated since we cached it (`osi connections rotate` elsewhere).
+            rt = request.app.state.rt
+            if found is None or not await rt.vault.recheck(rt.credentials_path(found[0])):
+                return JSONResponse({"error": "invalid signature"}, status_code=401)
+            found = await _connection_secrets(request, connection_id)
+            if not _verified(found, raw, signature):
+                return JSONResponse({"error": "invalid signature"}, status_code=401)
         assert found is not None
         try:
             batch = webhooks.parse(raw)

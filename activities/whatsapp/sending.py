@@ -36,7 +36,6 @@ from activities.whatsapp.provider import PROVIDER
 from activities.whatsapp.settings import WhatsAppSettings
 from activities.whatsapp.store import WhatsAppStore
 from core.errors import ErrorClass, IntegrationError, PermanentError, TemporaryError
-from core.policies import full_jitter_delay
 from store.intents import Claim, IntentStore, Settle
 from store.models import IntentState, SendIntent, utcnow
 
@@ -203,6 +202,14 @@ def _beat() -> None:
         activity.heartbeat()
 
 
+async def _keep_beating() -> None:
+    """Heartbeat while the batch runs, waits on limits or for Retry-After included: a dead worker is noticed
+    within the heartbeat timeout and its batch resumes elsewhere (intents keep accepted sends from repeating)."""
+    while True:
+        _beat()
+        await asyncio.sleep(HEARTBEAT_EVERY_SECONDS)
+
+
 async def send_batch(rt: Runtime, inp: BulkBatchInput) -> BulkBatchResult:
     """One template to a batch of recipients, concurrently within the number's limits.
 
@@ -225,7 +232,11 @@ async def send_batch(rt: Runtime, inp: BulkBatchInput) -> BulkBatchResult:
             if intent is not None and (o := _final_outcome(idx, intent)) is not None:
                 outcomes[idx] = o
         if inp.settle_only:
-            return _give_up(inp, outcomes, "deadline_exceeded", None)
+            result = _give_up(inp, outcomes, "deadline_exceeded", None)
+            if any(o.code == "deadline_exceeded" for o in result.outcomes):
+                await rt.retries_exhausted(act.connection, act.name, TemporaryError(
+                    "recipients were not accepted by the bulk send's deadline", code="deadline_exceeded"), 0)
+            return result
         client = WhatsAppClient(act)
         tpl_def = await templates.find(client, inp.template_name, inp.language)
         category = templates.category_of(tpl_def)
@@ -267,7 +278,12 @@ async def send_batch(rt: Runtime, inp: BulkBatchInput) -> BulkBatchResult:
                 del todo[idx]
         _beat()
         sender = _BatchSender(act, client, ws, intents, inp, keys, category, outcomes)
-        stop = await sender.run(todo)
+        beating = asyncio.ensure_future(_keep_beating())
+        try:
+            stop = await sender.run(todo)
+        finally:
+            beating.cancel()
+        stop = stop or sender.last_error  # the cause pending recipients report (and give up with at the deadline)
         if reserved_at is not None:
             sent = {todo[i][0] for i, o in outcomes.items() if i in todo and o.message_id}
             await rt.store.run(ws.confirm_initiations, compliance.portfolio_id(act.settings),
@@ -282,6 +298,16 @@ async def send_batch(rt: Runtime, inp: BulkBatchInput) -> BulkBatchResult:
             result = _give_up(inp, outcomes, str(stop.code), stop)
     await rt.store.run(ws.sync_usage, [o.message_id for o in outcomes.values() if o.message_id])
     return result
+
+
+# Throttling answers (Graph's application limit, the number's throughput limit): every send would get them.
+THROTTLING_CODES = {4, 80007, 130429}
+
+
+def batch_wide(err: IntegrationError) -> bool:
+    """Does this failure concern the whole batch rather than one recipient?"""
+    return (err.error_class is ErrorClass.CONFIGURATION or err.code == "circuit_open"
+            or err.code in THROTTLING_CODES or err.details.get("status") == 429)
 
 
 def _final_outcome(idx: int, intent: SendIntent) -> BulkOutcome | None:
@@ -301,18 +327,19 @@ def _result(inp: BulkBatchInput, outcomes: dict[int, BulkOutcome], stop: Integra
     for idx in inp.indices:
         if idx not in outcomes:
             outcomes[idx] = BulkOutcome(index=idx, status="pending", code=str(stop.code) if stop else "pending")
-    retry_after: float | None = None
+    retry_after: float | None = None  # without a hint the workflow backs off with jitter
     if any(o.status == "pending" for o in outcomes.values()):
         hints = waits + ([stop.retry_after] if stop and stop.retry_after else [])
-        retry_after = max(hints) if hints else full_jitter_delay(2)
+        retry_after = max(hints) if hints else None
     return BulkBatchResult(outcomes=[outcomes[i] for i in sorted(outcomes)], retry_after=retry_after,
                            error=stop.to_dict() if stop else None)
 
 
 def _past(deadline: str | None, retry_after: float | None) -> bool:
-    if deadline is None or retry_after is None:
+    """Would the next try (after `retry_after`, or at once) come after the bulk send's deadline?"""
+    if deadline is None:
         return False
-    return utcnow().timestamp() + retry_after >= datetime.fromisoformat(deadline).timestamp()
+    return utcnow().timestamp() + (retry_after or 0.0) >= datetime.fromisoformat(deadline).timestamp()
 
 
 def _give_up(inp: BulkBatchInput, outcomes: dict[int, BulkOutcome], code: str,
@@ -342,6 +369,7 @@ class _BatchSender:
         self.last_write = time.monotonic()
         self.last_beat = 0.0
         self.waits: list[float] = []  # how long reconciling recipients still wait for their webhook
+        self.last_error: IntegrationError | None = None
 
     def _chunks(self, idxs: list[int]) -> Iterator[list[int]]:
         size = max(10, self.inp.concurrency)
@@ -397,11 +425,13 @@ class _BatchSender:
                 self.settles.append(settle)
             if err.error_class is ErrorClass.PERMANENT:
                 self.outcomes[idx] = BulkOutcome(index=idx, status="failed", code=str(err.code))
-            else:
-                self.outcomes[idx] = BulkOutcome(index=idx, status="pending", code=str(err.code))
-                # The first temporary or configuration error pauses the batch (a configuration one wins).
-                if self.stop is None or err.error_class is ErrorClass.CONFIGURATION:
-                    self.stop = err
+                return
+            self.outcomes[idx] = BulkOutcome(index=idx, status="pending", code=str(err.code))
+            self.last_error = err
+            # One recipient's 5xx or lost answer leaves it pending; trouble that concerns every recipient
+            # (throttling, an open circuit, a configuration error) pauses the batch (a configuration one wins).
+            if batch_wide(err) and (self.stop is None or err.error_class is ErrorClass.CONFIGURATION):
+                self.stop = err
             return
         sent = (resp.json().get("messages") or [{}])[0]
         mid, provider_status = sent.get("id"), sent.get("message_status", "accepted")
