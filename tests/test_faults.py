@@ -162,7 +162,7 @@ def worker_env(settings: Settings, queue: str) -> dict[str, str]:
 
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    log = open(os.environ.get("OSI_FAULT_WORKER_LOG", os.devnull), "ab")  # noqa: SIM115 - owned by the child
+    log = open(os.environ.get("OSI_FAULT_WORKER_LOG", os.devnull), "ab")
     return subprocess.Popen([sys.executable, "-m", "worker"], env=env, start_new_session=True,
                             stdout=log, stderr=log)
 
