@@ -22,6 +22,7 @@ from vault.credentials import Credentials, OAuth2Credentials
 from vault.oauth import TokenRefresher
 
 log = logging.getLogger("osi.runtime")
+AUDIT_KEY = "audit-chain"  # Vault `osi/keys/audit-chain`: the audit log's HMAC key, generated on first use
 
 
 def make_vault(settings: Settings) -> VaultClient:
@@ -30,6 +31,8 @@ def make_vault(settings: Settings) -> VaultClient:
         token=settings.vault_token.get_secret_value() if settings.vault_token else None,
         role_id=settings.vault_role_id,
         secret_id=settings.vault_secret_id.get_secret_value() if settings.vault_secret_id else None,
+        token_file=settings.vault_token_file,
+        secret_id_file=settings.vault_secret_id_file,
         kv_mount=settings.vault_kv_mount,
         kv_prefix=settings.vault_kv_prefix,
         transit_mount=settings.vault_transit_mount,
@@ -54,6 +57,9 @@ class Runtime:
         self.registry = registry or Registry(())
         self.store = store or Store(settings.database_url)
         self.vault = vault or make_vault(settings)
+        if self.store.audit_key is None:
+            vault_ = self.vault
+            self.store.audit_key = lambda: vault_.generated_key(AUDIT_KEY)
         self.http = http or ShardedClient(shards=settings.http_pool_shards, timeout=settings.http_timeout_seconds,
                                           max_connections=settings.http_max_connections)
         self.limiter: MemoryLimiter | RedisLimiter = make_limiter(settings.limiter_backend)

@@ -6,15 +6,17 @@ import hmac
 import statistics
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from activities.admin.alerts import RouteSpec, add_route, remove_route
 from core.connections import add_connection, remove_connection, test_connection
 from core.errors import IntegrationError
 from core.links import connect_link
+from store import audit as audit_chain
 from store.alerts import AlertStore
 from store.db import ConnectionExists, ConnectionNotFound
 from store.models import AdminKey, UsageRecord
@@ -165,6 +167,34 @@ def router() -> APIRouter:
         rt = request.app.state.rt
         events = await rt.store.run(rt.store.audit_log, organization_id, None, max(1, min(limit, 1000)))
         return [e.model_dump(mode="json") for e in events]
+
+    @r.get("/orgs/{organization_id}/audit/verify")
+    async def audit_verify(organization_id: str, request: Request, _: Principal = Depends(org_scope)
+                           ) -> dict[str, Any]:
+        """The organization's audit hash chain, recomputed: ok, rows, and the first broken row."""
+        rt = request.app.state.rt
+        result = await rt.store.run(rt.store.verify_audit, organization_id)
+        return dict(result.as_dict())
+
+    @r.get("/orgs/{organization_id}/audit/export", response_model=None)
+    async def audit_export(organization_id: str, request: Request, since: datetime | None = None,
+                           until: datetime | None = None, format: Literal["json", "csv"] = "json",
+                           _: Principal = Depends(org_scope)) -> dict[str, Any] | Response:
+        """Audit rows in [since, until) with the chain's verification (CSV: the verification in the
+        `X-OSI-Audit-Verified` header, and the first broken row in `X-OSI-Audit-Broken`)."""
+        rt = request.app.state.rt
+        since, until = (t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t for t in (since, until))
+        rows = audit_chain.export_rows(await rt.store.run(rt.store.audit_range, organization_id, since, until))
+        result = await rt.store.run(rt.store.verify_audit, organization_id)
+        if format == "csv":
+            headers = {"X-OSI-Audit-Verified": "true" if result.ok else "false",
+                       "Content-Disposition": 'attachment; filename="audit.csv"'}
+            if result.broken:
+                b = result.broken[0]
+                headers["X-OSI-Audit-Broken"] = f"id={b.id} seq={b.seq}"
+            return Response(audit_chain.to_csv(rows), media_type="text/csv", headers=headers)
+        return {"organization_id": organization_id, "since": since.isoformat() if since else None,
+                "until": until.isoformat() if until else None, "verification": result.as_dict(), "rows": rows}
 
     @r.get("/orgs/{organization_id}/notifications")
     async def notifications(organization_id: str, request: Request, _: Principal = Depends(org_scope)

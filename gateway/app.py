@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None,
                temporal: Client | None = None, plugins: Registry | None = None) -> FastAPI:
     """The gateway: health, codec, admin API and dashboard, and every registered plugin's routes."""
     settings = settings or get_settings()
+    settings.require("gateway")
     plugins = plugins or (rt.registry if rt is not None else registry())
 
     @asynccontextmanager

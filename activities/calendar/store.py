@@ -27,6 +27,7 @@ class CalendarOAuthState(SQLModel, table=True):
     organization_id: str = Field(index=True)
     connection_name: str
     tenant: str | None = None
+    requested_by: str | None = None  # the admin key (label) that asked for the connect link
     created_at: datetime = UTCField(default_factory=utcnow)
     expires_at: datetime = UTCField(index=True)
 

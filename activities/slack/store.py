@@ -29,6 +29,7 @@ class SlackOAuthState(SQLModel, table=True):
     organization_id: str = Field(index=True)
     connection_name: str
     auto_join: bool | None = None
+    requested_by: str | None = None  # the admin key (label) that asked for the connect link
     created_at: datetime = UTCField(default_factory=utcnow)
     expires_at: datetime = UTCField(index=True)
 
