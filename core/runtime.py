@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from core.breaker import Breakers
+from core.egress import EgressGuard
 from core.errors import IntegrationError
 from core.http import ShardedClient
 from core.limiter import MemoryLimiter, RedisLimiter, make_limiter
@@ -66,9 +67,12 @@ class Runtime:
         self.breakers = Breakers(settings.breaker_failure_threshold, settings.breaker_reset_seconds)
         self.refresher = TokenRefresher(self.vault)
         self.extras: dict[str, Any] = {}  # per-plugin caches (e.g. WhatsApp templates)
+        # User-supplied URLs (alert webhooks, media sources) go through this guard's own pinned client.
+        self.egress = EgressGuard.from_settings(settings)
 
     async def close(self) -> None:
         await self.http.aclose()
+        await self.egress.aclose()
         if isinstance(self.limiter, RedisLimiter):
             await self.limiter.close()
         self.store.dispose()
