@@ -35,6 +35,7 @@ from activities.slack.settings import SlackSettings
 from activities.slack.spec import SPEC
 from activities.slack.webhooks import COMMENT_ACTION, COMMENT_BLOCK, COMMENT_CALLBACK, SlackRequest
 from core.errors import ConfigurationError, IntegrationError
+from core.inbox import is_replay, refuse
 from core.links import LINK_TTL_SECONDS, connect_link, link_allowed
 from core.settings import Settings
 
@@ -69,25 +70,48 @@ async def _signing_secret(request: Request) -> str:
 
 
 async def _verified(request: Request) -> tuple[bytes, SlackRequest] | Response:
-    """Raw bytes verified first; then parsed. 401 for anything not signed by Slack right now."""
+    """Raw bytes verified first; then parsed. 401 for anything not signed by Slack right now; a signed body we
+    cannot parse is kept for replay and answered 400."""
     raw = await request.body()
-    secret = await _signing_secret(request)
-    if not webhooks.verify_request(secret, raw, request.headers):
-        return JSONResponse({"error": "invalid request"}, status_code=401)
+    if not is_replay(request):
+        secret = await _signing_secret(request)
+        if not webhooks.verify_request(secret, raw, request.headers):
+            return JSONResponse({"error": "invalid request"}, status_code=401)
     try:
         parsed = webhooks.parse(raw)
     except webhooks.MalformedRequest as exc:
-        return JSONResponse({"error": str(exc)}, status_code=400)
+        return await refuse(request.app.state.rt, "slack", request, raw, f"malformed request: {exc}")
     return raw, parsed
 
 
 async def _first_time(request: Request, req: SlackRequest) -> bool:
+    """Not handled yet (the key is recorded by `_handled`, only once processing succeeded, so a retry of a
+    delivery that failed half-way is processed again instead of being swallowed as a duplicate)."""
     rt = request.app.state.rt
-    first = await rt.store.run(slack_store.first_delivery, rt.store, req.dedupe_key, req.kind)
-    if not first:
+    seen = await rt.store.run(slack_store.seen_delivery, rt.store, req.dedupe_key)
+    if seen:
         log.info("slack: duplicate delivery %s (retry %s, reason %s)", req.kind,
                  request.headers.get(webhooks.RETRY_NUM_HEADER), request.headers.get(webhooks.RETRY_REASON_HEADER))
-    return first
+    return not seen
+
+
+async def _handled(request: Request, req: SlackRequest) -> None:
+    rt = request.app.state.rt
+    await rt.store.run(slack_store.first_delivery, rt.store, req.dedupe_key, req.kind)
+
+
+def _guarded(handler: Any) -> Any:
+    """A verified request whose processing fails unexpectedly is kept for replay and answered 4xx, not 500."""
+    async def run(request: Request) -> Response:
+        try:
+            return await handler(request)  # type: ignore[no-any-return]
+        except Exception as exc:
+            log.exception("slack: processing %s failed", request.url.path)
+            raw = await request.body()
+            return await refuse(request.app.state.rt, "slack", request, raw,
+                                f"could not process: {type(exc).__name__}", 422)
+    run.__name__ = handler.__name__
+    return run
 
 
 def _spawn(request: Request, coro: Any) -> None:
@@ -228,6 +252,7 @@ def router() -> APIRouter:
                      f"{conn.organization_id}. You can close this window.")
 
     @r.post("/slack/events")
+    @_guarded
     async def events(request: Request) -> Response:
         checked = await _verified(request)
         if isinstance(checked, Response):
@@ -242,9 +267,11 @@ def router() -> APIRouter:
             await _mark_uninstalled(request, req.team_id, str(etype))
         else:
             log.info("slack event %s ignored", etype)
+        await _handled(request, req)
         return JSONResponse({"ok": True})
 
     @r.post("/slack/interactivity")
+    @_guarded
     async def interactivity(request: Request) -> Response:
         checked = await _verified(request)
         if isinstance(checked, Response):
@@ -271,10 +298,12 @@ def router() -> APIRouter:
                 log.info("slack: interaction for %s not delivered: %s", workflow_id, why)
                 _spawn(request, _respond(request, response_url, "This request is no longer open."
                                          if why == "closed" else "Could not record that; please try again."))
+        await _handled(request, req)
         # view_submission: an empty 200 closes the modal.
         return Response(status_code=200)
 
     @r.post("/slack/commands")
+    @_guarded
     async def commands(request: Request) -> Response:
         checked = await _verified(request)
         if isinstance(checked, Response):
@@ -283,6 +312,7 @@ def router() -> APIRouter:
         if not await _first_time(request, req):
             return Response(status_code=200)
         form = req.payload
+        await _handled(request, req)  # a slash command is answered once, whatever follows
         words = str(form.get("text") or "").split()
         if not words or words[0].lower() != "status":
             return JSONResponse({"response_type": "ephemeral", "text": HELP})

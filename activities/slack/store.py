@@ -70,6 +70,12 @@ def consume_state(store: Store, state: str) -> SlackOAuthState | None:
     return row
 
 
+def seen_delivery(store: Store, key: str) -> bool:
+    """Whether a delivery key was already handled."""
+    with store.session() as s:
+        return s.get(SlackDelivery, key[:300]) is not None
+
+
 def first_delivery(store: Store, key: str, kind: str, keep: timedelta = timedelta(days=1)) -> bool:
     """True the first time a delivery key is seen; False for a redelivery or a replay.
 

@@ -19,6 +19,7 @@ from activities.whatsapp.models import (
 )
 from activities.whatsapp.settings import WhatsAppSettings
 from activities.whatsapp.spec import SPEC
+from core.inbox import is_replay, refuse
 from store.models import Connection
 from vault.client import CredentialsMissing
 from vault.credentials import BearerTokenCredentials
@@ -65,13 +66,15 @@ def router() -> APIRouter:
         raw = await request.body()  # verify the exact bytes Meta signed, before any parsing
         found = await _connection_secrets(request, connection_id)
         app_secret = found[1].app_secret.get_secret_value() if found and found[1].app_secret else ""
-        if not webhooks.verify_signature(app_secret, raw, request.headers.get(webhooks.SIGNATURE_HEADER)):
+        if not (is_replay(request) and found) and not webhooks.verify_signature(
+                app_secret, raw, request.headers.get(webhooks.SIGNATURE_HEADER)):
             return JSONResponse({"error": "invalid signature"}, status_code=401)
         assert found is not None
+        rt = request.app.state.rt
         try:
             batch = webhooks.parse(raw)
         except webhooks.MalformedWebhook as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
+            return await refuse(rt, "whatsapp", request, raw, f"malformed delivery: {exc}")
         if batch.unknown:
             log.info("whatsapp webhook: ignoring unknown parts %s", batch.unknown)
         try:
@@ -80,6 +83,9 @@ def router() -> APIRouter:
             # Temporal unreachable: a 5xx makes Meta redeliver; the store side is idempotent.
             log.warning("whatsapp webhook: could not signal conversations: %s", exc.status)
             return JSONResponse({"error": "temporarily unavailable"}, status_code=503)
+        except Exception as exc:  # a signed delivery we cannot process is kept, not lost (and not a 500)
+            log.exception("whatsapp webhook: processing failed")
+            return await refuse(rt, "whatsapp", request, raw, f"could not process: {type(exc).__name__}", 422)
         return JSONResponse({"ok": True})
 
     return r
