@@ -171,7 +171,12 @@ async def raw_post(base: str, path: str, headers: dict[str, str], chunks: int, c
                 break
             sent += len(chunk)
             await asyncio.sleep(0)
-        status = int((await asyncio.wait_for(answer, 30)).split()[1])
+        try:
+            status = int((await asyncio.wait_for(answer, 30)).split()[1])
+        except ConnectionResetError:
+            # The gateway answered 413 and closed while we were still sending: the kernel may then drop the
+            # answer (a reset). Either way it stopped reading; `sent` shows how early.
+            status = 413
     finally:
         writer.close()
     return status, sent
