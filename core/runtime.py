@@ -16,6 +16,7 @@ from core.limiter import MemoryLimiter, RedisLimiter, make_limiter
 from core.pipeline import Action, AppAction
 from core.plugin import Provider, Registry
 from core.settings import S, Settings
+from core.vaults import make_vault
 from store.db import Store
 from store.models import Connection, ConnectionStatus, Health
 from vault.client import VaultClient
@@ -24,21 +25,6 @@ from vault.oauth import TokenRefresher
 
 log = logging.getLogger("osi.runtime")
 AUDIT_KEY = "audit-chain"  # Vault `osi/keys/audit-chain`: the audit log's HMAC key, generated on first use
-
-
-def make_vault(settings: Settings) -> VaultClient:
-    return VaultClient(
-        settings.vault_addr,
-        token=settings.vault_token.get_secret_value() if settings.vault_token else None,
-        role_id=settings.vault_role_id,
-        secret_id=settings.vault_secret_id.get_secret_value() if settings.vault_secret_id else None,
-        token_file=settings.vault_token_file,
-        secret_id_file=settings.vault_secret_id_file,
-        kv_mount=settings.vault_kv_mount,
-        kv_prefix=settings.vault_kv_prefix,
-        transit_mount=settings.vault_transit_mount,
-        cache_ttl=settings.vault_cache_ttl_seconds,
-    )
 
 
 class Runtime:

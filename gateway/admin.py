@@ -128,7 +128,7 @@ def router() -> APIRouter:
         if spec.install_path is not None:
             raise HTTPException(422, {"message": f"{body.integration_type} connects through OAuth consent",
                                       "install_url": connect_link(settings, spec.install_path, organization_id,
-                                                                  body.name)})
+                                                                  body.name, requested_by=f"admin:{who.label}")})
         try:
             creds = TypeAdapter(Credentials).validate_python({"kind": spec.auth_kind, **body.secrets})
             conn = await add_connection(request.app.state.rt, organization_id, body.integration_type, body.name,

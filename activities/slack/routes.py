@@ -36,7 +36,7 @@ from activities.slack.spec import SPEC
 from activities.slack.webhooks import COMMENT_ACTION, COMMENT_BLOCK, COMMENT_CALLBACK, SlackRequest
 from core.errors import ConfigurationError, IntegrationError
 from core.inbox import is_replay, refuse
-from core.links import LINK_TTL_SECONDS, connect_link, link_allowed
+from core.links import LINK_TTL_SECONDS, connect_link, link_requester
 from core.settings import Settings
 
 log = logging.getLogger("osi.gateway.slack")
@@ -48,10 +48,11 @@ HELP = ("Usage: `/opensyte status` shows this workspace's OpenSyte connections a
 
 
 # ---- install links ------------------------------------------------------------------------
-def install_link(settings: Settings, organization_id: str, name: str, ttl_seconds: int = LINK_TTL_SECONDS) -> str:
+def install_link(settings: Settings, organization_id: str, name: str, ttl_seconds: int = LINK_TTL_SECONDS,
+                 requested_by: str = "system") -> str:
     """The URL an administrator opens to install (or re-install) the app for a connection."""
     assert SPEC.install_path is not None
-    return connect_link(settings, SPEC.install_path, organization_id, name, ttl_seconds)
+    return connect_link(settings, SPEC.install_path, organization_id, name, ttl_seconds, requested_by=requested_by)
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
@@ -211,8 +212,9 @@ def router() -> APIRouter:
             rt.vault.connection_path(organization_id, SPEC.integration_type, name)
         except ValueError as exc:
             return _page("Invalid install link", str(exc), 400)
-        if not link_allowed(request.app.state.settings, INSTALL_PATH, organization_id, name, request.query_params,
-                            request.headers.get("authorization")):
+        requester = link_requester(request.app.state.settings, INSTALL_PATH, organization_id, name,
+                                   request.query_params, request.headers.get("authorization"))
+        if requester is None:
             return _page("Not authorized", "This install link is not signed or has expired; ask an "
                          "administrator for a new one (osi slack install-link).", 401)
         try:
@@ -220,7 +222,8 @@ def router() -> APIRouter:
         except IntegrationError as exc:
             return _page("Slack app not configured", exc.message, 503)
         store = oauth.StateStore(rt.store, rt.section(SlackSettings).state_ttl_seconds)
-        state = await rt.store.run(store.issue, organization_id=organization_id, name=name, auto_join=auto_join)
+        state = await rt.store.run(store.issue, organization_id=organization_id, name=name, auto_join=auto_join,
+                                   requested_by=requester)
         if team is not None and not team.isalnum():
             return _page("Invalid install link", f"team {team!r} is not a Slack team id", 400)
         return RedirectResponse(oauth.authorize_url(request.app.state.settings, app.client_id, state, team),
@@ -244,9 +247,13 @@ def router() -> APIRouter:
                                        auto_join=pending.auto_join, actor="oauth:slack")
         except IntegrationError as exc:
             await rt.store.run(rt.store.audit, pending.organization_id, "oauth:slack", "slack.install",
-                               exc.error_class.value, target=pending.connection_name, detail=exc.to_dict())
+                               exc.error_class.value, target=pending.connection_name,
+                               detail={**exc.to_dict(), "requested_by": pending.requested_by})
             return _page("Installation failed", f"{exc.message} ({exc.code})",
                          502 if exc.error_class.value == "TemporaryError" else 400)
+        await rt.store.run(rt.store.audit, pending.organization_id, "oauth:slack", "slack.install", "ok",
+                           connection_id=conn.id, target=pending.connection_name,
+                           detail={"requested_by": pending.requested_by, "team_id": conn.settings.get("team_id")})
         team = conn.settings.get("team_name") or conn.settings.get("team_id")
         return _page("Slack connected", f"Workspace {team} is connected as {conn.name!r} for organization "
                      f"{conn.organization_id}. You can close this window.")

@@ -45,9 +45,10 @@ class SlackDelivery(SQLModel, table=True):
 
 
 def issue_state(store: Store, state: str, organization_id: str, connection_name: str, ttl_seconds: float,
-                auto_join: bool | None = None) -> SlackOAuthState:
+                auto_join: bool | None = None, requested_by: str | None = None) -> SlackOAuthState:
     row = SlackOAuthState(state=state, organization_id=organization_id, connection_name=connection_name,
-                          auto_join=auto_join, expires_at=utcnow() + timedelta(seconds=ttl_seconds))
+                          auto_join=auto_join, requested_by=requested_by,
+                          expires_at=utcnow() + timedelta(seconds=ttl_seconds))
     with store.session() as s:
         # Expired states are swept as new ones are issued: the table stays small without a job.
         s.execute(delete(SlackOAuthState).where(col(SlackOAuthState.expires_at) < utcnow()))
