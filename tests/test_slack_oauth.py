@@ -224,6 +224,8 @@ async def test_invalid_refresh_token_needs_reauth_with_the_install_link(runtime,
     async with httpx.AsyncClient(follow_redirects=True) as http:
         r = await http.get(link + f"&team={ws.team_id}")
     assert r.status_code == 200 and "Slack connected" in r.text
+    installs = [e for e in runtime.store.audit_log(org) if e.action == "slack.install"]
+    assert installs[0].detail["requested_by"] == "system"  # who asked for the link, from the signed state
     conn = runtime.store.get_connection(conn.id)
     assert conn.status == "active" and conn.health == "healthy"
     auth = await env().run(SlackActivities(runtime).auth_test, AuthTestInput(organization_id=org))
