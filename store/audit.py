@@ -61,7 +61,7 @@ def append(s: Session, key: bytes, ev: AuditEvent) -> AuditEvent:
     last = s.exec(select(AuditEvent.seq, AuditEvent.hash)
                   .where(AuditEvent.organization_id == ev.organization_id, col(AuditEvent.seq).is_not(None))
                   .order_by(col(AuditEvent.seq).desc()).limit(1)).first()
-    ev.seq = (last[0] + 1) if last else 1
+    ev.seq = (int(last[0] or 0) + 1) if last else 1
     ev.prev_hash = (last[1] or GENESIS) if last else GENESIS
     ev.detail = normalized(ev.detail)
     ev.hash = row_hash(key, ev)
@@ -95,7 +95,8 @@ def _rows(s: Session, organization_id: str | None) -> Iterator[AuditEvent]:
     q = select(AuditEvent)
     if organization_id is not None:
         q = q.where(AuditEvent.organization_id == organization_id)
-    q = q.order_by(AuditEvent.organization_id, col(AuditEvent.seq).is_(None).desc(), AuditEvent.seq, AuditEvent.id)
+    q = q.order_by(col(AuditEvent.organization_id), col(AuditEvent.seq).is_(None).desc(), col(AuditEvent.seq),
+                   col(AuditEvent.id))
     yield from s.exec(q.execution_options(yield_per=1000))
 
 

@@ -105,7 +105,7 @@ def _guarded(handler: Any) -> Any:
     """A verified request whose processing fails unexpectedly is kept for replay and answered 4xx, not 500."""
     async def run(request: Request) -> Response:
         try:
-            return await handler(request)  # type: ignore[no-any-return]
+            return await handler(request)
         except Exception as exc:
             log.exception("slack: processing %s failed", request.url.path)
             raw = await request.body()
