@@ -11,12 +11,14 @@ from typing import Any
 import httpx
 
 from core.breaker import Breakers, BreakerState
+from core.egress import EgressGuard
 from core.errors import IntegrationError
 from core.http import ShardedClient
 from core.limiter import MemoryLimiter, RedisLimiter, make_limiter
 from core.pipeline import Action, AppAction
 from core.plugin import Provider, Registry
 from core.settings import S, Settings
+from core.vaults import make_vault
 from store.db import Store
 from store.models import Connection, ConnectionStatus, Health
 from vault.client import VaultClient
@@ -24,21 +26,7 @@ from vault.credentials import Credentials, OAuth2Credentials
 from vault.oauth import TokenRefresher
 
 log = logging.getLogger("osi.runtime")
-
-
-def make_vault(settings: Settings) -> VaultClient:
-    return VaultClient(
-        settings.vault_addr,
-        token=settings.vault_token.get_secret_value() if settings.vault_token else None,
-        role_id=settings.vault_role_id,
-        secret_id=settings.vault_secret_id.get_secret_value() if settings.vault_secret_id else None,
-        kv_mount=settings.vault_kv_mount,
-        kv_prefix=settings.vault_kv_prefix,
-        transit_mount=settings.vault_transit_mount,
-        cache_ttl=settings.vault_cache_ttl_seconds,
-        stale_ttl=settings.vault_stale_ttl_seconds,
-        timeout=settings.vault_timeout_seconds,
-    )
+AUDIT_KEY = "audit-chain"  # Vault `osi/keys/audit-chain`: the audit log's HMAC key, generated on first use
 
 
 class Runtime:
@@ -58,6 +46,9 @@ class Runtime:
         self.registry = registry or Registry(())
         self.store = store or Store(settings.database_url, threads=settings.store_threads)
         self.vault = vault or make_vault(settings)
+        if self.store.audit_key is None:
+            vault_ = self.vault
+            self.store.audit_key = lambda: vault_.generated_key(AUDIT_KEY)
         self.http = http or ShardedClient(shards=settings.http_pool_shards, timeout=settings.http_timeout_seconds,
                                           max_connections=settings.http_max_connections)
         self.limiter: MemoryLimiter | RedisLimiter = make_limiter(settings.limiter_backend)
@@ -66,6 +57,8 @@ class Runtime:
         self._background: set[asyncio.Task[Any]] = set()
         self.refresher = TokenRefresher(self.vault)
         self.extras: dict[str, Any] = {}  # per-plugin caches (e.g. WhatsApp templates)
+        # User-supplied URLs (alert webhooks, media sources) go through this guard's own pinned client.
+        self.egress = EgressGuard.from_settings(settings)
 
     def _breaker_moved(self, provider: str, connection_id: str, old: BreakerState, new: BreakerState) -> None:
         """An open circuit makes its connection `degraded` at once (a later success heals it), and tells
@@ -89,6 +82,7 @@ class Runtime:
 
     async def close(self) -> None:
         await self.http.aclose()
+        await self.egress.aclose()
         if isinstance(self.limiter, RedisLimiter):
             await self.limiter.close()
         self.store.dispose()

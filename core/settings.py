@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import AliasChoices, Field, PrivateAttr, SecretStr
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -47,6 +47,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="OSI_", env_file=".env", extra="ignore", populate_by_name=True)
 
+    # Development mode (`make run`, the tests): the only place dev defaults exist (Vault root token, no admin key,
+    # an open codec, plain-http alert webhooks). Outside it every process refuses to start without real credentials.
+    dev_mode: bool = False
+
     # Local stack
     data_dir: Path = Path(".data")
     host: str = "127.0.0.1"
@@ -61,9 +65,11 @@ class Settings(BaseSettings):
 
     # Vault / OpenBao
     vault_addr: str = "http://127.0.0.1:8200"
-    vault_token: SecretStr | None = SecretStr("root")
+    vault_token: SecretStr | None = None  # dev mode only: defaults to the dev server's "root"
+    vault_token_file: str | None = None  # a token kept fresh by Vault Agent (re-read when it changes)
     vault_role_id: str | None = None
     vault_secret_id: SecretStr | None = None
+    vault_secret_id_file: str | None = None  # AppRole secret id in a file (re-read at each login)
     vault_kv_mount: str = "secret"
     vault_kv_prefix: str = "osi/connections"
     vault_transit_mount: str = "transit"
@@ -103,6 +109,18 @@ class Settings(BaseSettings):
     sandbox_port: int = 8099
     sandbox_enabled: bool = True
 
+    # Inbound limits (gateway): bodies over the route's cap get 413 before they are read; see gateway/limits.py
+    max_body_bytes: int = 64 * 1024  # admin API and anything without its own cap
+    codec_max_body_bytes: int = 8 * 1024 * 1024  # Temporal caps a payload at 2 MB; base64 and batches on top
+    max_header_count: int = 100
+    max_header_bytes: int = 16 * 1024
+    max_json_depth: int = 64
+
+    # Outbound requests to user-supplied URLs (alert webhooks, media sources): core/egress.py
+    egress_timeout_seconds: float = 10.0
+    egress_max_response_bytes: int = 1024 * 1024  # alert webhook answers; media sources use Meta's own limits
+    egress_max_redirects: int = 3
+
     # Non-public hosts that user-supplied URLs (media sources) may reach anyway (comma-separated; the sandbox).
     egress_private_hosts: str = Field(default="", validation_alias=AliasChoices(
         "OSI_EGRESS_PRIVATE_HOSTS", "OSI_MEDIA_FETCH_PRIVATE_HOSTS"))
@@ -111,6 +129,31 @@ class Settings(BaseSettings):
     # variables with each section's own prefix (OSI_WHATSAPP_…, OSI_SLACK_…) fill in the rest.
     sections: dict[str, dict[str, Any]] = Field(default_factory=dict)
     _section_cache: dict[str, ProviderSettings] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _dev_defaults(self) -> Settings:
+        if self.dev_mode and not (self.vault_token or self.vault_token_file or self.vault_role_id):
+            self.vault_token = SecretStr("root")  # the dev server's root token, nowhere else
+        return self
+
+    def missing_for(self, process: Literal["worker", "gateway", "cli"]) -> list[str]:
+        """The settings a process needs outside development mode and lacks (empty in dev mode)."""
+        if self.dev_mode:
+            return []
+        missing = []
+        approle = self.vault_role_id and (self.vault_secret_id or self.vault_secret_id_file)
+        if not (self.vault_token or self.vault_token_file or approle):
+            missing.append("OSI_VAULT_TOKEN or OSI_VAULT_TOKEN_FILE or OSI_VAULT_ROLE_ID+OSI_VAULT_SECRET_ID")
+        if process == "gateway" and self.admin_api_key is None:
+            missing.append("OSI_ADMIN_API_KEY")
+        return missing
+
+    def require(self, process: Literal["worker", "gateway", "cli"]) -> None:
+        """Refuse to start (one line naming every missing setting) outside development mode."""
+        missing = self.missing_for(process)
+        if missing:
+            raise SystemExit(f"osi {process}: refusing to start outside development mode (OSI_DEV_MODE): "
+                             f"missing {'; '.join(missing)}")
 
     def section(self, cls: type[S]) -> S:
         """A provider's settings section, built once per Settings object."""

@@ -6,15 +6,18 @@ import hmac
 import statistics
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import Path as PathParam
+from fastapi.responses import Response
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from activities.admin.alerts import RouteSpec, add_route, remove_route
 from core.connections import add_connection, remove_connection, test_connection
 from core.errors import IntegrationError
 from core.links import connect_link
+from store import audit as audit_chain
 from store.alerts import AlertStore
 from store.db import ConnectionExists, ConnectionNotFound
 from store.models import AdminKey, UsageRecord
@@ -57,7 +60,12 @@ async def principal(request: Request) -> Principal:
     return Principal(f"key:{key.label}", key.organization_id)
 
 
-async def org_scope(organization_id: str, request: Request, who: Principal = Depends(principal)) -> Principal:
+ORG_ID = r"^[A-Za-z0-9_.@-]{1,128}$"  # what Vault paths and OpenSyte ids allow
+NAME = r"^[A-Za-z0-9_.@-]{1,128}$"
+
+
+async def org_scope(request: Request, organization_id: str = PathParam(pattern=ORG_ID),
+                    who: Principal = Depends(principal)) -> Principal:
     """Refuse other organizations' data and audit every admin read or write."""
     if not who.may_access(organization_id):
         raise HTTPException(403, f"this key is not allowed for organization {organization_id}")
@@ -120,7 +128,7 @@ def router() -> APIRouter:
         if spec.install_path is not None:
             raise HTTPException(422, {"message": f"{body.integration_type} connects through OAuth consent",
                                       "install_url": connect_link(settings, spec.install_path, organization_id,
-                                                                  body.name)})
+                                                                  body.name, requested_by=f"admin:{who.label}")})
         try:
             creds = TypeAdapter(Credentials).validate_python({"kind": spec.auth_kind, **body.secrets})
             conn = await add_connection(request.app.state.rt, organization_id, body.integration_type, body.name,
@@ -136,8 +144,9 @@ def router() -> APIRouter:
         return conn.model_dump(mode="json")
 
     @r.delete("/orgs/{organization_id}/connections/{integration_type}/{name}")
-    async def remove(organization_id: str, integration_type: str, name: str, request: Request,
-                     revoke: bool = True, who: Principal = Depends(org_scope)) -> dict[str, Any]:
+    async def remove(organization_id: str, request: Request, integration_type: str = PathParam(max_length=64),
+                     name: str = PathParam(pattern=NAME), revoke: bool = True,
+                     who: Principal = Depends(org_scope)) -> dict[str, Any]:
         """Revoke at the provider where it can be, then delete the secrets and the connection."""
         try:
             return await remove_connection(request.app.state.rt, organization_id, integration_type, name,
@@ -146,10 +155,18 @@ def router() -> APIRouter:
             raise HTTPException(404, str(exc)) from None
 
     @r.post("/orgs/{organization_id}/connections/{integration_type}/{name}/test")
-    async def test(organization_id: str, integration_type: str, name: str, request: Request,
-                   who: Principal = Depends(org_scope)) -> dict[str, Any]:
-        return await test_connection(request.app.state.rt, organization_id, integration_type, name,
-                                     actor=f"admin:{who.label}")
+    async def test(organization_id: str, request: Request, integration_type: str = PathParam(max_length=64),
+                   name: str = PathParam(pattern=NAME), who: Principal = Depends(org_scope)) -> dict[str, Any]:
+        rt = request.app.state.rt
+        try:
+            rt.registry.provider_for(integration_type)
+        except KeyError:
+            raise HTTPException(404, f"unknown integration type {integration_type!r}") from None
+        try:
+            await rt.store.run(rt.store.find_connection, organization_id, integration_type, name)
+        except ConnectionNotFound as exc:
+            raise HTTPException(404, str(exc)) from None
+        return await test_connection(rt, organization_id, integration_type, name, actor=f"admin:{who.label}")
 
     @r.get("/orgs/{organization_id}/usage")
     async def usage(organization_id: str, request: Request, days: int = 7, _: Principal = Depends(org_scope)
@@ -166,6 +183,34 @@ def router() -> APIRouter:
         events = await rt.store.run(rt.store.audit_log, organization_id, None, max(1, min(limit, 1000)))
         return [e.model_dump(mode="json") for e in events]
 
+    @r.get("/orgs/{organization_id}/audit/verify")
+    async def audit_verify(organization_id: str, request: Request, _: Principal = Depends(org_scope)
+                           ) -> dict[str, Any]:
+        """The organization's audit hash chain, recomputed: ok, rows, and the first broken row."""
+        rt = request.app.state.rt
+        result = await rt.store.run(rt.store.verify_audit, organization_id)
+        return dict(result.as_dict())
+
+    @r.get("/orgs/{organization_id}/audit/export", response_model=None)
+    async def audit_export(organization_id: str, request: Request, since: datetime | None = None,
+                           until: datetime | None = None, format: Literal["json", "csv"] = "json",
+                           _: Principal = Depends(org_scope)) -> dict[str, Any] | Response:
+        """Audit rows in [since, until) with the chain's verification (CSV: the verification in the
+        `X-OSI-Audit-Verified` header, and the first broken row in `X-OSI-Audit-Broken`)."""
+        rt = request.app.state.rt
+        since, until = (t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t for t in (since, until))
+        rows = audit_chain.export_rows(await rt.store.run(rt.store.audit_range, organization_id, since, until))
+        result = await rt.store.run(rt.store.verify_audit, organization_id)
+        if format == "csv":
+            headers = {"X-OSI-Audit-Verified": "true" if result.ok else "false",
+                       "Content-Disposition": 'attachment; filename="audit.csv"'}
+            if result.broken:
+                b = result.broken[0]
+                headers["X-OSI-Audit-Broken"] = f"id={b.id} seq={b.seq}"
+            return Response(audit_chain.to_csv(rows), media_type="text/csv", headers=headers)
+        return {"organization_id": organization_id, "since": since.isoformat() if since else None,
+                "until": until.isoformat() if until else None, "verification": result.as_dict(), "rows": rows}
+
     @r.get("/orgs/{organization_id}/notifications")
     async def notifications(organization_id: str, request: Request, _: Principal = Depends(org_scope)
                             ) -> list[dict[str, Any]]:
@@ -173,7 +218,7 @@ def router() -> APIRouter:
         return [n.model_dump(mode="json") for n in await rt.store.run(rt.store.notifications, organization_id)]
 
     @r.post("/orgs/{organization_id}/notifications/{notification_id}/ack")
-    async def ack(organization_id: str, notification_id: int, request: Request,
+    async def ack(organization_id: str, request: Request, notification_id: int = PathParam(ge=1, le=2**63 - 1),
                   _: Principal = Depends(org_scope)) -> dict[str, bool]:
         rt = request.app.state.rt
         if not await rt.store.run(rt.store.acknowledge_notification, organization_id, notification_id):
@@ -199,7 +244,7 @@ def router() -> APIRouter:
         return {**route.model_dump(mode="json"), **({"signing_secret": secret} if secret else {})}
 
     @r.delete("/orgs/{organization_id}/alert-routes/{route_id}")
-    async def remove_alert_route(organization_id: str, route_id: str, request: Request,
+    async def remove_alert_route(organization_id: str, request: Request, route_id: str = PathParam(pattern=NAME),
                                  who: Principal = Depends(org_scope)) -> dict[str, bool]:
         if not await remove_route(request.app.state.rt, organization_id, route_id, actor=f"admin:{who.label}"):
             raise HTTPException(404, "no such alert route in this organization")

@@ -20,6 +20,7 @@ from core.runtime import Runtime
 from core.settings import Settings, get_settings
 from core.temporal import connect
 from gateway import admin, codec
+from gateway.limits import LimitsMiddleware
 from worker.migrate import upgrade
 from worker.registry import registry
 
@@ -30,6 +31,8 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None,
                temporal: Client | None = None, plugins: Registry | None = None) -> FastAPI:
     """The gateway: health, codec, admin API and dashboard, and every registered plugin's routes."""
     settings = settings or get_settings()
+    if rt is None:  # a composition root that hands in its runtime (tests, `osi webhooks replay`) checked already
+        settings.require("gateway")
     plugins = plugins or (rt.registry if rt is not None else registry())
 
     @asynccontextmanager
@@ -46,6 +49,7 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None,
 
     app = FastAPI(title="OpenSyte Integrations gateway", lifespan=lifespan)
     app.state.settings = settings
+    app.add_middleware(LimitsMiddleware, settings=settings)  # sizes and depth checked before any route runs
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -1,15 +1,23 @@
-"""Remote codec endpoint (`/codec/encode`, `/codec/decode`) so the Web UI and CLI can read payloads."""
+"""Remote codec endpoint (`/codec/encode`, `/codec/decode`) for the Temporal Web UI, the CLI and OpenSyte's client.
+
+Every request is authenticated with an admin API key as `Authorization: Bearer <key>` (what the Web UI sends with
+"pass access token"): an organization's key decodes only that organization's payloads (others come back as they
+went in, still encrypted) and encodes only for it; the operator key (`OSI_ADMIN_API_KEY`) decodes everything.
+Only in development mode does a request without a key act as the operator (the local Web UI cannot send one).
+The body is Temporal's codec JSON, `{"payloads": [{"metadata": {...}, "data": "<base64>"}]}`.
+"""
 
 from __future__ import annotations
 
-import hmac
-
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
-from vault.codec import VaultEnvelopeCodec
+from gateway.admin import Principal, principal
+from vault.codec import CodecError, VaultEnvelopeCodec, organization_of
+
+ALLOWED_HEADERS = "Content-Type, X-Namespace, Authorization, Authorization-Extras"
 
 
 def _cors(request: Request) -> dict[str, str]:
@@ -17,18 +25,22 @@ def _cors(request: Request) -> dict[str, str]:
     return {
         "Access-Control-Allow-Origin": origin,
         "Access-Control-Allow-Methods": "POST, OPTIONS",
-        "Access-Control-Allow-Headers": "Content-Type, X-Namespace, Authorization",
+        "Access-Control-Allow-Headers": ALLOWED_HEADERS,
         "Access-Control-Allow-Credentials": "true",
+        "Access-Control-Max-Age": "600",
+        "Vary": "Origin",
     }
 
 
-def _authorized(request: Request) -> bool:
-    """Decoding reveals PII: when an admin API key is configured, require it."""
-    key = request.app.state.settings.admin_api_key
-    if key is None:
-        return True
-    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    return bool(given) and hmac.compare_digest(given, key.get_secret_value())
+def _error(request: Request, status: int, message: str) -> JSONResponse:
+    # CORS headers on errors too, so the Web UI can show why.
+    return JSONResponse({"error": message}, status_code=status, headers=_cors(request))
+
+
+async def _caller(request: Request) -> Principal:
+    if request.app.state.settings.dev_mode and not request.headers.get("authorization"):
+        return Principal("dev", None)
+    return await principal(request)
 
 
 def router() -> APIRouter:
@@ -47,15 +59,34 @@ def router() -> APIRouter:
     @r.post("/{op}")
     async def run(request: Request, op: str) -> Response:
         if op not in ("encode", "decode"):
-            return JSONResponse({"error": f"unknown codec operation {op!r}"}, status_code=404)
-        if not _authorized(request):
-            return JSONResponse({"error": "unauthorized"}, status_code=401, headers=_cors(request))
+            return _error(request, 404, f"unknown codec operation {op[:40]!r}: encode or decode")
         try:
-            payloads = json_format.Parse(await request.body(), Payloads())
-        except json_format.ParseError as exc:
-            return JSONResponse({"error": f"malformed payloads: {exc}"}, status_code=400)
+            who = await _caller(request)
+        except HTTPException as exc:
+            return _error(request, exc.status_code, str(exc.detail))
+        namespace = request.headers.get("x-namespace")
+        expected = request.app.state.settings.temporal_namespace
+        if namespace and namespace != expected:
+            return _error(request, 400, f"this codec serves namespace {expected!r}, not {namespace[:100]!r}")
+        raw = await request.body()
+        try:
+            payloads = json_format.Parse(raw.decode("utf-8"), Payloads())
+        except UnicodeDecodeError:
+            return _error(request, 400, "malformed payloads: the body is not UTF-8")
+        except (json_format.ParseError, ValueError, RecursionError) as exc:
+            return _error(request, 400, f"malformed payloads: {str(exc)[:300]}")
         c = codec(request)
-        out = await (c.encode(payloads.payloads) if op == "encode" else c.decode(payloads.payloads))
+        try:
+            if op == "encode":
+                if who.organization_id is not None:
+                    foreign = {o for p in payloads.payloads if (o := organization_of(p))} - {who.organization_id}
+                    if foreign:
+                        return _error(request, 403, "this key encodes only its own organization's payloads")
+                out = await c.encode_scoped(payloads.payloads, who.organization_id)
+            else:
+                out = await c.decode_scoped(payloads.payloads, who.organization_id)
+        except CodecError as exc:
+            return _error(request, 400, str(exc))
         body = json_format.MessageToJson(Payloads(payloads=out))
         return Response(body, media_type="application/json", headers=_cors(request))
 

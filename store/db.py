@@ -16,6 +16,7 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, create_engine, select
 
+from store import audit as chain
 from store.models import (
     AdminKey,
     AdminNotification,
@@ -73,13 +74,20 @@ def make_engine(url: str) -> Engine:
 class Store:
     """Synchronous queries with async wrappers (`await store.run(fn)`) for the event loop."""
 
-    def __init__(self, url: str, *, threads: int = 16) -> None:
-        """The schema is Alembic's (`worker.migrate.upgrade`, run by every process at start)."""
+    def __init__(self, url: str, audit_key: Callable[[], bytes] | None = None, *, threads: int = 16) -> None:
+        """The schema is Alembic's (`worker.migrate.upgrade`, run by every process at start). `audit_key` gives
+        the audit chain's HMAC key (the Runtime's reads it from Vault); no audit row is written without it."""
         self.url = url
         self.engine = make_engine(url)
+        self.audit_key = audit_key
         # Queries run on threads of their own, not asyncio's shared default pool (where blocking Vault calls
         # or a slow query elsewhere would make every other organization's bookkeeping wait).
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="osi-store")
+
+    def _audit_key(self) -> bytes:
+        if self.audit_key is None:
+            raise RuntimeError("the store has no audit chain key: audit rows cannot be written or verified")
+        return self.audit_key()
 
     def ping(self) -> None:
         """One round trip (readiness checks); raises when the database is unreachable."""
@@ -222,11 +230,24 @@ class Store:
             target=target,
             detail=detail or {},
         )
+        key = self._audit_key()
         with self.session() as s:
-            s.add(ev)
+            chain.lock_chain(s, organization_id)
+            chain.append(s, key, ev)
             s.commit()
             s.refresh(ev)
         return ev
+
+    def verify_audit(self, organization_id: str | None = None) -> chain.Verification:
+        """Check the audit hash chains (every organization's, or one): the first broken row of each."""
+        key = self._audit_key()
+        with self.session() as s:
+            return chain.verify(s, key, organization_id)
+
+    def audit_range(self, organization_id: str | None, since: datetime | None = None,
+                    until: datetime | None = None) -> Sequence[AuditEvent]:
+        with self.session() as s:
+            return chain.in_range(s, organization_id, since, until)
 
     def audit_log(
         self, organization_id: str | None = None, connection_id: str | None = None, limit: int = 200
@@ -251,9 +272,11 @@ class Store:
 
     def record_action(self, rows: Sequence[UsageRecord], audit: AuditEvent) -> None:
         """One transaction per action: its usage rows, the connection's counters and its audit event."""
+        key = self._audit_key()
         with self.session() as s:
+            chain.lock_chain(s, audit.organization_id)
             s.add_all(list(rows))
-            s.add(audit)
+            chain.append(s, key, audit)
             if rows and rows[0].connection_id is not None:
                 conn = s.get(Connection, rows[0].connection_id)
                 if conn is not None:

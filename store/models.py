@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from store.types import UTCField
@@ -59,9 +59,14 @@ class Connection(SQLModel, table=True):
 
 
 class AuditEvent(SQLModel, table=True):
-    """Append-only: who did what, when, to which connection, with what outcome (never a secret)."""
+    """Append-only: who did what, when, to which connection, with what outcome (never a secret).
+
+    Each organization's rows form a hash chain (`store/audit.py`): `seq` counts from 1, `prev_hash` is the previous
+    row's `hash`, `hash` the HMAC (key in Vault) of this row's content and `prev_hash`.
+    """
 
     __tablename__ = "audit_event"
+    __table_args__ = (Index("uq_audit_event_chain", "organization_id", "seq", unique=True),)
 
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = UTCField(default_factory=utcnow, index=True)
@@ -72,6 +77,9 @@ class AuditEvent(SQLModel, table=True):
     target: str | None = None
     outcome: str
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    seq: int | None = None
+    prev_hash: str | None = Field(default=None, max_length=64)
+    hash: str | None = Field(default=None, max_length=64)
 
 
 class UsageRecord(SQLModel, table=True):
@@ -169,3 +177,24 @@ class SendIntent(SQLModel, table=True):
     result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = UTCField(default_factory=utcnow)
     updated_at: datetime = UTCField(default_factory=utcnow)
+
+
+class WebhookInbox(SQLModel, table=True):
+    """A verified (signed) inbound delivery the gateway could not parse or process, kept raw so it can be
+    replayed (`osi webhooks replay`) after a fix instead of being lost. One row per distinct body and route."""
+
+    __tablename__ = "webhook_inbox"
+    __table_args__ = (UniqueConstraint("route", "body_sha256"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime = UTCField(default_factory=utcnow, index=True)
+    provider: str = Field(index=True)
+    route: str  # the request path (which connection, which endpoint)
+    content_type: str | None = None
+    body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    body_sha256: str = Field(max_length=64)
+    error: str
+    status: str = Field(default="pending", index=True)  # pending | replayed | failed
+    attempts: int = 0
+    last_error: str | None = None
+    replayed_at: datetime | None = UTCField(default=None)

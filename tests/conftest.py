@@ -79,6 +79,7 @@ def settings(stack: StackInfo, sandbox: SandboxHandle, gateway_port: int) -> Set
         sections=sandbox_sections(sandbox.url),
         breaker_failure_threshold=50,
         egress_private_hosts="127.0.0.1",
+        dev_mode=True,
         _env_file=None,  # type: ignore[call-arg]
     )
 
@@ -144,6 +145,7 @@ def task_queue(settings: Settings) -> str:
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("OSI_PAYLOAD_ENCRYPTION", "true")
+    os.environ.setdefault("OSI_DEV_MODE", "true")  # tests and the processes they start run in development mode
 
 
 # Figures the fault suite measures (attempted, lost, sent twice…), printed after the run.

@@ -111,9 +111,9 @@ async def test_microsoft_connect_flow(runtime, sandbox, gateway, settings):
     assert "code_verifier=" in str(grants[-1]["body"])
 
 
-def test_connect_links_are_signed_when_an_admin_key_exists() -> None:
-    settings = Settings(admin_api_key=SecretStr("k" * 32), gateway_public_url="https://gw.example",
-                        _env_file=None)  # type: ignore[call-arg]
+def test_connect_links_are_signed(settings: Settings) -> None:
+    settings = settings.model_copy(update={"admin_api_key": SecretStr("k" * 32), "dev_mode": False,
+                                           "gateway_public_url": "https://gw.example"})
 
     outlook, google = "/oauth/outlook/install", "/oauth/google_calendar/install"
 

@@ -171,7 +171,7 @@ async def test_kill_9_during_a_bulk_send_loses_and_repeats_nothing(client, runti
                                                                    settings) -> None:
     """Three kill -9 at random points of a 300-recipient bulk send; status webhooks flow (reconciliation)."""
     wa = await template_conn(runtime, sandbox, gateway, throughput_mps=60,
-                             settings={"reconcile_seconds": 4, "messaging_limit": "unlimited"})
+                             settings={"reconcile_seconds": 20, "messaging_limit": "unlimited"})
     recipients = numbers(722, 300)
     opt_in(runtime, wa, recipients)
     queue = f"kill-bulk-{uuid.uuid4().hex[:8]}"

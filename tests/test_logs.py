@@ -66,3 +66,33 @@ def test_configure_logging_sets_level_and_format() -> None:
     finally:
         root.setLevel(saved[0])
         root.handlers[:] = saved[1]
+
+
+def test_secret_shapes_are_redacted_and_access_lines_lose_their_query() -> None:
+    import io
+
+    from core.logs import install_filters
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    install_filters(handler)
+    log = logging.getLogger("osi.test.redaction")
+    log.addHandler(handler)
+    log.propagate = False
+    secrets_ = ["xoxb-123456789012-abcdefghijkl", "xoxe.xoxp-1-abcdefghijkl", "EAAG" + "a1" * 20,
+                "ya29.a0AfH6SMBexample_token", "whsec_" + "s" * 20, "osk_" + "k" * 30]
+    try:
+        for s in secrets_:
+            log.warning("failed with %s", s)
+        log.warning("header Authorization: Bearer abc.def.ghi-123")
+        access = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                                   ("1.2.3.4:5", "GET", "/webhooks/whatsapp/c1?hub.verify_token=sekrit", "1.1", 200),
+                                   None)
+        handler.handle(access)
+    finally:
+        log.removeHandler(handler)
+    out = stream.getvalue()
+    for s in secrets_:
+        assert s.split("-")[0] not in out or s not in out
+    assert "abc.def.ghi-123" not in out and "sekrit" not in out
+    assert "/webhooks/whatsapp/c1?[query removed]" in out and out.count("[redacted]") >= 7

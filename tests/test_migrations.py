@@ -57,7 +57,7 @@ def test_an_empty_sqlite_migrates_to_exactly_the_models(tmp_path) -> None:
 
 def test_the_audit_log_is_append_only_after_migrating(pg_url: str) -> None:
     upgrade(pg_url)
-    store = Store(pg_url)
+    store = Store(pg_url, audit_key=lambda: b"k" * 32)
     try:
         ev = store.audit("org", "t", "x", "ok")
         with pytest.raises(Exception, match="append-only"), store.engine.begin() as conn:

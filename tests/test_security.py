@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
 import secrets
 import sqlite3
 import uuid
 
 import httpx
+import uvicorn
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import text
+from temporalio.client import WorkflowFailureError
 
 from activities.whatsapp.models import SendWhatsAppMessageInput, SendWhatsAppMessageResult
 from core.connections import masked_credentials
+from core.logs import install_filters
+from gateway.app import create_app as create_gateway
 from tests import seed
 from tests.history import history_texts
+from worker.stack import free_port
 
 
 def dump_store(runtime) -> str:
@@ -54,9 +61,53 @@ async def test_canary_secret_never_leaks(client, worker, runtime, sandbox, gatew
         assert '"text":"hi"' in decoded.replace(" ", "").replace('\\', "")  # decoded view is plaintext
     for log_file in stack.data_dir.glob("*.log"):
         haystacks[log_file.name] = log_file.read_text(errors="replace")
+    haystacks["gateway access log"] = await access_log_of_verification(runtime, wa, canary)
+    assert f"/webhooks/whatsapp/{wa.connection_id}" in haystacks["gateway access log"]
     for where, text_ in haystacks.items():
         assert canary not in text_, f"canary token leaked into {where}"
         assert wa.app_secret not in text_, f"app secret leaked into {where}"
+
+
+async def access_log_of_verification(runtime, wa, canary: str) -> str:
+    """A gateway with uvicorn's access log on, through the process's log filters: Meta's verification request
+    carries the verify token in its query string (here: the canary), and a bearer header carries it too."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    install_filters(handler)
+    access = logging.getLogger("uvicorn.access")
+    access.addHandler(handler)
+    port = free_port()
+    app = create_gateway(runtime.settings, rt=runtime, temporal=None)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, log_level="info",
+                                           access_log=True))
+    task = asyncio.ensure_future(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        async with httpx.AsyncClient() as http:
+            r = await http.get(f"http://127.0.0.1:{port}/webhooks/whatsapp/{wa.connection_id}", params={
+                "hub.mode": "subscribe", "hub.verify_token": canary, "hub.challenge": "42"},
+                headers={"Authorization": f"Bearer {canary}"})
+            assert r.status_code == 403
+    finally:
+        server.should_exit = True
+        await task
+        access.removeHandler(handler)
+    return stream.getvalue()
+
+
+async def test_failure_messages_are_encrypted_in_raw_history(client, worker, runtime, sandbox, task_queue):
+    wa = await seed.whatsapp_connection(runtime, sandbox.url)
+    wid = f"fail-{uuid.uuid4().hex}"
+    try:
+        await client.execute_workflow("SendWhatsAppMessage", SendWhatsAppMessageInput(
+            organization_id=wa.organization_id, to="12", text="hi"), id=wid, task_queue=task_queue,
+            result_type=SendWhatsAppMessageResult)
+    except WorkflowFailureError:
+        pass
+    raw, decoded = await history_texts(client, wid)
+    assert "not a phone number" in decoded  # readable through the codec
+    assert "not a phone number" not in raw and "Encoded failure" in raw  # not in Temporal's storage
 
 
 async def test_payloads_are_encrypted_in_history(client, worker, runtime, sandbox, task_queue):

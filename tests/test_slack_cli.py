@@ -37,4 +37,5 @@ async def test_app_secrets_round_trip_masked(cli_env, runtime, sandbox, settings
 async def test_install_link(cli_env, settings):
     res = await invoke("slack", "install-link", "--org", "org-1", "--name", "sales")
     assert res.exit_code == 0
-    assert res.output.strip() == f"{settings.gateway_public_url}/slack/install?organization_id=org-1&name=sales"
+    assert res.output.strip().startswith(
+        f"{settings.gateway_public_url}/slack/install?organization_id=org-1&name=sales&by=operator%3Acli&exp=")

@@ -216,11 +216,14 @@ async def test_invalid_refresh_token_needs_reauth_with_the_install_link(runtime,
     (note,) = runtime.store.notifications(connection_id=conn.id)
     link = note.action_url
     assert note.kind == "reauth_required" and link in note.message
-    assert link == f"{settings.gateway_public_url}/slack/install?organization_id={org}&name=default"
+    assert link.startswith(
+        f"{settings.gateway_public_url}/slack/install?organization_id={org}&name=default&by=system&exp=")
     # The link in the notification starts a re-install, which puts the connection back to work.
     async with httpx.AsyncClient(follow_redirects=True) as http:
         r = await http.get(link + f"&team={ws.team_id}")
     assert r.status_code == 200 and "Slack connected" in r.text
+    installs = [e for e in runtime.store.audit_log(org) if e.action == "slack.install"]
+    assert installs[0].detail["requested_by"] == "system"  # who asked for the link, from the signed state
     conn = runtime.store.get_connection(conn.id)
     assert conn.status == "active" and conn.health == "healthy"
     auth = await env().run(SlackActivities(runtime).auth_test, AuthTestInput(organization_id=org))
@@ -263,17 +266,18 @@ async def test_oauth_access_is_classified(runtime, sandbox, slack_app):
     assert exc.value.code == "invalid_grant_type"
 
 
-async def test_install_links_are_signed_when_an_admin_key_is_set(runtime, settings, slack_app):
-    """With an admin key, nobody can bind their own workspace to another organization's connection name."""
+async def test_install_links_are_signed_outside_dev_mode(runtime, settings, slack_app):
+    """Nobody can bind their own workspace to another organization's connection name: links are signed with a
+    key of their own from Vault (not the admin key), bound to organization, name and who asked, and expire."""
     from pydantic import SecretStr
 
     from activities.slack.routes import install_link
     from gateway.app import create_app
 
-    plain = install_link(settings, "org1", "main")
-    assert plain.endswith("/slack/install?organization_id=org1&name=main")
-    keyed = settings.model_copy(update={"admin_api_key": SecretStr("k" * 32)})
-    link = urlparse(install_link(keyed, "org1", "main"))
+    keyed = settings.model_copy(update={"admin_api_key": SecretStr("k" * 32), "dev_mode": False})
+    signed = install_link(keyed, "org1", "main", requested_by="admin:key:ops")
+    assert "k" * 32 not in signed and "&by=admin%3Akey%3Aops&exp=" in signed
+    link = urlparse(signed)
     app = create_app(keyed)
     app.state.rt = runtime  # lifespan does not run under ASGITransport
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http:
@@ -282,6 +286,10 @@ async def test_install_links_are_signed_when_an_admin_key_is_set(runtime, settin
         assert unsigned.status_code == 401
         tampered = await http.get(f"{link.path}?{link.query.replace('org1', 'org2')}")
         assert tampered.status_code == 401
+        impostor = await http.get(f"{link.path}?{link.query.replace('admin%3Akey%3Aops', 'admin%3Akey%3Aeve')}")
+        assert impostor.status_code == 401
+        expired = urlparse(install_link(keyed, "org1", "main", ttl_seconds=-1))
+        assert (await http.get(f"{expired.path}?{expired.query}")).status_code == 401
         bearer = await http.get("/slack/install", params={"organization_id": "org1", "name": "main"},
                                 headers={"Authorization": "Bearer " + "k" * 32})
         assert bearer.status_code == 302

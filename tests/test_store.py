@@ -21,7 +21,7 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'osi.db'}"
         upgrade(url)
-        st = Store(url)
+        st = Store(url, audit_key=lambda: b"k" * 32)
         yield st
         st.dispose()
         return
@@ -29,7 +29,7 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     with psycopg.connect(PG_ADMIN, autocommit=True, user="postgres") as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     upgrade(f"postgresql://postgres@127.0.0.1:5432/{name}")
-    st = Store(f"postgresql://postgres@127.0.0.1:5432/{name}")
+    st = Store(f"postgresql://postgres@127.0.0.1:5432/{name}", audit_key=lambda: b"k" * 32)
     try:
         yield st
     finally:

@@ -27,8 +27,8 @@ _CREDS: TypeAdapter[Credentials] = TypeAdapter(Credentials)
 T = TypeVar("T")
 log = logging.getLogger("osi.vault")
 
-# Until the settings module (being moved into core/) carries these fields, the token file and the AppRole
-# secret-id file are also read from the environment here, so a container can use them today.
+# The settings pass these files (OSI_VAULT_TOKEN_FILE, OSI_VAULT_SECRET_ID_FILE); a VaultClient built without
+# settings (bootstrap, one-off scripts) still finds them in the environment.
 ENV_TOKEN_FILE = "OSI_VAULT_TOKEN_FILE"
 ENV_SECRET_ID_FILE = "OSI_VAULT_SECRET_ID_FILE"
 
@@ -150,6 +150,7 @@ class VaultClient:
         self._inflight: dict[str, asyncio.Future[Versioned]] = {}
         self.stale_served = 0  # reads answered from an expired cache entry while Vault was unreachable
         self._rechecked: dict[str, float] = {}
+        self._keys: dict[str, bytes] = {}
 
     # ---- authentication ------------------------------------------------------------------
     @property
@@ -274,6 +275,10 @@ class VaultClient:
 
     def app_path(self, provider: str) -> str:
         return f"osi/apps/{_segment(provider, 'provider')}"
+
+    def key_path(self, name: str) -> str:
+        """A key the service generates for itself (audit chain, link signing)."""
+        return f"osi/keys/{_segment(name, 'key name')}"
 
     # ---- raw KV --------------------------------------------------------------------------
     def _read_raw(self, path: str) -> tuple[dict[str, Any], int, dict[str, Any]]:
@@ -427,6 +432,26 @@ class VaultClient:
         path = self.app_path(provider)
         self._cache.pop(path, None)
         self._write_raw(path, app.to_vault())
+
+    # ---- generated keys ------------------------------------------------------------------
+    def generated_key(self, name: str, nbytes: int = 32) -> bytes:
+        """The random key `name`, created on first use. Creation is check-and-set on version 0, so processes
+        starting together agree on one key (the loser of the race reads the winner's). Kept for the process."""
+        cached = self._keys.get(name)
+        if cached is not None:
+            return cached
+        path = self.key_path(name)
+        try:
+            data, _, _ = self._read_raw(path)
+        except CredentialsMissing:
+            try:
+                self._write_raw(path, {"key": base64.b64encode(os.urandom(nbytes)).decode()}, cas=0)
+            except CASConflict:
+                pass  # another process created it first
+            data, _, _ = self._read_raw(path)
+        key = base64.b64decode(str(data["key"]))
+        self._keys[name] = key
+        return key
 
     # ---- health and transit --------------------------------------------------------------
     def is_ready(self) -> bool:

@@ -1,12 +1,17 @@
-"""Payload codec: envelope encryption of workflow payloads with a Vault transit data key."""
+"""Payload codec: envelope encryption of workflow payloads with a Vault transit data key, scoped to an organization."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+from collections import OrderedDict
 from collections.abc import Sequence
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from google.protobuf.message import DecodeError
+from hvac.exceptions import InvalidRequest
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
@@ -14,6 +19,29 @@ from vault.client import VaultClient
 
 ENCODING = b"binary/encrypted"
 KEY_META = "encryption-key-id"
+# Inside the encrypted envelope (never in clear text): the organization a payload belongs to. Without it only the
+# operator scope may decode the payload.
+ORG_META = "osi-organization"
+OPERATOR = None  # the scope that may decode every organization's payloads
+_UNWRAPPED_CACHE = 256  # wrapped data keys kept unwrapped (one per process that encoded; bounded anyway)
+
+
+class CodecError(ValueError):
+    """A payload that is not ours to decode: garbage ciphertext, a foreign key, a broken envelope."""
+
+
+def organization_of(p: Payload) -> str | None:
+    """The `organization_id` / `organizationId` of a JSON payload whose top level is an object, else None."""
+    if p.metadata.get("encoding") != b"json/plain" or b"rganization" not in p.data:
+        return None
+    try:
+        doc = json.loads(p.data)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    value = doc.get("organization_id") or doc.get("organizationId")
+    return value if isinstance(value, str) and value else None
 
 
 class VaultEnvelopeCodec(PayloadCodec):
@@ -21,7 +49,9 @@ class VaultEnvelopeCodec(PayloadCodec):
 
     One transit call per process (generate) and one per foreign key (unwrap, cached), not one per
     payload. Payloads without our encoding (e.g. started by OpenSyte's TypeScript client) pass
-    through untouched, so plain-JSON starts keep working.
+    through untouched, so plain-JSON starts keep working. Each encrypted payload carries, inside the
+    ciphertext, the organization it belongs to (from its JSON), so the codec endpoint can decode for an
+    organization's key only that organization's payloads.
     """
 
     def __init__(self, vault: VaultClient, key_name: str) -> None:
@@ -29,7 +59,7 @@ class VaultEnvelopeCodec(PayloadCodec):
         self.key_name = key_name
         self._key: bytes | None = None
         self._wrapped: str | None = None
-        self._unwrapped: dict[str, bytes] = {}
+        self._unwrapped: OrderedDict[str, bytes] = OrderedDict()
         self._lock = asyncio.Lock()
 
     async def _current(self) -> tuple[bytes, str]:
@@ -38,35 +68,76 @@ class VaultEnvelopeCodec(PayloadCodec):
                 if self._key is None:
                     key, wrapped = await asyncio.to_thread(self.vault.generate_data_key, self.key_name)
                     self._key, self._wrapped = key, wrapped
-                    self._unwrapped[wrapped] = key
         assert self._key is not None and self._wrapped is not None
         return self._key, self._wrapped
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return await self.encode_scoped(payloads)
+
+    async def encode_scoped(self, payloads: Sequence[Payload], default_organization: str | None = None
+                            ) -> list[Payload]:
+        """Encrypt; a payload's organization is its JSON's, else `default_organization` (else operator-only)."""
         key, wrapped = await self._current()
         aes = AESGCM(key)
         out = []
         for p in payloads:
+            org = organization_of(p) or default_organization
+            inner = Payload()
+            inner.CopyFrom(p)
+            if org is not None:
+                inner.metadata[ORG_META] = org.encode()
             nonce = os.urandom(12)
-            out.append(
-                Payload(
-                    metadata={"encoding": ENCODING, KEY_META: wrapped.encode()},
-                    data=nonce + aes.encrypt(nonce, p.SerializeToString(), None),
-                )
-            )
+            out.append(Payload(metadata={"encoding": ENCODING, KEY_META: wrapped.encode()},
+                               data=nonce + aes.encrypt(nonce, inner.SerializeToString(), None)))
         return out
 
+    async def _data_key(self, wrapped: str) -> bytes:
+        if wrapped == self._wrapped and self._key is not None:
+            return self._key
+        key = self._unwrapped.get(wrapped)
+        if key is None:
+            if not wrapped.startswith("vault:v"):
+                raise CodecError("the payload's key id is not a Vault transit ciphertext")
+            try:
+                key = await asyncio.to_thread(self.vault.unwrap_data_key, self.key_name, wrapped)
+            except InvalidRequest:
+                raise CodecError("Vault cannot unwrap the payload's data key") from None
+            self._unwrapped[wrapped] = key
+            while len(self._unwrapped) > _UNWRAPPED_CACHE:
+                self._unwrapped.popitem(last=False)
+        return key
+
+    async def open(self, p: Payload) -> tuple[Payload, str | None]:
+        """(plain payload, its organization) of one payload of ours; CodecError for anything else."""
+        wrapped = p.metadata.get(KEY_META)
+        if not wrapped or len(p.data) < 12 + 16:
+            raise CodecError("encrypted payload without its key id or too short")
+        try:
+            key = await self._data_key(wrapped.decode())
+            plain = AESGCM(key).decrypt(p.data[:12], p.data[12:], None)
+            inner = Payload.FromString(plain)
+        except (InvalidTag, UnicodeDecodeError, DecodeError):
+            raise CodecError("the payload does not decrypt (garbage or tampered ciphertext)") from None
+        org = inner.metadata[ORG_META].decode() if ORG_META in inner.metadata else None
+        if ORG_META in inner.metadata:
+            del inner.metadata[ORG_META]
+        return inner, org
+
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        """Everything (the worker and the CLI decode with the service's own rights)."""
+        out = []
+        for p in payloads:
+            out.append(p if p.metadata.get("encoding") != ENCODING else (await self.open(p))[0])
+        return out
+
+    async def decode_scoped(self, payloads: Sequence[Payload], organization_id: str | None) -> list[Payload]:
+        """What a caller limited to `organization_id` (None: the operator) may read: its organization's payloads
+        decrypted, every other encrypted payload returned as it came (still encrypted)."""
         out = []
         for p in payloads:
             if p.metadata.get("encoding") != ENCODING:
                 out.append(p)
                 continue
-            wrapped = p.metadata[KEY_META].decode()
-            key = self._unwrapped.get(wrapped)
-            if key is None:
-                key = await asyncio.to_thread(self.vault.unwrap_data_key, self.key_name, wrapped)
-                self._unwrapped[wrapped] = key
-            plain = AESGCM(key).decrypt(p.data[:12], p.data[12:], None)
-            out.append(Payload.FromString(plain))
+            inner, org = await self.open(p)
+            out.append(inner if organization_id is OPERATOR or org == organization_id else p)
         return out

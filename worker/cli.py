@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import httpx
 import typer
 import uvicorn
 from pydantic import TypeAdapter
@@ -19,11 +22,15 @@ from core.connections import (
     rotate_credentials,
     test_connection,
 )
+from core.inbox import REPLAY_SCOPE_KEY
 from core.logs import configure_logging
 from core.plugin import ProviderSpec, Registry
 from core.settings import get_settings
+from core.temporal import connect
 from gateway.app import create_app as create_gateway
 from sandbox.app import create_app as create_sandbox
+from store import audit as audit_chain
+from store import inbox
 from store.db import ConnectionExists, make_engine
 from vault.credentials import Credentials
 from worker import dev, main
@@ -36,6 +43,11 @@ connections = typer.Typer(help="Manage integration connections (secrets go to Va
 schema = typer.Typer(help="JSON Schemas of workflow inputs and results", no_args_is_help=True)
 admin = typer.Typer(help="Admin API keys", no_args_is_help=True)
 db = typer.Typer(help="The store's schema (Alembic migrations)", no_args_is_help=True)
+webhooks = typer.Typer(help="Verified deliveries the gateway could not process, kept for replay",
+                       no_args_is_help=True)
+audit = typer.Typer(help="The tamper-evident audit log (hash chain per organization)", no_args_is_help=True)
+# Commands that need no Vault credentials: `dev` is development mode itself; the others touch no secret.
+NO_CREDENTIALS = {"dev", "sandbox", "schema", "db"}
 
 
 def build_cli(plugins: Registry) -> typer.Typer:
@@ -43,14 +55,18 @@ def build_cli(plugins: Registry) -> typer.Typer:
     root = typer.Typer(help="OpenSyte Integrations operator CLI", no_args_is_help=True)
 
     @root.callback()
-    def main() -> None:
+    def main(ctx: typer.Context) -> None:
         use(plugins)  # what core.cli.registry() hands to every command
+        if ctx.invoked_subcommand not in NO_CREDENTIALS:
+            get_settings().require("cli")
 
     root.registered_commands += processes.registered_commands
     root.add_typer(connections, name="connections")
     root.add_typer(schema, name="schema")
     root.add_typer(admin, name="admin")
     root.add_typer(db, name="db")
+    root.add_typer(audit, name="audit")
+    root.add_typer(webhooks, name="webhooks")
     for plugin in plugins:
         if plugin.cli is not None:
             root.add_typer(plugin.cli())
@@ -212,6 +228,95 @@ def db_current() -> None:
             console.print(f"store at {current(conn) or 'no revision (empty)'}; newest {head()}")
     finally:
         engine.dispose()
+
+
+@webhooks.command("list")
+def webhooks_list(provider: str | None = typer.Option(None, "--provider"),
+                  all_: bool = typer.Option(False, "--all", help="replayed ones too")) -> None:
+    """Deliveries kept for replay (raw bodies are not printed)."""
+    rows = run_with_runtime(lambda rt: rt.store.run(inbox.pending, rt.store, None, provider, all_))
+    console.print_json(data=[r.model_dump(mode="json", exclude={"body"}) for r in rows])
+
+
+@webhooks.command("replay")
+def webhooks_replay(delivery_id: int | None = typer.Option(None, "--id", help="one delivery (default: all pending)"),
+                    provider: str | None = typer.Option(None, "--provider", help="whatsapp | slack | …")) -> None:
+    """Run kept deliveries through their route again, in this process (their signatures were checked when they
+    arrived); each is marked replayed or failed. Exit 1 when any still fails."""
+    async def go(rt: Any) -> list[dict[str, Any]]:
+        client = await connect(rt.settings)
+        gw = create_gateway(rt.settings, rt=rt, temporal=client)
+        gw.state.rt, gw.state.temporal = rt, client  # what the lifespan would set
+        out = []
+        for row in await rt.store.run(inbox.pending, rt.store, delivery_id, provider):
+            async def marked(scope: Any, receive: Any, send: Any, row_id: int = row.id or 0) -> None:
+                await gw({**scope, REPLAY_SCOPE_KEY: row_id}, receive, send)
+
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=marked), base_url="http://replay") as http:
+                resp = await http.post(row.route, content=row.body,
+                                       headers={"Content-Type": row.content_type or "application/json"})
+            ok = resp.status_code < 300
+            await rt.store.run(inbox.mark, rt.store, row.id or 0, ok=ok, error=None if ok else resp.text[:500])
+            out.append({"id": row.id, "provider": row.provider, "route": row.route, "status": resp.status_code,
+                        "ok": ok, **({} if ok else {"error": resp.text[:500]})})
+        return out
+
+    results = run_with_runtime(go)
+    console.print_json(data=results)
+    raise typer.Exit(0 if all(r["ok"] for r in results) else 1)
+
+
+@audit.command("verify")
+def audit_verify(org: str | None = typer.Option(None, "--org", help="one organization's chain (default: all)"),
+                 ) -> None:
+    """Recompute the audit hash chains; exit 1 and name the first broken row of each broken chain."""
+    result = run_with_runtime(lambda rt: rt.store.run(rt.store.verify_audit, org))
+    console.print_json(data=result.as_dict())
+    for b in result.broken:
+        console.print(f"[red]organization {b.organization_id}: first broken row id={b.id} seq={b.seq}: {b.reason}[/]")
+    raise typer.Exit(0 if result.ok else 1)
+
+
+def _when(value: str | None, what: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{what}: {value!r} is not an ISO 8601 date or time") from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+@audit.command("export")
+def audit_export(
+    org: str | None = typer.Option(None, "--org", help="one organization (default: all)"),
+    since: str | None = typer.Option(None, "--since", help="ISO 8601 start (inclusive, UTC unless given)"),
+    until: str | None = typer.Option(None, "--until", help="ISO 8601 end (exclusive)"),
+    fmt: str = typer.Option("json", "--format", help="json | csv"),
+    out: str | None = typer.Option(None, "--out", help="file to write (default: standard output)"),
+) -> None:
+    """Export audit rows of a time range with the chain verification (JSON: one document; CSV: rows, and the
+    verification on standard error). Exit 1 when a chain is broken."""
+    if fmt not in ("json", "csv"):
+        raise typer.BadParameter("--format must be json or csv")
+    start, end = _when(since, "--since"), _when(until, "--until")
+
+    async def go(rt: Any) -> tuple[list[dict[str, Any]], Any]:
+        rows = await rt.store.run(rt.store.audit_range, org, start, end)
+        return audit_chain.export_rows(rows), await rt.store.run(rt.store.verify_audit, org)
+
+    rows, result = run_with_runtime(go)
+    if fmt == "csv":
+        text = audit_chain.to_csv(rows)
+        typer.echo(json.dumps({"verification": result.as_dict()}), err=True)
+    else:
+        text = json.dumps({"organization_id": org, "since": since, "until": until,
+                           "verification": result.as_dict(), "rows": rows}, indent=1)
+    if out:
+        Path(out).write_text(text)
+    else:
+        sys.stdout.write(text)
+    raise typer.Exit(0 if result.ok else 1)
 
 
 @schema.command("export")

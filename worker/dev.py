@@ -28,6 +28,7 @@ def child_env(s: Settings) -> dict[str, str]:
     """Environment for the sandbox, gateway and worker: provider URLs point at the sandbox."""
     sandbox = f"http://{s.host}:{s.sandbox_port}"
     env = {
+        "OSI_DEV_MODE": "true",
         "OSI_DATA_DIR": str(s.data_dir),
         "OSI_TEMPORAL_ADDRESS": s.temporal_address,
         "OSI_VAULT_ADDR": s.vault_addr,
@@ -137,6 +138,7 @@ def start(s: Settings, stack: Stack) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING)
+    os.environ["OSI_DEV_MODE"] = "true"  # the local stack is development mode: dev defaults exist only here
     base = get_settings()
     # Children must see exactly the URLs the demo uses: re-read settings with the child env applied.
     os.environ.update(child_env(base))

@@ -41,6 +41,7 @@ def build_worker(client: Client, rt: Runtime, task_queue: str | None = None,
 
 async def run_worker(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
+    settings.require("worker")
     if settings.worker_metrics_port:
         start_http_server(settings.worker_metrics_port, addr=settings.host)
     upgrade(settings.database_url)

@@ -51,9 +51,11 @@ def current(conn: Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade(url: str, revision: str = "head") -> str:
+def upgrade(url: str, revision: str = "head", *, app_role: str | None = None) -> str:
     """Bring the database at `url` to `revision`; returns the revision it is at. Safe to call from several
-    processes at once (PostgreSQL advisory lock, or a lock file beside the SQLite database)."""
+    processes at once (PostgreSQL advisory lock, or a lock file beside the SQLite database). `app_role` is the
+    PostgreSQL role the worker and gateway use (default `OSI_DB_APP_ROLE`, else `osi_app`): it gets rows only,
+    and only INSERT/SELECT on the audit log."""
     engine = make_engine(url)
     try:
         lock = _sqlite_lock(url) if engine.dialect.name == "sqlite" else contextlib.nullcontext()
@@ -64,6 +66,7 @@ def upgrade(url: str, revision: str = "head") -> str:
             try:
                 cfg = config()
                 cfg.attributes["connection"] = conn
+                cfg.attributes["app_role"] = app_role
                 if current(conn) is None and inspect(conn).has_table("connection"):
                     command.stamp(cfg, BASELINE)  # made by create_all before migrations existed
                 command.upgrade(cfg, revision)

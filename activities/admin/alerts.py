@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import secrets
 import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, Field, SecretStr
@@ -19,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.slack.activities import SlackActivities
 from activities.slack.models import PostMessageInput
+from core.egress import EgressRefused
 from core.errors import IntegrationError, PermanentError, TemporaryError
 from store.alerts import AlertStore
 from vault.client import CredentialsMissing
@@ -68,24 +67,9 @@ class RouteSpec(BaseModel):
                                       "user_id": self.user_id}.items() if v}
         if not self.url:
             raise PermanentError("webhook route: url is required", code="invalid_alert_route")
-        check_webhook_url(self.url)
+        if len(self.url) > 2048:
+            raise PermanentError("url: longer than 2048 characters", code="invalid_alert_route")
         return {"url": self.url}
-
-
-def check_webhook_url(url: str) -> None:
-    """https only, except loopback (local receivers and the sandbox)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise PermanentError(f"url: {url!r} is not an http(s) URL", code="invalid_alert_route")
-    if parts.scheme == "http":
-        host = parts.hostname
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = host == "localhost"
-        if not loopback:
-            raise PermanentError("url: alert webhooks must use https (plain http only to localhost)",
-                                 code="invalid_alert_route")
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -173,10 +157,15 @@ class AlertActivities:
             raise PermanentError("webhook route: its signing secret is missing from Vault", code="secret_missing")
         body = json.dumps(payload(n), separators=(",", ":")).encode()
         ts = str(int(time.time()))
+        egress = self.rt.egress
         try:
-            resp = await self.rt.http.post(route.target["url"], content=body, headers={
-                "Content-Type": "application/json", TIMESTAMP_HEADER: ts, DELIVERY_HEADER: f"{n.id}:{route.id}",
-                SIGNATURE_HEADER: sign(creds.api_key.get_secret_value(), ts, body)})
+            # Through the egress guard: the URL is the organization's input; the worker must not reach inside.
+            async with egress.client.stream("POST", route.target["url"], content=body, headers={
+                    "Content-Type": "application/json", TIMESTAMP_HEADER: ts, DELIVERY_HEADER: f"{n.id}:{route.id}",
+                    SIGNATURE_HEADER: sign(creds.api_key.get_secret_value(), ts, body)}) as resp:
+                await egress.read_capped(resp)
+        except EgressRefused as exc:
+            raise PermanentError(f"webhook url refused: {exc}", code="egress_refused") from None
         except httpx.HTTPError as exc:  # an unreachable receiver is this route's failure, not the round's
             raise TemporaryError(f"webhook unreachable: {type(exc).__name__}", code="unreachable") from None
         if resp.status_code >= 300:
@@ -189,6 +178,11 @@ class AlertActivities:
 async def add_route(rt: Runtime, organization_id: str, spec: RouteSpec, *, actor: str) -> tuple[AlertRoute, str | None]:
     """Store a route (a webhook's new signing secret goes to Vault and is returned once); audited."""
     target = spec.target()
+    if spec.kind == "webhook":
+        try:
+            rt.egress.check_static(str(target["url"]))  # addresses are checked again at each delivery
+        except EgressRefused as exc:
+            raise PermanentError(f"url: {exc}", code="invalid_alert_route") from None
     if spec.kind == "slack":
         await rt.store.run(rt.store.find_connection, organization_id, "SLACK", str(target["connection"]))
     route = await rt.store.run(AlertStore(rt.store).add_route, organization_id, spec.kind, target, spec.min_severity,

@@ -42,14 +42,14 @@ def connect_link_cmd(
     name: str = typer.Option("default", "--name", help="connection name (several calendars per organization)"),
     tenant: str | None = typer.Option(None, "--tenant", help="Microsoft tenant (id or domain; default common)"),
     login_hint: str | None = typer.Option(None, "--login-hint", help="the account to sign in with"),
-    ttl_days: int = typer.Option(7, "--ttl-days", help="validity of a signed link (when an admin key is set)"),
+    ttl_days: int = typer.Option(7, "--ttl-days", help="validity of the signed link"),
 ) -> None:
     """The URL an administrator opens to connect (or reconnect) a calendar with OAuth (PKCE)."""
     provider = registry().provider_for(_type(type_))
     assert provider.spec.install_path is not None
     extra = {k: v for k, v in {"tenant": tenant, "login_hint": login_hint}.items() if v}
     console.print(connect_link(get_settings(), provider.spec.install_path, org, name,
-                               ttl_seconds=ttl_days * 86_400, **extra))
+                               ttl_seconds=ttl_days * 86_400, requested_by="operator:cli", **extra))
 
 
 @app.command("events")

@@ -2,8 +2,9 @@
 written to Vault and the connection (re)activated. Each calendar provider supplies its `ConnectFlow`.
 
 GET {install_path}?organization_id=…&name=…[&login_hint=…][&tenant=…]
-    → 302 to the provider's consent page. When a signing key is configured the link must be signed
-      (`exp` + `sig`, see `core.links`) or carry the operator key as a bearer token.
+    → 302 to the provider's consent page. The link must be signed (`by` + `exp` + `sig`, see `core.links`; only
+      development mode accepts unsigned links) or carry the operator key as a bearer token. The state records
+      who asked (`by`), and so does the audit event of the completed connect.
 GET {install_path minus /install}/callback?code=…&state=…
     → exchanges the code (with the PKCE verifier) through the pipeline and stores the tokens.
 
@@ -26,7 +27,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from activities.calendar.settings import CalendarSettings
 from activities.calendar.store import consume_state, issue_state
 from core.errors import IntegrationError
-from core.links import link_allowed
+from core.links import link_requester
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -91,8 +92,9 @@ def router(provider: Provider, flow: ConnectFlow) -> APIRouter:
         if not (_valid_segment(organization_id) and _valid_segment(name) and _valid_segment(tenant)):
             return _page("Invalid connect link", "organization_id, name and tenant may hold letters, digits and "
                          "_.@- only (at most 128 characters).", 400)
-        if not link_allowed(settings, install_path, organization_id, name, request.query_params,
-                            request.headers.get("authorization")):
+        requester = link_requester(settings, install_path, organization_id, name, request.query_params,
+                                   request.headers.get("authorization"))
+        if requester is None:
             return _page("Not authorized", "This connect link is not signed or has expired; ask an administrator "
                          "for a new one (osi calendar connect-link).", 401)
         try:
@@ -102,7 +104,7 @@ def router(provider: Provider, flow: ConnectFlow) -> APIRouter:
         state = secrets.token_urlsafe(32)
         _, challenge = pkce_pair(secret, state)
         await rt.store.run(issue_state, rt.store, state, provider.name, organization_id, name,
-                           rt.section(CalendarSettings).oauth_state_ttl_seconds, tenant)
+                           rt.section(CalendarSettings).oauth_state_ttl_seconds, tenant, requester)
         params = {"client_id": client_id, "redirect_uri": callback_url(settings, provider), "response_type": "code",
                   "state": state, "code_challenge": challenge, "code_challenge_method": "S256"}
         if login_hint:
@@ -126,7 +128,8 @@ def router(provider: Provider, flow: ConnectFlow) -> APIRouter:
             log.warning("calendar connect failed for %s/%s: %s", provider.name, pending.connection_name, exc.message)
             return _page("Not connected", exc.message, 400)
         await rt.store.run(rt.store.audit, pending.organization_id, "oauth", f"{provider.name}.connect", "ok",
-                           target=f"{provider.integration_type}/{pending.connection_name}")
+                           target=f"{provider.integration_type}/{pending.connection_name}",
+                           detail={"requested_by": pending.requested_by})
         return _page("Calendar connected", f"{who} is connected to organization {pending.organization_id} as "
                      f"connection {pending.connection_name!r}.")
 

@@ -27,6 +27,7 @@ class CalendarOAuthState(SQLModel, table=True):
     organization_id: str = Field(index=True)
     connection_name: str
     tenant: str | None = None
+    requested_by: str | None = None  # the admin key (label) that asked for the connect link
     created_at: datetime = UTCField(default_factory=utcnow)
     expires_at: datetime = UTCField(index=True)
 
@@ -36,9 +37,10 @@ def _hash(state: str) -> str:
 
 
 def issue_state(store: Store, state: str, provider: str, organization_id: str, connection_name: str,
-                ttl_seconds: float, tenant: str | None = None) -> CalendarOAuthState:
+                ttl_seconds: float, tenant: str | None = None, requested_by: str | None = None
+                ) -> CalendarOAuthState:
     row = CalendarOAuthState(state_hash=_hash(state), provider=provider, organization_id=organization_id,
-                             connection_name=connection_name, tenant=tenant,
+                             connection_name=connection_name, tenant=tenant, requested_by=requested_by,
                              expires_at=utcnow() + timedelta(seconds=ttl_seconds))
     with store.session() as s:
         # Expired states are swept as new ones are issued, so the table stays small without a job.

@@ -64,10 +64,10 @@ def app_show() -> None:
 def install_link_cmd(
     org: str = typer.Option(..., "--org", help="OpenSyte organization id"),
     name: str = typer.Option("default", "--name", help="connection name (several workspaces per organization)"),
-    ttl_days: int = typer.Option(7, "--ttl-days", help="validity of a signed link (when an admin key is set)"),
+    ttl_days: int = typer.Option(7, "--ttl-days", help="validity of the signed link"),
 ) -> None:
     """The URL an administrator opens to install (or re-install) the Slack app for a connection."""
-    console.print(install_link(get_settings(), org, name, ttl_seconds=ttl_days * 86_400))
+    console.print(install_link(get_settings(), org, name, ttl_seconds=ttl_days * 86_400, requested_by="operator:cli"))
 
 
 @app.command("post")

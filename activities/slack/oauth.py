@@ -54,7 +54,7 @@ class StateStore(OAuthStateStore):
         organization_id, name = kwargs["organization_id"], kwargs["name"]
         state = secrets.token_urlsafe(24)
         slack_store.issue_state(self.store, state, organization_id, name, self.ttl_seconds,
-                                kwargs.get("auto_join"))
+                                kwargs.get("auto_join"), kwargs.get("requested_by"))
         return state
 
     def consume(self, state: str) -> bool:

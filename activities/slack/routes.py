@@ -35,7 +35,8 @@ from activities.slack.settings import SlackSettings
 from activities.slack.spec import SPEC
 from activities.slack.webhooks import COMMENT_ACTION, COMMENT_BLOCK, COMMENT_CALLBACK, SlackRequest
 from core.errors import ConfigurationError, IntegrationError
-from core.links import LINK_TTL_SECONDS, connect_link, link_allowed
+from core.inbox import is_replay, refuse
+from core.links import LINK_TTL_SECONDS, connect_link, link_requester
 from core.settings import Settings
 
 log = logging.getLogger("osi.gateway.slack")
@@ -47,10 +48,11 @@ HELP = ("Usage: `/opensyte status` shows this workspace's OpenSyte connections a
 
 
 # ---- install links ------------------------------------------------------------------------
-def install_link(settings: Settings, organization_id: str, name: str, ttl_seconds: int = LINK_TTL_SECONDS) -> str:
+def install_link(settings: Settings, organization_id: str, name: str, ttl_seconds: int = LINK_TTL_SECONDS,
+                 requested_by: str = "system") -> str:
     """The URL an administrator opens to install (or re-install) the app for a connection."""
     assert SPEC.install_path is not None
-    return connect_link(settings, SPEC.install_path, organization_id, name, ttl_seconds)
+    return connect_link(settings, SPEC.install_path, organization_id, name, ttl_seconds, requested_by=requested_by)
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
@@ -69,29 +71,52 @@ async def _signing_secret(request: Request) -> str:
 
 
 async def _verified(request: Request) -> tuple[bytes, SlackRequest] | Response:
-    """Raw bytes verified first; then parsed. 401 for anything not signed by Slack right now."""
+    """Raw bytes verified first; then parsed. 401 for anything not signed by Slack right now; a signed body we
+    cannot parse is kept for replay and answered 400."""
     raw = await request.body()
-    secret = await _signing_secret(request)
-    if not webhooks.verify_request(secret, raw, request.headers):
-        # A rotated signing secret (`osi slack app-set` on another process) is re-read once, rate limited.
-        vault = request.app.state.rt.vault
-        if not await vault.recheck(vault.app_path(oauth.APP)) or not webhooks.verify_request(
-                await _signing_secret(request), raw, request.headers):
-            return JSONResponse({"error": "invalid request"}, status_code=401)
+    if not is_replay(request):
+        secret = await _signing_secret(request)
+        if not webhooks.verify_request(secret, raw, request.headers):
+            # A rotated signing secret (`osi slack app-set` on another process) is re-read once, rate limited.
+            vault = request.app.state.rt.vault
+            if not await vault.recheck(vault.app_path(oauth.APP)) or not webhooks.verify_request(
+                    await _signing_secret(request), raw, request.headers):
+                return JSONResponse({"error": "invalid request"}, status_code=401)
     try:
         parsed = webhooks.parse(raw)
     except webhooks.MalformedRequest as exc:
-        return JSONResponse({"error": str(exc)}, status_code=400)
+        return await refuse(request.app.state.rt, "slack", request, raw, f"malformed request: {exc}")
     return raw, parsed
 
 
 async def _first_time(request: Request, req: SlackRequest) -> bool:
+    """Not handled yet (the key is recorded by `_handled`, only once processing succeeded, so a retry of a
+    delivery that failed half-way is processed again instead of being swallowed as a duplicate)."""
     rt = request.app.state.rt
-    first = await rt.store.run(slack_store.first_delivery, rt.store, req.dedupe_key, req.kind)
-    if not first:
+    seen = await rt.store.run(slack_store.seen_delivery, rt.store, req.dedupe_key)
+    if seen:
         log.info("slack: duplicate delivery %s (retry %s, reason %s)", req.kind,
                  request.headers.get(webhooks.RETRY_NUM_HEADER), request.headers.get(webhooks.RETRY_REASON_HEADER))
-    return first
+    return not seen
+
+
+async def _handled(request: Request, req: SlackRequest) -> None:
+    rt = request.app.state.rt
+    await rt.store.run(slack_store.first_delivery, rt.store, req.dedupe_key, req.kind)
+
+
+def _guarded(handler: Any) -> Any:
+    """A verified request whose processing fails unexpectedly is kept for replay and answered 4xx, not 500."""
+    async def run(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except Exception as exc:
+            log.exception("slack: processing %s failed", request.url.path)
+            raw = await request.body()
+            return await refuse(request.app.state.rt, "slack", request, raw,
+                                f"could not process: {type(exc).__name__}", 422)
+    run.__name__ = handler.__name__
+    return run
 
 
 def _spawn(request: Request, coro: Any) -> None:
@@ -191,8 +216,9 @@ def router() -> APIRouter:
             rt.vault.connection_path(organization_id, SPEC.integration_type, name)
         except ValueError as exc:
             return _page("Invalid install link", str(exc), 400)
-        if not link_allowed(request.app.state.settings, INSTALL_PATH, organization_id, name, request.query_params,
-                            request.headers.get("authorization")):
+        requester = link_requester(request.app.state.settings, INSTALL_PATH, organization_id, name,
+                                   request.query_params, request.headers.get("authorization"))
+        if requester is None:
             return _page("Not authorized", "This install link is not signed or has expired; ask an "
                          "administrator for a new one (osi slack install-link).", 401)
         try:
@@ -200,7 +226,8 @@ def router() -> APIRouter:
         except IntegrationError as exc:
             return _page("Slack app not configured", exc.message, 503)
         store = oauth.StateStore(rt.store, rt.section(SlackSettings).state_ttl_seconds)
-        state = await rt.store.run(store.issue, organization_id=organization_id, name=name, auto_join=auto_join)
+        state = await rt.store.run(store.issue, organization_id=organization_id, name=name, auto_join=auto_join,
+                                   requested_by=requester)
         if team is not None and not team.isalnum():
             return _page("Invalid install link", f"team {team!r} is not a Slack team id", 400)
         return RedirectResponse(oauth.authorize_url(request.app.state.settings, app.client_id, state, team),
@@ -224,14 +251,19 @@ def router() -> APIRouter:
                                        auto_join=pending.auto_join, actor="oauth:slack")
         except IntegrationError as exc:
             await rt.store.run(rt.store.audit, pending.organization_id, "oauth:slack", "slack.install",
-                               exc.error_class.value, target=pending.connection_name, detail=exc.to_dict())
+                               exc.error_class.value, target=pending.connection_name,
+                               detail={**exc.to_dict(), "requested_by": pending.requested_by})
             return _page("Installation failed", f"{exc.message} ({exc.code})",
                          502 if exc.error_class.value == "TemporaryError" else 400)
+        await rt.store.run(rt.store.audit, pending.organization_id, "oauth:slack", "slack.install", "ok",
+                           connection_id=conn.id, target=pending.connection_name,
+                           detail={"requested_by": pending.requested_by, "team_id": conn.settings.get("team_id")})
         team = conn.settings.get("team_name") or conn.settings.get("team_id")
         return _page("Slack connected", f"Workspace {team} is connected as {conn.name!r} for organization "
                      f"{conn.organization_id}. You can close this window.")
 
     @r.post("/slack/events")
+    @_guarded
     async def events(request: Request) -> Response:
         checked = await _verified(request)
         if isinstance(checked, Response):
@@ -246,9 +278,11 @@ def router() -> APIRouter:
             await _mark_uninstalled(request, req.team_id, str(etype))
         else:
             log.info("slack event %s ignored", etype)
+        await _handled(request, req)
         return JSONResponse({"ok": True})
 
     @r.post("/slack/interactivity")
+    @_guarded
     async def interactivity(request: Request) -> Response:
         checked = await _verified(request)
         if isinstance(checked, Response):
@@ -275,10 +309,12 @@ def router() -> APIRouter:
                 log.info("slack: interaction for %s not delivered: %s", workflow_id, why)
                 _spawn(request, _respond(request, response_url, "This request is no longer open."
                                          if why == "closed" else "Could not record that; please try again."))
+        await _handled(request, req)
         # view_submission: an empty 200 closes the modal.
         return Response(status_code=200)
 
     @r.post("/slack/commands")
+    @_guarded
     async def commands(request: Request) -> Response:
         checked = await _verified(request)
         if isinstance(checked, Response):
@@ -287,6 +323,7 @@ def router() -> APIRouter:
         if not await _first_time(request, req):
             return Response(status_code=200)
         form = req.payload
+        await _handled(request, req)  # a slash command is answered once, whatever follows
         words = str(form.get("text") or "").split()
         if not words or words[0].lower() != "status":
             return JSONResponse({"response_type": "ephemeral", "text": HELP})

@@ -29,6 +29,7 @@ class SlackOAuthState(SQLModel, table=True):
     organization_id: str = Field(index=True)
     connection_name: str
     auto_join: bool | None = None
+    requested_by: str | None = None  # the admin key (label) that asked for the connect link
     created_at: datetime = UTCField(default_factory=utcnow)
     expires_at: datetime = UTCField(index=True)
 
@@ -44,9 +45,10 @@ class SlackDelivery(SQLModel, table=True):
 
 
 def issue_state(store: Store, state: str, organization_id: str, connection_name: str, ttl_seconds: float,
-                auto_join: bool | None = None) -> SlackOAuthState:
+                auto_join: bool | None = None, requested_by: str | None = None) -> SlackOAuthState:
     row = SlackOAuthState(state=state, organization_id=organization_id, connection_name=connection_name,
-                          auto_join=auto_join, expires_at=utcnow() + timedelta(seconds=ttl_seconds))
+                          auto_join=auto_join, requested_by=requested_by,
+                          expires_at=utcnow() + timedelta(seconds=ttl_seconds))
     with store.session() as s:
         # Expired states are swept as new ones are issued: the table stays small without a job.
         s.execute(delete(SlackOAuthState).where(col(SlackOAuthState.expires_at) < utcnow()))
@@ -67,6 +69,12 @@ def consume_state(store: Store, state: str) -> SlackOAuthState | None:
     if row.expires_at < utcnow():
         return None
     return row
+
+
+def seen_delivery(store: Store, key: str) -> bool:
+    """Whether a delivery key was already handled."""
+    with store.session() as s:
+        return s.get(SlackDelivery, key[:300]) is not None
 
 
 def first_delivery(store: Store, key: str, kind: str, keep: timedelta = timedelta(days=1)) -> bool:

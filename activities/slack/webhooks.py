@@ -97,6 +97,19 @@ class SlackRequest:
         return self.payload.get("challenge") if self.kind == "url_verification" else None
 
 
+def _o(value: Any) -> dict[str, Any]:
+    """An object where Slack sends one; any other shape counts as absent (a signed body is still Slack's)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _l(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _s(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def _body_hash(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()[:32]
 
@@ -107,28 +120,26 @@ def parse(body: bytes) -> SlackRequest:
     if text.startswith("{"):
         try:
             doc = json.loads(text)
-        except ValueError as exc:
-            raise MalformedRequest(f"body is not JSON: {exc}") from None
-        if not isinstance(doc, dict) or "type" not in doc:
+        except (ValueError, RecursionError) as exc:
+            raise MalformedRequest(f"body is not JSON: {str(exc)[:200]}") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("type"), str):
             raise MalformedRequest("Events API body without a type")
-        kind = str(doc["type"])
-        event: dict[str, Any] = doc["event"] if isinstance(doc.get("event"), dict) else {}
-        return SlackRequest(kind=kind, team_id=doc.get("team_id"), user_id=event.get("user"), payload=doc,
-                            dedupe_key=f"event:{doc.get('event_id') or _body_hash(body)}", event=event)
+        kind = doc["type"]
+        event = _o(doc.get("event"))
+        return SlackRequest(kind=kind, team_id=_s(doc.get("team_id")), user_id=_s(event.get("user")), payload=doc,
+                            dedupe_key=f"event:{_s(doc.get('event_id')) or _body_hash(body)}", event=event)
     form = {k: v[-1] for k, v in parse_qs(text, keep_blank_values=True).items()}
     if "payload" in form:
         try:
             doc = json.loads(form["payload"])
-        except ValueError as exc:
-            raise MalformedRequest(f"payload is not JSON: {exc}") from None
-        if not isinstance(doc, dict) or "type" not in doc:
+        except (ValueError, RecursionError) as exc:
+            raise MalformedRequest(f"payload is not JSON: {str(exc)[:200]}") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("type"), str):
             raise MalformedRequest("interaction payload without a type")
-        team = doc.get("team") or {}
-        user = doc.get("user") or {}
-        view = doc.get("view") or {}
-        key = doc.get("trigger_id") or (f"{view.get('id')}:{view.get('hash')}" if view else _body_hash(body))
-        return SlackRequest(kind=str(doc["type"]), team_id=team.get("id") or user.get("team_id"),
-                            user_id=user.get("id"), payload=doc, dedupe_key=f"{doc['type']}:{key}")
+        team, user, view = _o(doc.get("team")), _o(doc.get("user")), _o(doc.get("view"))
+        key = _s(doc.get("trigger_id")) or (f"{view.get('id')}:{view.get('hash')}" if view else _body_hash(body))
+        return SlackRequest(kind=doc["type"], team_id=_s(team.get("id")) or _s(user.get("team_id")),
+                            user_id=_s(user.get("id")), payload=doc, dedupe_key=f"{doc['type']}:{key}")
     if "command" in form:
         return SlackRequest(kind="command", team_id=form.get("team_id"), user_id=form.get("user_id"),
                             payload=form, dedupe_key=f"command:{form.get('trigger_id') or _body_hash(body)}")
@@ -149,50 +160,51 @@ def _decision(action_id: str | None) -> str | None:
 def interactions(req: SlackRequest) -> list[tuple[str, SlackInteraction]]:
     """(workflow id, interaction) for each of our actions in a verified request; others are ignored."""
     p = req.payload
-    user = p.get("user") or {}
-    base: dict[str, Any] = {"team_id": req.team_id or "", "user_id": user.get("id") or "",
-                            "user_name": user.get("username") or user.get("name")}
+    user = _o(p.get("user"))
+    base: dict[str, Any] = {"team_id": req.team_id or "", "user_id": _s(user.get("id")) or "",
+                            "user_name": _s(user.get("username")) or _s(user.get("name"))}
     out: list[tuple[str, SlackInteraction]] = []
     if req.kind == "block_actions":
-        container = p.get("container") or {}
-        channel = (p.get("channel") or {}).get("id") or container.get("channel_id")
-        message_ts = container.get("message_ts") or (p.get("message") or {}).get("ts")
-        for action in p.get("actions") or []:
-            action_id = action.get("action_id")
-            wf = None
-            if str(action_id or "").startswith(ACTION_PREFIX) and action.get("value"):
-                wf = str(action["value"])
-            wf = wf or workflow_of_block(action.get("block_id"))
+        container = _o(p.get("container"))
+        channel = _s(_o(p.get("channel")).get("id")) or _s(container.get("channel_id"))
+        message_ts = _s(container.get("message_ts")) or _s(_o(p.get("message")).get("ts"))
+        for action in _l(p.get("actions")):
+            action = _o(action)
+            action_id, block_id, value = _s(action.get("action_id")), _s(action.get("block_id")), \
+                _s(action.get("value"))
+            wf = value if (action_id or "").startswith(ACTION_PREFIX) and value else None
+            wf = wf or workflow_of_block(block_id)
             if not wf:
                 continue
             out.append((wf, SlackInteraction(
-                kind="block_actions", action_id=action_id, block_id=action.get("block_id"),
-                value=action.get("value"), channel_id=channel, message_ts=message_ts,
-                action_ts=action.get("action_ts"), decision=_decision(action_id), **base)))
+                kind="block_actions", action_id=action_id, block_id=block_id, value=value, channel_id=channel,
+                message_ts=message_ts, action_ts=_s(action.get("action_ts")), decision=_decision(action_id),
+                **base)))
     elif req.kind == "view_submission":
-        view = p.get("view") or {}
+        view = _o(p.get("view"))
         if view.get("callback_id") != COMMENT_CALLBACK:
             return []
         try:
-            meta = json.loads(view.get("private_metadata") or "{}")
-        except ValueError:
+            meta = _o(json.loads(_s(view.get("private_metadata")) or "{}"))
+        except (ValueError, RecursionError):
             return []
-        values = (view.get("state") or {}).get("values") or {}
-        comment = ((values.get(COMMENT_BLOCK) or {}).get(COMMENT_ACTION) or {}).get("value")
+        values = _o(_o(view.get("state")).get("values"))
+        comment = _o(_o(values.get(COMMENT_BLOCK)).get(COMMENT_ACTION)).get("value")
         comment = str(comment)[:COMMENT_MAX] if comment else None
-        if meta.get("wf"):
+        decision = meta.get("decision") if meta.get("decision") in ("approve", "reject") else None
+        if _s(meta.get("wf")):
             out.append((str(meta["wf"]), SlackInteraction(
-                kind="view_submission", callback_id=COMMENT_CALLBACK, channel_id=meta.get("channel"),
-                message_ts=meta.get("ts"), action_ts=str(view.get("id")), comment=comment,
-                decision=meta.get("decision") if meta.get("decision") in ("approve", "reject") else None,
-                action_id={"approve": APPROVE_ACTION, "reject": REJECT_ACTION}.get(meta.get("decision", "")),
+                kind="view_submission", callback_id=COMMENT_CALLBACK, channel_id=_s(meta.get("channel")),
+                message_ts=_s(meta.get("ts")), action_ts=str(view.get("id")), comment=comment,
+                decision=decision, action_id={"approve": APPROVE_ACTION, "reject": REJECT_ACTION}.get(decision or ""),
                 **base)))
     elif req.kind == "message_action":
-        message = p.get("message") or {}
-        wf = next((w for b in message.get("blocks") or [] if (w := workflow_of_block(b.get("block_id")))), None)
+        message = _o(p.get("message"))
+        wf = next((w for b in _l(message.get("blocks")) if (w := workflow_of_block(_s(_o(b).get("block_id"))))),
+                  None)
         if wf:
             out.append((wf, SlackInteraction(
-                kind="message_action", callback_id=p.get("callback_id"),
-                channel_id=(p.get("channel") or {}).get("id"), message_ts=message.get("ts"),
-                action_ts=p.get("action_ts"), **base)))
+                kind="message_action", callback_id=_s(p.get("callback_id")),
+                channel_id=_s(_o(p.get("channel")).get("id")), message_ts=_s(message.get("ts")),
+                action_ts=_s(p.get("action_ts")), **base)))
     return out

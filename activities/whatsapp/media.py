@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import ipaddress
-import socket
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -14,6 +11,7 @@ import httpx
 from activities.whatsapp.client import WhatsAppClient
 from activities.whatsapp.models import MediaInfo, MediaRefInput, UploadMediaInput, UploadMediaResult
 from activities.whatsapp.provider import PROVIDER
+from core.egress import EgressRefused
 from core.errors import PermanentError, TemporaryError
 
 if TYPE_CHECKING:
@@ -57,41 +55,20 @@ def media_kind(mime_type: str, size: int | None = None) -> tuple[str, int]:
     return kind, limit
 
 
-async def check_source_host(url: str, allowed_private: set[str]) -> None:
-    """Only http(s) to public addresses: a workflow input must not reach the worker's private network
-    (cloud metadata, internal services). Hosts in `allowed_private` are exempt (the local sandbox)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise PermanentError(f"source_url: {url!r} is not an http(s) URL", code="invalid_source_url",
-                             details={"field": "source_url"})
-    host = parts.hostname
-    if host in allowed_private:
-        return
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
-    except socket.gaierror:
-        raise TemporaryError(f"source_url: cannot resolve {host!r}", code="source_unresolvable") from None
-    for info in infos:
-        addr = ipaddress.ip_address(info[4][0])
-        if not addr.is_global:
-            raise PermanentError(f"source_url: {host!r} resolves to a non-public address ({addr}); add it to "
-                                 "OSI_MEDIA_FETCH_PRIVATE_HOSTS to allow it", code="invalid_source_url",
-                                 details={"field": "source_url"})
-
-
 async def fetch_source(rt: Runtime, inp: UploadMediaInput) -> tuple[bytes, str, str]:
-    """(content, MIME type, message kind), refusing what Meta would refuse before downloading all of it."""
-    allowed = {h.strip() for h in rt.settings.egress_private_hosts.split(",") if h.strip()}
-    await check_source_host(inp.source_url, allowed)
+    """(content, MIME type, message kind), refusing what Meta would refuse before downloading all of it. The URL
+    is a workflow input: it goes through the egress guard (public https only, pinned address, redirects
+    re-checked), so it cannot reach the worker's private network (cloud metadata, internal services)."""
     if inp.mime_type:
         media_kind(inp.mime_type)
+    egress = rt.egress
     try:
-        async with rt.http.stream("GET", inp.source_url) as resp:
+        egress.check_static(inp.source_url)
+        async with egress.client.stream("GET", inp.source_url) as resp:
             if resp.status_code in (408, 429) or resp.status_code >= 500:
                 raise TemporaryError(f"source_url answered HTTP {resp.status_code}", code="source_unavailable")
             if resp.status_code != 200:
-                raise PermanentError(f"source_url answered HTTP {resp.status_code} (redirects are not followed: "
-                                     "give the file's final URL)", code="source_not_found",
+                raise PermanentError(f"source_url answered HTTP {resp.status_code}", code="source_not_found",
                                      details={"field": "source_url", "status": resp.status_code})
             mime = (inp.mime_type or resp.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
             if not mime:
@@ -106,6 +83,12 @@ async def fetch_source(rt: Runtime, inp: UploadMediaInput) -> tuple[bytes, str, 
                 if size > limit:  # stop reading at once: the size check is what protects the worker
                     media_kind(mime, size)
                 chunks.append(chunk)
+    except EgressRefused as exc:
+        raise PermanentError(f"source_url: {exc}", code="invalid_source_url",
+                             details={"field": "source_url"}) from None
+    except httpx.TooManyRedirects:
+        raise PermanentError("source_url: too many redirects", code="source_not_found",
+                             details={"field": "source_url"}) from None
     except httpx.TimeoutException:
         raise TemporaryError("source_url timed out", code="source_timeout") from None
     except httpx.TransportError as exc:

@@ -19,6 +19,7 @@ from activities.whatsapp.models import (
 )
 from activities.whatsapp.settings import WhatsAppSettings
 from activities.whatsapp.spec import SPEC
+from core.inbox import is_replay, refuse
 from store.models import Connection
 from vault.client import CredentialsMissing
 from vault.credentials import BearerTokenCredentials
@@ -70,7 +71,7 @@ def router() -> APIRouter:
         raw = await request.body()  # verify the exact bytes Meta signed, before any parsing
         found = await _connection_secrets(request, connection_id)
         signature = request.headers.get(webhooks.SIGNATURE_HEADER)
-        if not _verified(found, raw, signature):
+        if not (is_replay(request) and found) and not _verified(found, raw, signature):
             # The app secret may have been rotated since we cached it (`osi connections rotate` elsewhere).
             rt = request.app.state.rt
             if found is None or not await rt.vault.recheck(rt.credentials_path(found[0])):
@@ -79,10 +80,11 @@ def router() -> APIRouter:
             if not _verified(found, raw, signature):
                 return JSONResponse({"error": "invalid signature"}, status_code=401)
         assert found is not None
+        rt = request.app.state.rt
         try:
             batch = webhooks.parse(raw)
         except webhooks.MalformedWebhook as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
+            return await refuse(rt, "whatsapp", request, raw, f"malformed delivery: {exc}")
         if batch.unknown:
             log.info("whatsapp webhook: ignoring unknown parts %s", batch.unknown)
         try:
@@ -91,6 +93,9 @@ def router() -> APIRouter:
             # Temporal unreachable: a 5xx makes Meta redeliver; the store side is idempotent.
             log.warning("whatsapp webhook: could not signal conversations: %s", exc.status)
             return JSONResponse({"error": "temporarily unavailable"}, status_code=503)
+        except Exception as exc:  # a signed delivery we cannot process is kept, not lost (and not a 500)
+            log.exception("whatsapp webhook: processing failed")
+            return await refuse(rt, "whatsapp", request, raw, f"could not process: {type(exc).__name__}", 422)
         return JSONResponse({"ok": True})
 
     return r

@@ -39,3 +39,9 @@ path "transit/encrypt/osi-payloads" {
 path "transit/decrypt/osi-payloads" {
   capabilities = ["update"]
 }
+
+# Keys the service generates for itself on first use (audit-chain HMAC, connect-link signing): create
+# (only when absent: check-and-set on version 0) and read; never update, so nobody swaps a key in place.
+path "secret/data/osi/keys/*" {
+  capabilities = ["create", "read"]
+}

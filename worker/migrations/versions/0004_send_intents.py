@@ -8,8 +8,8 @@ from sqlmodel.sql.sqltypes import AutoString
 
 import store.types
 
-revision = '0003'
-down_revision = '0002'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
