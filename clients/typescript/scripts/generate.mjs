@@ -42,6 +42,8 @@ for (const file of files) {
     additionalProperties: false,
     unreachableDefinitions: false,
     strictIndexSignatures: true,
+    // minItems would make tuples ([X, ...X[]]) that a mapped array never satisfies; the service checks sizes.
+    ignoreMinAndMaxItems: true,
     format: true,
   });
   outputs.set(`${workflow}.${kind}.ts`, ts);

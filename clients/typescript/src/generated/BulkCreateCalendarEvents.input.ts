@@ -33,7 +33,7 @@ export interface BulkCreateCalendarEventsInput1 {
    * @minItems 1
    * @maxItems 1000
    */
-  events: [EventSpec, ...EventSpec[]];
+  events: EventSpec[];
   /**
    * OpenSyte row metadata: accepted and ignored
    */
@@ -118,15 +118,7 @@ export interface EventSpec {
       }
     | string
     | null;
-  reminders?:
-    | Reminders
-    | []
-    | [number | Reminder]
-    | [number | Reminder, number | Reminder]
-    | [number | Reminder, number | Reminder, number | Reminder]
-    | [number | Reminder, number | Reminder, number | Reminder, number | Reminder]
-    | [number | Reminder, number | Reminder, number | Reminder, number | Reminder, number | Reminder]
-    | null;
+  reminders?: Reminders | (number | Reminder)[] | null;
   show_as?: "busy" | "free";
   /**
    * ISO datetime (or date when isAllDay)
@@ -159,13 +151,7 @@ export interface Reminders {
   /**
    * @maxItems 5
    */
-  overrides?:
-    | []
-    | [Reminder]
-    | [Reminder, Reminder]
-    | [Reminder, Reminder, Reminder]
-    | [Reminder, Reminder, Reminder, Reminder]
-    | [Reminder, Reminder, Reminder, Reminder, Reminder];
+  overrides?: Reminder[];
   use_default?: boolean;
 }
 export interface Reminder {
@@ -200,7 +186,7 @@ export interface BulkCreateCalendarEventsInputCamel {
    * @minItems 1
    * @maxItems 1000
    */
-  events: [EventSpecCamel, ...EventSpecCamel[]];
+  events: EventSpecCamel[];
   /**
    * OpenSyte row metadata: accepted and ignored
    */
@@ -285,15 +271,7 @@ export interface EventSpecCamel {
       }
     | string
     | null;
-  reminders?:
-    | RemindersCamel
-    | []
-    | [number | Reminder]
-    | [number | Reminder, number | Reminder]
-    | [number | Reminder, number | Reminder, number | Reminder]
-    | [number | Reminder, number | Reminder, number | Reminder, number | Reminder]
-    | [number | Reminder, number | Reminder, number | Reminder, number | Reminder, number | Reminder]
-    | null;
+  reminders?: RemindersCamel | (number | Reminder)[] | null;
   showAs?: "busy" | "free";
   /**
    * ISO datetime (or date when isAllDay)
@@ -326,12 +304,6 @@ export interface RemindersCamel {
   /**
    * @maxItems 5
    */
-  overrides?:
-    | []
-    | [Reminder]
-    | [Reminder, Reminder]
-    | [Reminder, Reminder, Reminder]
-    | [Reminder, Reminder, Reminder, Reminder]
-    | [Reminder, Reminder, Reminder, Reminder, Reminder];
+  overrides?: Reminder[];
   useDefault?: boolean;
 }

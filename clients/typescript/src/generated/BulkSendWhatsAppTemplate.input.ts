@@ -60,7 +60,7 @@ export interface BulkSendWhatsAppTemplateInput1 {
    * @minItems 1
    * @maxItems 10000
    */
-  recipients: [BulkRecipient, ...BulkRecipient[]];
+  recipients: BulkRecipient[];
   /**
    * OpenSyte row metadata: accepted and ignored
    */
@@ -96,12 +96,12 @@ export interface BulkSendWhatsAppTemplateInput1 {
  */
 export interface BulkRecipient {
   body?:
-    | (string | number | number | TemplateParam)[]
+    | (string | number | TemplateParam)[]
     | {
-        [k: string]: (string | number | number | TemplateParam) | undefined;
+        [k: string]: (string | number | TemplateParam) | undefined;
       };
   buttons?: TemplateButtonParams[];
-  header?: (string | number | number | TemplateParam)[];
+  header?: (string | number | TemplateParam)[];
   to: string;
 }
 /**
@@ -157,7 +157,7 @@ export interface Location {
  */
 export interface TemplateButtonParams {
   index: number;
-  parameters?: (string | number | number | TemplateParam)[];
+  parameters?: (string | number | TemplateParam)[];
   sub_type?: "quick_reply" | "url" | "copy_code";
 }
 export interface BulkSendWhatsAppTemplateInputCamel {
@@ -215,7 +215,7 @@ export interface BulkSendWhatsAppTemplateInputCamel {
    * @minItems 1
    * @maxItems 10000
    */
-  recipients: [BulkRecipientCamel, ...BulkRecipientCamel[]];
+  recipients: BulkRecipientCamel[];
   /**
    * OpenSyte row metadata: accepted and ignored
    */
@@ -251,12 +251,12 @@ export interface BulkSendWhatsAppTemplateInputCamel {
  */
 export interface BulkRecipientCamel {
   body?:
-    | (string | number | number | TemplateParamCamel)[]
+    | (string | number | TemplateParamCamel)[]
     | {
-        [k: string]: (string | number | number | TemplateParamCamel) | undefined;
+        [k: string]: (string | number | TemplateParamCamel) | undefined;
       };
   buttons?: TemplateButtonParamsCamel[];
-  header?: (string | number | number | TemplateParamCamel)[];
+  header?: (string | number | TemplateParamCamel)[];
   to: string;
 }
 /**
@@ -294,6 +294,6 @@ export interface DateTimeValueCamel {
  */
 export interface TemplateButtonParamsCamel {
   index: number;
-  parameters?: (string | number | number | TemplateParamCamel)[];
+  parameters?: (string | number | TemplateParamCamel)[];
   subType?: "quick_reply" | "url" | "copy_code";
 }

@@ -66,15 +66,7 @@ export interface CalendarActionInput {
       }
     | string
     | null;
-  reminders?:
-    | Reminders
-    | []
-    | [number | Reminder]
-    | [number | Reminder, number | Reminder]
-    | [number | Reminder, number | Reminder, number | Reminder]
-    | [number | Reminder, number | Reminder, number | Reminder, number | Reminder]
-    | [number | Reminder, number | Reminder, number | Reminder, number | Reminder, number | Reminder]
-    | null;
+  reminders?: Reminders | (number | Reminder)[] | null;
   send_updates?: "all" | "externalOnly" | "none";
   show_as?: "busy" | "free";
   start_time: string;
@@ -131,13 +123,7 @@ export interface Reminders {
   /**
    * @maxItems 5
    */
-  overrides?:
-    | []
-    | [Reminder]
-    | [Reminder, Reminder]
-    | [Reminder, Reminder, Reminder]
-    | [Reminder, Reminder, Reminder, Reminder]
-    | [Reminder, Reminder, Reminder, Reminder, Reminder];
+  overrides?: Reminder[];
   use_default?: boolean;
 }
 export interface Reminder {
@@ -205,15 +191,7 @@ export interface CalendarActionInputCamel {
       }
     | string
     | null;
-  reminders?:
-    | RemindersCamel
-    | []
-    | [number | Reminder]
-    | [number | Reminder, number | Reminder]
-    | [number | Reminder, number | Reminder, number | Reminder]
-    | [number | Reminder, number | Reminder, number | Reminder, number | Reminder]
-    | [number | Reminder, number | Reminder, number | Reminder, number | Reminder, number | Reminder]
-    | null;
+  reminders?: RemindersCamel | (number | Reminder)[] | null;
   sendUpdates?: "all" | "externalOnly" | "none";
   showAs?: "busy" | "free";
   startTime: string;
@@ -270,12 +248,6 @@ export interface RemindersCamel {
   /**
    * @maxItems 5
    */
-  overrides?:
-    | []
-    | [Reminder]
-    | [Reminder, Reminder]
-    | [Reminder, Reminder, Reminder]
-    | [Reminder, Reminder, Reminder, Reminder]
-    | [Reminder, Reminder, Reminder, Reminder, Reminder];
+  overrides?: Reminder[];
   useDefault?: boolean;
 }

@@ -17,7 +17,7 @@ export interface ScheduleMeetingInput1 {
    * @minItems 1
    * @maxItems 49
    */
-  attendees: [string | MeetingAttendee, ...(string | MeetingAttendee)[]];
+  attendees: (string | MeetingAttendee)[];
   calendar_id?: string | null;
   connection?: string;
   /**
@@ -58,15 +58,7 @@ export interface ScheduleMeetingInput1 {
   organization_id: string;
   organizer: string;
   organizer_working_hours?: WorkingHours | null;
-  reminders?:
-    | Reminders
-    | []
-    | [number | Reminder]
-    | [number | Reminder, number | Reminder]
-    | [number | Reminder, number | Reminder, number | Reminder]
-    | [number | Reminder, number | Reminder, number | Reminder, number | Reminder]
-    | [number | Reminder, number | Reminder, number | Reminder, number | Reminder, number | Reminder]
-    | null;
+  reminders?: Reminders | (number | Reminder)[] | null;
   send_updates?: "all" | "externalOnly" | "none";
   /**
    * OpenSyte row metadata: accepted and ignored
@@ -122,10 +114,7 @@ export interface WorkingHours {
   /**
    * @minItems 1
    */
-  days?: [
-    "monday" | "tuesday" | "wednesday" | "thursday" | "friday" | "saturday" | "sunday",
-    ...("monday" | "tuesday" | "wednesday" | "thursday" | "friday" | "saturday" | "sunday")[]
-  ];
+  days?: ("monday" | "tuesday" | "wednesday" | "thursday" | "friday" | "saturday" | "sunday")[];
   end?: string;
   start?: string;
   time_zone?: string;
@@ -137,13 +126,7 @@ export interface Reminders {
   /**
    * @maxItems 5
    */
-  overrides?:
-    | []
-    | [Reminder]
-    | [Reminder, Reminder]
-    | [Reminder, Reminder, Reminder]
-    | [Reminder, Reminder, Reminder, Reminder]
-    | [Reminder, Reminder, Reminder, Reminder, Reminder];
+  overrides?: Reminder[];
   use_default?: boolean;
 }
 export interface Reminder {
@@ -162,7 +145,7 @@ export interface ScheduleMeetingInputCamel {
    * @minItems 1
    * @maxItems 49
    */
-  attendees: [string | MeetingAttendeeCamel, ...(string | MeetingAttendeeCamel)[]];
+  attendees: (string | MeetingAttendeeCamel)[];
   calendarId?: string | null;
   connection?: string;
   /**
@@ -203,15 +186,7 @@ export interface ScheduleMeetingInputCamel {
   organizationId: string;
   organizer: string;
   organizerWorkingHours?: WorkingHoursCamel | null;
-  reminders?:
-    | RemindersCamel
-    | []
-    | [number | Reminder]
-    | [number | Reminder, number | Reminder]
-    | [number | Reminder, number | Reminder, number | Reminder]
-    | [number | Reminder, number | Reminder, number | Reminder, number | Reminder]
-    | [number | Reminder, number | Reminder, number | Reminder, number | Reminder, number | Reminder]
-    | null;
+  reminders?: RemindersCamel | (number | Reminder)[] | null;
   sendUpdates?: "all" | "externalOnly" | "none";
   /**
    * OpenSyte row metadata: accepted and ignored
@@ -267,10 +242,7 @@ export interface WorkingHoursCamel {
   /**
    * @minItems 1
    */
-  days?: [
-    "monday" | "tuesday" | "wednesday" | "thursday" | "friday" | "saturday" | "sunday",
-    ...("monday" | "tuesday" | "wednesday" | "thursday" | "friday" | "saturday" | "sunday")[]
-  ];
+  days?: ("monday" | "tuesday" | "wednesday" | "thursday" | "friday" | "saturday" | "sunday")[];
   end?: string;
   start?: string;
   timeZone?: string;
@@ -282,12 +254,6 @@ export interface RemindersCamel {
   /**
    * @maxItems 5
    */
-  overrides?:
-    | []
-    | [Reminder]
-    | [Reminder, Reminder]
-    | [Reminder, Reminder, Reminder]
-    | [Reminder, Reminder, Reminder, Reminder]
-    | [Reminder, Reminder, Reminder, Reminder, Reminder];
+  overrides?: Reminder[];
   useDefault?: boolean;
 }

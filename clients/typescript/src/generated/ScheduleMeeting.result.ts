@@ -31,10 +31,7 @@ export interface WorkingHours {
   /**
    * @minItems 1
    */
-  days: [
-    "monday" | "tuesday" | "wednesday" | "thursday" | "friday" | "saturday" | "sunday",
-    ...("monday" | "tuesday" | "wednesday" | "thursday" | "friday" | "saturday" | "sunday")[]
-  ];
+  days: ("monday" | "tuesday" | "wednesday" | "thursday" | "friday" | "saturday" | "sunday")[];
   end: string;
   start: string;
   time_zone: string;
@@ -98,13 +95,7 @@ export interface Reminders {
   /**
    * @maxItems 5
    */
-  overrides:
-    | []
-    | [Reminder]
-    | [Reminder, Reminder]
-    | [Reminder, Reminder, Reminder]
-    | [Reminder, Reminder, Reminder, Reminder]
-    | [Reminder, Reminder, Reminder, Reminder, Reminder];
+  overrides: Reminder[];
   use_default: boolean;
 }
 export interface Reminder {

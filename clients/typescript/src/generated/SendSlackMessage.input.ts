@@ -43,81 +43,7 @@ export interface SendSlackMessageInput1 {
   /**
    * @maxItems 10
    */
-  fallback?:
-    | []
-    | [ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute]
-    | [
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute
-      ]
-    | [
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute
-      ]
-    | [
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute
-      ]
-    | [
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute
-      ]
-    | [
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute
-      ]
-    | [
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute
-      ]
-    | [
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute
-      ]
-    | [
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute
-      ]
-    | [
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute
-      ];
+  fallback?: (ChannelRoute | DirectMessageRoute | WhatsAppRoute | AdminRoute)[];
   icon_emoji?: string | null;
   icon_url?: string | null;
   /**
@@ -208,7 +134,7 @@ export interface WhatsAppRoute {
   /**
    * E.164 numbers (one string is accepted)
    */
-  to: [string, ...string[]] | string;
+  to: string[] | string;
 }
 /**
  * Record the message as a notification for the organization's administrators.
@@ -254,81 +180,7 @@ export interface SendSlackMessageInputCamel {
   /**
    * @maxItems 10
    */
-  fallback?:
-    | []
-    | [ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute]
-    | [
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute
-      ]
-    | [
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute
-      ]
-    | [
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute
-      ]
-    | [
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute
-      ]
-    | [
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute
-      ]
-    | [
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute
-      ]
-    | [
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute
-      ]
-    | [
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute
-      ]
-    | [
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute,
-        ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute
-      ];
+  fallback?: (ChannelRoute | DirectMessageRouteCamel | WhatsAppRoute | AdminRoute)[];
   iconEmoji?: string | null;
   iconUrl?: string | null;
   /**

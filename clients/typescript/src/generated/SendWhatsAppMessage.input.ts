@@ -28,13 +28,7 @@ export interface SendWhatsAppMessageInput1 {
   /**
    * @maxItems 5
    */
-  contacts?:
-    | []
-    | [Contact]
-    | [Contact, Contact]
-    | [Contact, Contact, Contact]
-    | [Contact, Contact, Contact, Contact]
-    | [Contact, Contact, Contact, Contact, Contact];
+  contacts?: Contact[];
   /**
    * OpenSyte row metadata: accepted and ignored
    */
@@ -301,13 +295,7 @@ export interface SendWhatsAppMessageInputCamel {
   /**
    * @maxItems 5
    */
-  contacts?:
-    | []
-    | [Contact]
-    | [Contact, Contact]
-    | [Contact, Contact, Contact]
-    | [Contact, Contact, Contact, Contact]
-    | [Contact, Contact, Contact, Contact, Contact];
+  contacts?: Contact[];
   /**
    * OpenSyte row metadata: accepted and ignored
    */

@@ -93,15 +93,7 @@ export interface EventPatch {
       }
     | string
     | null;
-  reminders?:
-    | Reminders
-    | []
-    | [number | Reminder]
-    | [number | Reminder, number | Reminder]
-    | [number | Reminder, number | Reminder, number | Reminder]
-    | [number | Reminder, number | Reminder, number | Reminder, number | Reminder]
-    | [number | Reminder, number | Reminder, number | Reminder, number | Reminder, number | Reminder]
-    | null;
+  reminders?: Reminders | (number | Reminder)[] | null;
   show_as?: ("busy" | "free") | null;
   start_time?: string | null;
   timezone?: string | null;
@@ -128,13 +120,7 @@ export interface Reminders {
   /**
    * @maxItems 5
    */
-  overrides?:
-    | []
-    | [Reminder]
-    | [Reminder, Reminder]
-    | [Reminder, Reminder, Reminder]
-    | [Reminder, Reminder, Reminder, Reminder]
-    | [Reminder, Reminder, Reminder, Reminder, Reminder];
+  overrides?: Reminder[];
   use_default?: boolean;
 }
 export interface Reminder {
@@ -229,15 +215,7 @@ export interface EventPatchCamel {
       }
     | string
     | null;
-  reminders?:
-    | RemindersCamel
-    | []
-    | [number | Reminder]
-    | [number | Reminder, number | Reminder]
-    | [number | Reminder, number | Reminder, number | Reminder]
-    | [number | Reminder, number | Reminder, number | Reminder, number | Reminder]
-    | [number | Reminder, number | Reminder, number | Reminder, number | Reminder, number | Reminder]
-    | null;
+  reminders?: RemindersCamel | (number | Reminder)[] | null;
   showAs?: ("busy" | "free") | null;
   startTime?: string | null;
   timezone?: string | null;
@@ -264,12 +242,6 @@ export interface RemindersCamel {
   /**
    * @maxItems 5
    */
-  overrides?:
-    | []
-    | [Reminder]
-    | [Reminder, Reminder]
-    | [Reminder, Reminder, Reminder]
-    | [Reminder, Reminder, Reminder, Reminder]
-    | [Reminder, Reminder, Reminder, Reminder, Reminder];
+  overrides?: Reminder[];
   useDefault?: boolean;
 }

@@ -65,13 +65,7 @@ export interface Reminders {
   /**
    * @maxItems 5
    */
-  overrides:
-    | []
-    | [Reminder]
-    | [Reminder, Reminder]
-    | [Reminder, Reminder, Reminder]
-    | [Reminder, Reminder, Reminder, Reminder]
-    | [Reminder, Reminder, Reminder, Reminder, Reminder];
+  overrides: Reminder[];
   use_default: boolean;
 }
 export interface Reminder {
