@@ -37,9 +37,12 @@ class ContractOrg:
         return asdict(self)
 
 
-async def contract_org(rt: Runtime, sandbox_url: str, gateway_url: str, org: str | None = None) -> ContractOrg:
+async def contract_org(rt: Runtime, sandbox_url: str, gateway_url: str, org: str | None = None, *,
+                       google_email: str | None = None, outlook_email: str | None = None,
+                       slack_ids: tuple[str, str] | None = None) -> ContractOrg:
     """WhatsApp (templates greeting + order_update, opted-in customers), Slack (a workspace with #general and
-    ann), Google Calendar and Outlook connections, all named `default`, in one organization."""
+    ann; fixed ids when `slack_ids` = (channel, user)), Google Calendar and Outlook connections, all named
+    `default`, in one organization."""
     org = org or f"org_{uuid.uuid4().hex[:10]}"
     customers = ["+16505551234", "+16505551235", "+16505551236"]
     wa = await seed.whatsapp_connection(rt, sandbox_url, org=org,
@@ -50,11 +53,14 @@ async def contract_org(rt: Runtime, sandbox_url: str, gateway_url: str, org: str
             r.raise_for_status()
     WhatsAppStore(rt.store).opt_in(org, wa.phone_number_id, [c.lstrip("+") for c in customers], "contract test")
     await ensure_app(rt, sandbox_url, gateway_url)
-    ws = await create_workspace(sandbox_url, users={"ann": {"email": "ann@example.com"}},
-                                channels={"general": {"members": ["ann"]}})
+    channel_id, user_id = slack_ids or (None, None)
+    ws = await create_workspace(sandbox_url, users={"ann": {"email": "ann@example.com", "id": user_id}},
+                                channels={"general": {"members": ["ann"], "id": channel_id}})
     await direct_connection(rt, sandbox_url, org, ws)
-    google = await calendar_seed.google_connection(rt, sandbox_url, org=org, time_zone="Europe/Berlin")
-    outlook = await calendar_seed.outlook_connection(rt, sandbox_url, org=org, time_zone="America/New_York")
+    google = await calendar_seed.google_connection(rt, sandbox_url, org=org, email=google_email,
+                                                   time_zone="Europe/Berlin")
+    outlook = await calendar_seed.outlook_connection(rt, sandbox_url, org=org, email=outlook_email,
+                                                     time_zone="America/New_York")
     guest = f"{calendar_seed.uid('guest')}@example.com"
     await calendar_seed.google_user(sandbox_url, guest, "Europe/London")
     return ContractOrg(org, wa.phone_number_id, customers, ws.team_id, ws.channels["general"], ws.users["ann"],

@@ -6,8 +6,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from temporalio.exceptions import ApplicationError
 from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 
 from activities.calendar.model import BulkCreateCalendarEventsInput, BulkCreateCalendarEventsResult, EventSpec
 from tests import calendar_seed as seed
