@@ -72,9 +72,9 @@ class WorkflowInput(ContractModel):
 
 
 def listify(value: Any) -> Any:
-    """One item where a list is expected (`"to": "+1650…"`) becomes a list of one; pair it with a
-    `BeforeValidator(listify, json_schema_input_type=<list type> | <item type>)` so the schema says so."""
-    return [value] if isinstance(value, (str, int, float, dict)) else value
+    """One string where a list of strings is expected (`"to": "+1650…"`) becomes a list of one; pair it with
+    `BeforeValidator(listify, json_schema_input_type=<list type> | str)` so the schema says so."""
+    return [value] if isinstance(value, str) else value
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 
-from core.contract import OPENSYTE_ROW_METADATA, WorkflowInput
+from core.contract import IGNORED_FIELDS, OPENSYTE_ROW_METADATA, WorkflowInput
 from worker.registry import REGISTRATIONS, Registration, registry, workflows
 
 CAMEL = "Camel"  # suffix of the camelCase twin of a definition
@@ -75,8 +75,11 @@ def _rename_refs(node: Any, renamed: set[str]) -> Any:
     return node
 
 
-def _metadata_properties() -> dict[str, Any]:
-    return {name: {"description": "OpenSyte row metadata: accepted and ignored"} for name in OPENSYTE_ROW_METADATA}
+def _metadata_properties(camel_only: bool) -> dict[str, Any]:
+    """OpenSyte's row columns (camelCase as Prisma returns them; the snake_case spelling also ignores their
+    snake_case forms)."""
+    names = OPENSYTE_ROW_METADATA if camel_only else sorted(IGNORED_FIELDS)
+    return {name: {"description": "OpenSyte row metadata: accepted and ignored"} for name in names}
 
 
 def input_schema(model: type[BaseModel], types: list[str] | None = None) -> dict[str, Any]:
@@ -105,7 +108,7 @@ def input_schema(model: type[BaseModel], types: list[str] | None = None) -> dict
     for t in top:
         props = defs[t].setdefault("properties", {})
         if issubclass(model, WorkflowInput):
-            for meta, schema in _metadata_properties().items():
+            for meta, schema in _metadata_properties(camel_only=t.endswith(CAMEL)).items():
                 props.setdefault(meta, schema)
         for key in ("integration_type", "integrationType"):
             if types and key in props:

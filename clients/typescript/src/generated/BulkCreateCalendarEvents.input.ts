@@ -13,6 +13,10 @@ export interface BulkCreateCalendarEventsInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   actionId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  action_id?: unknown;
   calendar_id?: string | null;
   /**
    * events per activity (Graph sends them 20 per $batch)
@@ -28,6 +32,14 @@ export interface BulkCreateCalendarEventsInput1 {
    */
   createdById?: unknown;
   /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  created_at?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  created_by_id?: unknown;
+  /**
    * split larger sets
    *
    * @minItems 1
@@ -41,6 +53,10 @@ export interface BulkCreateCalendarEventsInput1 {
   /**
    * OpenSyte row metadata: accepted and ignored
    */
+  execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
   id?: unknown;
   /**
    * defaults to the workflow id
@@ -50,6 +66,10 @@ export interface BulkCreateCalendarEventsInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   integrationId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  integration_id?: unknown;
   integration_type: "GOOGLE_CALENDAR" | "OUTLOOK_CALENDAR";
   /**
    * OpenSyte row metadata: accepted and ignored
@@ -59,6 +79,14 @@ export interface BulkCreateCalendarEventsInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   nodeId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  node_execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  node_id?: unknown;
   organization_id: string;
   send_updates?: "all" | "externalOnly" | "none";
   /**
@@ -68,7 +96,15 @@ export interface BulkCreateCalendarEventsInput1 {
   /**
    * OpenSyte row metadata: accepted and ignored
    */
+  template_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
   triggerId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  trigger_id?: unknown;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
@@ -77,6 +113,14 @@ export interface BulkCreateCalendarEventsInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   updatedById?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  updated_at?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  updated_by_id?: unknown;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
@@ -89,6 +133,18 @@ export interface BulkCreateCalendarEventsInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   workflowNodeId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_node_id?: unknown;
 }
 /**
  * What to create: OpenSyte's CalendarAction fields (same names), plus a few of our own.

@@ -10,6 +10,10 @@ export interface BulkSendWhatsAppTemplateInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   actionId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  action_id?: unknown;
   batch_size?: number;
   /**
    * sends in flight per batch; about throughput x latency is enough
@@ -27,7 +31,19 @@ export interface BulkSendWhatsAppTemplateInput1 {
   /**
    * OpenSyte row metadata: accepted and ignored
    */
+  created_at?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  created_by_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
   executionId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  execution_id?: unknown;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
@@ -41,6 +57,10 @@ export interface BulkSendWhatsAppTemplateInput1 {
    */
   integrationId?: unknown;
   /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  integration_id?: unknown;
+  /**
    * a language code like en_US
    */
   language?: string;
@@ -53,6 +73,14 @@ export interface BulkSendWhatsAppTemplateInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   nodeId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  node_execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  node_id?: unknown;
   organization_id: string;
   /**
    * split larger audiences into several sends
@@ -65,6 +93,10 @@ export interface BulkSendWhatsAppTemplateInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   templateId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  template_id?: unknown;
   template_name: string;
   /**
    * OpenSyte row metadata: accepted and ignored
@@ -73,11 +105,23 @@ export interface BulkSendWhatsAppTemplateInput1 {
   /**
    * OpenSyte row metadata: accepted and ignored
    */
+  trigger_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
   updatedAt?: unknown;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
   updatedById?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  updated_at?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  updated_by_id?: unknown;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
@@ -90,6 +134,18 @@ export interface BulkSendWhatsAppTemplateInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   workflowNodeId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_node_id?: unknown;
 }
 /**
  * One recipient of a bulk template send with its own parameters.

@@ -10,6 +10,10 @@ export interface CancelCalendarEventInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   actionId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  action_id?: unknown;
   calendar_id?: string | null;
   connection?: string;
   /**
@@ -20,6 +24,14 @@ export interface CancelCalendarEventInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   createdById?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  created_at?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  created_by_id?: unknown;
   etag?: string | null;
   event_id: string;
   /**
@@ -29,11 +41,19 @@ export interface CancelCalendarEventInput1 {
   /**
    * OpenSyte row metadata: accepted and ignored
    */
+  execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
   id?: unknown;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
   integrationId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  integration_id?: unknown;
   integration_type: "GOOGLE_CALENDAR" | "OUTLOOK_CALENDAR";
   /**
    * OpenSyte row metadata: accepted and ignored
@@ -43,6 +63,14 @@ export interface CancelCalendarEventInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   nodeId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  node_execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  node_id?: unknown;
   organization_id: string;
   send_updates?: "all" | "externalOnly" | "none";
   /**
@@ -52,7 +80,15 @@ export interface CancelCalendarEventInput1 {
   /**
    * OpenSyte row metadata: accepted and ignored
    */
+  template_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
   triggerId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  trigger_id?: unknown;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
@@ -61,6 +97,14 @@ export interface CancelCalendarEventInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   updatedById?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  updated_at?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  updated_by_id?: unknown;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
@@ -73,6 +117,18 @@ export interface CancelCalendarEventInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   workflowNodeId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_node_id?: unknown;
 }
 export interface CancelCalendarEventInputCamel {
   /**

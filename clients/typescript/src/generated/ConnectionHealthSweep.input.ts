@@ -16,6 +16,10 @@ export interface SweepInput {
   /**
    * OpenSyte row metadata: accepted and ignored
    */
+  action_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
   createdAt?: unknown;
   /**
    * OpenSyte row metadata: accepted and ignored
@@ -24,7 +28,19 @@ export interface SweepInput {
   /**
    * OpenSyte row metadata: accepted and ignored
    */
+  created_at?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  created_by_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
   executionId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  execution_id?: unknown;
   expiry_warning_days?: number;
   /**
    * OpenSyte row metadata: accepted and ignored
@@ -37,11 +53,23 @@ export interface SweepInput {
   /**
    * OpenSyte row metadata: accepted and ignored
    */
+  integration_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
   nodeExecutionId?: unknown;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
   nodeId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  node_execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  node_id?: unknown;
   organization_id?: string | null;
   run_connection_tests?: boolean;
   /**
@@ -51,7 +79,15 @@ export interface SweepInput {
   /**
    * OpenSyte row metadata: accepted and ignored
    */
+  template_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
   triggerId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  trigger_id?: unknown;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
@@ -60,6 +96,14 @@ export interface SweepInput {
    * OpenSyte row metadata: accepted and ignored
    */
   updatedById?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  updated_at?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  updated_by_id?: unknown;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
@@ -72,6 +116,18 @@ export interface SweepInput {
    * OpenSyte row metadata: accepted and ignored
    */
   workflowNodeId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_node_id?: unknown;
 }
 /**
  * Which connections to check; all organizations when `organization_id` is None.

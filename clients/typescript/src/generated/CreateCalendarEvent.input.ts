@@ -14,6 +14,10 @@ export interface CalendarActionInput {
    */
   actionId?: unknown;
   /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  action_id?: unknown;
+  /**
    * @maxItems 500
    */
   attendees?: (string | Attendee)[];
@@ -28,6 +32,14 @@ export interface CalendarActionInput {
    * OpenSyte row metadata: accepted and ignored
    */
   createdById?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  created_at?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  created_by_id?: unknown;
   description?: string | null;
   dst_gap_policy?: ("reject" | "shift") | null;
   end_time: string;
@@ -35,6 +47,10 @@ export interface CalendarActionInput {
    * OpenSyte row metadata: accepted and ignored
    */
   executionId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  execution_id?: unknown;
   horizon_days?: number;
   /**
    * OpenSyte row metadata: accepted and ignored
@@ -45,6 +61,10 @@ export interface CalendarActionInput {
    * OpenSyte row metadata: accepted and ignored
    */
   integrationId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  integration_id?: unknown;
   integration_type: "GOOGLE_CALENDAR" | "OUTLOOK_CALENDAR";
   is_all_day?: boolean;
   location?: string | null;
@@ -56,6 +76,14 @@ export interface CalendarActionInput {
    * OpenSyte row metadata: accepted and ignored
    */
   nodeId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  node_execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  node_id?: unknown;
   online_meeting?: boolean;
   organization_id: string;
   organizer?: string | null;
@@ -74,6 +102,10 @@ export interface CalendarActionInput {
    * OpenSyte row metadata: accepted and ignored
    */
   templateId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  template_id?: unknown;
   timezone?: string;
   title: string;
   /**
@@ -83,11 +115,23 @@ export interface CalendarActionInput {
   /**
    * OpenSyte row metadata: accepted and ignored
    */
+  trigger_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
   updatedAt?: unknown;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
   updatedById?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  updated_at?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  updated_by_id?: unknown;
   variables?: {
     [k: string]: unknown | undefined;
   };
@@ -103,6 +147,18 @@ export interface CalendarActionInput {
    * OpenSyte row metadata: accepted and ignored
    */
   workflowNodeId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_node_id?: unknown;
   working_hours_only?: boolean;
 }
 /**

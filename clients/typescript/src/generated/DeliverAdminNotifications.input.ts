@@ -16,6 +16,10 @@ export interface DeliverInput {
   /**
    * OpenSyte row metadata: accepted and ignored
    */
+  action_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
   createdAt?: unknown;
   /**
    * OpenSyte row metadata: accepted and ignored
@@ -24,7 +28,19 @@ export interface DeliverInput {
   /**
    * OpenSyte row metadata: accepted and ignored
    */
+  created_at?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  created_by_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
   executionId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  execution_id?: unknown;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
@@ -33,6 +49,10 @@ export interface DeliverInput {
    * OpenSyte row metadata: accepted and ignored
    */
   integrationId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  integration_id?: unknown;
   limit?: number;
   max_age_hours?: number;
   max_attempts?: number;
@@ -44,6 +64,14 @@ export interface DeliverInput {
    * OpenSyte row metadata: accepted and ignored
    */
   nodeId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  node_execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  node_id?: unknown;
   organization_id?: string | null;
   /**
    * OpenSyte row metadata: accepted and ignored
@@ -52,7 +80,15 @@ export interface DeliverInput {
   /**
    * OpenSyte row metadata: accepted and ignored
    */
+  template_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
   triggerId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  trigger_id?: unknown;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
@@ -61,6 +97,14 @@ export interface DeliverInput {
    * OpenSyte row metadata: accepted and ignored
    */
   updatedById?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  updated_at?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  updated_by_id?: unknown;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
@@ -73,6 +117,18 @@ export interface DeliverInput {
    * OpenSyte row metadata: accepted and ignored
    */
   workflowNodeId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_node_id?: unknown;
 }
 /**
  * One delivery round: every due (notification, route) pair, oldest first.

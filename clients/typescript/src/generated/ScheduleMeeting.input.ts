@@ -14,6 +14,10 @@ export interface ScheduleMeetingInput1 {
    */
   actionId?: unknown;
   /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  action_id?: unknown;
+  /**
    * @minItems 1
    * @maxItems 49
    */
@@ -28,12 +32,24 @@ export interface ScheduleMeetingInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   createdById?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  created_at?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  created_by_id?: unknown;
   description?: string | null;
   duration_minutes?: number;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
   executionId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  execution_id?: unknown;
   granularity_minutes?: number;
   /**
    * OpenSyte row metadata: accepted and ignored
@@ -44,6 +60,10 @@ export interface ScheduleMeetingInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   integrationId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  integration_id?: unknown;
   integration_type: "GOOGLE_CALENDAR" | "OUTLOOK_CALENDAR";
   location?: string | null;
   /**
@@ -54,6 +74,14 @@ export interface ScheduleMeetingInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   nodeId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  node_execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  node_id?: unknown;
   online_meeting?: boolean;
   organization_id: string;
   organizer: string;
@@ -64,6 +92,10 @@ export interface ScheduleMeetingInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   templateId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  template_id?: unknown;
   /**
    * the organizer's IANA zone (slot alignment, event zone)
    */
@@ -76,11 +108,23 @@ export interface ScheduleMeetingInput1 {
   /**
    * OpenSyte row metadata: accepted and ignored
    */
+  trigger_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
   updatedAt?: unknown;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
   updatedById?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  updated_at?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  updated_by_id?: unknown;
   window_end: string;
   /**
    * RFC 3339 with offset, or wall time in `timezone`
@@ -98,6 +142,18 @@ export interface ScheduleMeetingInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   workflowNodeId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_node_id?: unknown;
   working_hours_only?: boolean;
 }
 /**

@@ -15,6 +15,10 @@ export interface SendSlackMessageInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   actionId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  action_id?: unknown;
   as_user?: boolean;
   attachments?:
     | {
@@ -39,7 +43,19 @@ export interface SendSlackMessageInput1 {
   /**
    * OpenSyte row metadata: accepted and ignored
    */
+  created_at?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  created_by_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
   executionId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  execution_id?: unknown;
   /**
    * @maxItems 10
    */
@@ -55,6 +71,10 @@ export interface SendSlackMessageInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   integrationId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  integration_id?: unknown;
   message?: string | null;
   /**
    * OpenSyte row metadata: accepted and ignored
@@ -64,12 +84,24 @@ export interface SendSlackMessageInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   nodeId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  node_execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  node_id?: unknown;
   organization_id: string;
   reply_broadcast?: boolean;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
   templateId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  template_id?: unknown;
   thread_ts?: string | null;
   /**
    * OpenSyte row metadata: accepted and ignored
@@ -78,11 +110,23 @@ export interface SendSlackMessageInput1 {
   /**
    * OpenSyte row metadata: accepted and ignored
    */
+  trigger_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
   updatedAt?: unknown;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
   updatedById?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  updated_at?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  updated_by_id?: unknown;
   user_id?: string | null;
   username?: string | null;
   variables?: {
@@ -100,6 +144,18 @@ export interface SendSlackMessageInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   workflowNodeId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_node_id?: unknown;
   workspace_id?: string | null;
 }
 /**

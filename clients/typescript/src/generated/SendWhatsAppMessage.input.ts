@@ -20,6 +20,10 @@ export interface SendWhatsAppMessageInput1 {
    */
   actionId?: unknown;
   /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  action_id?: unknown;
+  /**
    * accepted; the connection decides
    */
   business_account_id?: string | null;
@@ -40,7 +44,19 @@ export interface SendWhatsAppMessageInput1 {
   /**
    * OpenSyte row metadata: accepted and ignored
    */
+  created_at?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  created_by_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
   executionId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  execution_id?: unknown;
   /**
    * wait (durably) when the portfolio's 24 h messaging limit is reached
    */
@@ -54,6 +70,10 @@ export interface SendWhatsAppMessageInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   integrationId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  integration_id?: unknown;
   interactive?: Interactive | null;
   location?: Location | null;
   media?: Media | null;
@@ -70,6 +90,14 @@ export interface SendWhatsAppMessageInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   nodeId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  node_execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  node_id?: unknown;
   organization_id: string;
   preview_url?: boolean;
   reaction?: Reaction | null;
@@ -79,6 +107,10 @@ export interface SendWhatsAppMessageInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   templateId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  template_id?: unknown;
   template_language?: string | null;
   template_name?: string | null;
   /**
@@ -99,6 +131,10 @@ export interface SendWhatsAppMessageInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   triggerId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  trigger_id?: unknown;
   type?:
     | (
         | "text"
@@ -122,6 +158,14 @@ export interface SendWhatsAppMessageInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   updatedById?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  updated_at?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  updated_by_id?: unknown;
   variables?: {
     [k: string]: unknown | undefined;
   } | null;
@@ -137,6 +181,18 @@ export interface SendWhatsAppMessageInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   workflowNodeId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_node_id?: unknown;
 }
 /**
  * A contact card (Meta's contact object); `name.formatted_name` is required.

@@ -13,6 +13,10 @@ export interface SlackCommandInput {
    * OpenSyte row metadata: accepted and ignored
    */
   actionId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  action_id?: unknown;
   channel_id?: string | null;
   command: string;
   /**
@@ -26,7 +30,19 @@ export interface SlackCommandInput {
   /**
    * OpenSyte row metadata: accepted and ignored
    */
+  created_at?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  created_by_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
   executionId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  execution_id?: unknown;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
@@ -38,16 +54,32 @@ export interface SlackCommandInput {
   /**
    * OpenSyte row metadata: accepted and ignored
    */
+  integration_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
   nodeExecutionId?: unknown;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
   nodeId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  node_execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  node_id?: unknown;
   team_id: string;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
   templateId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  template_id?: unknown;
   text?: string;
   /**
    * OpenSyte row metadata: accepted and ignored
@@ -56,11 +88,23 @@ export interface SlackCommandInput {
   /**
    * OpenSyte row metadata: accepted and ignored
    */
+  trigger_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
   updatedAt?: unknown;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
   updatedById?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  updated_at?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  updated_by_id?: unknown;
   user_id: string;
   /**
    * OpenSyte row metadata: accepted and ignored
@@ -74,6 +118,18 @@ export interface SlackCommandInput {
    * OpenSyte row metadata: accepted and ignored
    */
   workflowNodeId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_node_id?: unknown;
 }
 /**
  * A verified slash command (`/opensyte status`); the gateway answers through response_url.

@@ -10,6 +10,10 @@ export interface UpdateCalendarEventInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   actionId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  action_id?: unknown;
   calendar_id?: string | null;
   changes: EventPatch;
   connection?: string;
@@ -21,6 +25,14 @@ export interface UpdateCalendarEventInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   createdById?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  created_at?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  created_by_id?: unknown;
   dst_gap_policy?: ("reject" | "shift") | null;
   etag?: string | null;
   event_id: string;
@@ -31,11 +43,19 @@ export interface UpdateCalendarEventInput1 {
   /**
    * OpenSyte row metadata: accepted and ignored
    */
+  execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
   id?: unknown;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
   integrationId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  integration_id?: unknown;
   integration_type: "GOOGLE_CALENDAR" | "OUTLOOK_CALENDAR";
   /**
    * OpenSyte row metadata: accepted and ignored
@@ -45,6 +65,14 @@ export interface UpdateCalendarEventInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   nodeId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  node_execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  node_id?: unknown;
   organization_id: string;
   send_updates?: "all" | "externalOnly" | "none";
   /**
@@ -54,7 +82,15 @@ export interface UpdateCalendarEventInput1 {
   /**
    * OpenSyte row metadata: accepted and ignored
    */
+  template_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
   triggerId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  trigger_id?: unknown;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
@@ -63,6 +99,14 @@ export interface UpdateCalendarEventInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   updatedById?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  updated_at?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  updated_by_id?: unknown;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
@@ -75,6 +119,18 @@ export interface UpdateCalendarEventInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   workflowNodeId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_node_id?: unknown;
 }
 /**
  * Changes to an event; only the fields given are changed. Times go together with their zone.

@@ -10,6 +10,10 @@ export interface ConversationInput {
    * OpenSyte row metadata: accepted and ignored
    */
   actionId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  action_id?: unknown;
   connection?: string;
   /**
    * OpenSyte context, e.g. contact id
@@ -28,7 +32,19 @@ export interface ConversationInput {
   /**
    * OpenSyte row metadata: accepted and ignored
    */
+  created_at?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  created_by_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
   executionId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  execution_id?: unknown;
   /**
    * sent instead of a free-form reply when the 24 h window is closed
    */
@@ -46,6 +62,10 @@ export interface ConversationInput {
    * OpenSyte row metadata: accepted and ignored
    */
   integrationId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  integration_id?: unknown;
   keep_messages?: number;
   /**
    * OpenSyte row metadata: accepted and ignored
@@ -55,6 +75,14 @@ export interface ConversationInput {
    * OpenSyte row metadata: accepted and ignored
    */
   nodeId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  node_execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  node_id?: unknown;
   organization_id: string;
   phone_number_id: string;
   state?: ConversationState | null;
@@ -65,7 +93,15 @@ export interface ConversationInput {
   /**
    * OpenSyte row metadata: accepted and ignored
    */
+  template_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
   triggerId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  trigger_id?: unknown;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
@@ -74,6 +110,14 @@ export interface ConversationInput {
    * OpenSyte row metadata: accepted and ignored
    */
   updatedById?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  updated_at?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  updated_by_id?: unknown;
   wa_id: string;
   /**
    * OpenSyte row metadata: accepted and ignored
@@ -87,6 +131,18 @@ export interface ConversationInput {
    * OpenSyte row metadata: accepted and ignored
    */
   workflowNodeId?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_execution_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_id?: unknown;
+  /**
+   * OpenSyte row metadata: accepted and ignored
+   */
+  workflow_node_id?: unknown;
 }
 /**
  * A template send: body parameters positional (a list) or named (an object).
