@@ -89,7 +89,13 @@ def invalid_input(err: ValidationError) -> PermanentError:
 
     The rejected values are left out (they may be personal data); the messages name fields and limits.
     """
-    problems = [{"field": _location(e["loc"]), "type": e["type"], "message": e["msg"]} for e in err.errors()]
+    problems = []
+    for e in err.errors():
+        loc = e["loc"]
+        if e["type"] == "missing" and loc and isinstance(loc[-1], str):
+            # Given under neither name: pydantic names the camelCase alias; the canonical name is snake_case.
+            loc = (*loc[:-1], to_snake(loc[-1]))
+        problems.append({"field": _location(loc), "type": e["type"], "message": e["msg"]})
     summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:10])
     more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
     return PermanentError(f"invalid input for {err.title}: {summary}{more}", code="invalid_input",
