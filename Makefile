@@ -26,8 +26,9 @@ lint: install
 	$(VENV)/bin/mypy core activities workflows worker vault gateway store sandbox
 	$(VENV)/bin/lint-imports
 
-schemas: install
+schemas: install ## docs/schemas, then the TypeScript client's types generated from them
 	$(VENV)/bin/osi schema export --out docs/schemas
+	cd clients/typescript && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run generate
 
 bench: install
 	$(PY) bench/whatsapp_bulk.py

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 
 from activities.calendar.model import BulkCreateCalendarEventsInput, BulkCreateCalendarEventsResult, EventSpec
 from tests import calendar_seed as seed
@@ -83,7 +84,17 @@ async def test_google_creates_concurrently_without_duplicates(client, worker, ru
 
 
 async def test_limits_are_checked_before_any_call(client, worker, runtime, sandbox, task_queue):
+    """The limits are the input model's (and the schema's): plain JSON over them fails the workflow at once
+    as PermanentError invalid_input naming the field; no provider call is made."""
     conn = await seed.outlook_connection(runtime, sandbox.url)
     with pytest.raises(WorkflowFailureError) as err:
-        await bulk(client, task_queue, conn, "OUTLOOK_CALENDAR", specs(3), chunk_size=500)
-    assert "chunk_size" in str(err.value.cause)
+        await client.execute_workflow("BulkCreateCalendarEvents", {
+            "organizationId": conn.organization_id, "integrationType": "OUTLOOK_CALENDAR", "chunkSize": 500,
+            "events": [s.model_dump(mode="json") for s in specs(3)]},
+            id=f"bulk-cal-{uuid.uuid4().hex[:10]}", task_queue=task_queue)
+    cause = err.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "PermanentError"
+    details = cause.details[0]
+    # The field is named as the caller spelled it.
+    assert details["code"] == "invalid_input" and [e["field"] for e in details["details"]["errors"]] == ["chunkSize"]
+    assert "chunkSize: Input should be less than or equal to 100" in cause.message

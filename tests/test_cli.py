@@ -76,7 +76,9 @@ def test_schema_export(tmp_path):
     out = invoke("schema", "export", "--out", str(tmp_path))
     assert out.exit_code == 0, out.output
     doc = json.loads((tmp_path / "SendWhatsAppMessage.input.schema.json").read_text())
-    assert "organization_id" in doc["properties"] and "to" in doc["properties"]
+    snake, camel = (doc["$defs"][ref["$ref"].rsplit("/", 1)[1]] for ref in doc["anyOf"])
+    assert "organization_id" in snake["properties"] and "to_numbers" in snake["properties"]
+    assert "organizationId" in camel["properties"] and "toNumbers" in camel["properties"]
 
 
 def test_committed_schemas_match_the_models(tmp_path):

@@ -116,5 +116,7 @@ async def test_invalid_input_fails_the_workflow_at_once(client, worker, task_que
     with pytest.raises(WorkflowFailureError) as exc:
         await asyncio.wait_for(handle.result(), timeout=20)
     cause = exc.value.cause
-    assert isinstance(cause, ApplicationError) and cause.type == "ValidationError"
+    assert isinstance(cause, ApplicationError) and cause.type == "PermanentError" and cause.non_retryable
     assert "'general' is not a Slack conversation ID" in cause.message
+    assert cause.details[0]["code"] == "invalid_input"
+    assert [e["field"] for e in cause.details[0]["details"]["errors"]] == ["channel"]

@@ -4,6 +4,7 @@ WhatsAppAction mapping with variables, and the template checks (status, count, k
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from activities.whatsapp import templates
 from activities.whatsapp.messages import build_payload
@@ -298,5 +299,9 @@ def test_opensyte_refusals_name_the_field() -> None:
     assert why(to="+1", messageType="IMAGE", mediaType="video", mediaUrl="https://a.b/c") == \
         "mediaType: 'video' contradicts messageType IMAGE"
     assert why(to="+1", text="a", textMessage="b") == "text: conflicts with textMessage; give one of them"
-    assert why(to=[f"+1650555{i:04d}" for i in range(1001)], text="x").startswith("to: at most 1000 recipients")
+    # 1000 in each list is a model constraint (in the schema); the union of to and toNumbers is checked here.
+    with pytest.raises(ValidationError, match="at most 1000 items"):
+        SendWhatsAppMessageInput.model_validate({"organization_id": "o", "to": ["+1"] * 1001, "text": "x"})
+    many = [f"+1650555{i:04d}" for i in range(1001)]
+    assert why(to=many[:600], toNumbers=many[600:], text="x").startswith("to: at most 1000 recipients")
     assert why(to="+1", messageType="LOCATION", templateParams={"lat": 1}).startswith("templateParams: for LOCATION")

@@ -13,8 +13,6 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.calendar.model import (
-        MAX_BULK_EVENTS,
-        MAX_EVENTS_PER_CALL,
         Attendee,
         AvailabilityInput,
         AvailabilityResult,
@@ -64,7 +62,7 @@ class CreateCalendarEvent:
                 "calendar.check_conflicts",
                 ConflictCheckInput(organization_id=inp.organization_id, integration_type=inp.integration_type,
                              connection=inp.connection,
-                                   calendar_id=inp.calendarId, event=spec, policy=inp.conflict_policy,
+                                   calendar_id=inp.calendar_id, event=spec, policy=inp.conflict_policy,
                                    horizon_days=inp.horizon_days, working_hours_only=inp.working_hours_only,
                                    dst_gap_policy=inp.dst_gap_policy),
                 result_type=ConflictCheckResult, **LOOKUP.kwargs())
@@ -74,12 +72,12 @@ class CreateCalendarEvent:
                 raise _refuse(f"the event conflicts with busy time of {', '.join(who)}", "calendar_conflict",
                               {"conflicts": [c.model_dump(mode="json") for c in check.conflicts]})
             if check.decision == "moved":
-                spec = spec.model_copy(update={"startTime": check.start, "endTime": check.end})
+                spec = spec.model_copy(update={"start_time": check.start, "end_time": check.end})
         res: EventResult = await workflow.execute_activity(
             "calendar.create_event",
             CreateEventInput(organization_id=inp.organization_id, integration_type=inp.integration_type,
                              connection=inp.connection,
-                             calendar_id=inp.calendarId, event=spec, send_updates=inp.send_updates,
+                             calendar_id=inp.calendar_id, event=spec, send_updates=inp.send_updates,
                              idempotency_key=inp.idempotency_key, dst_gap_policy=inp.dst_gap_policy),
             result_type=EventResult, **CALENDAR_SEND.kwargs(deadline_of(inp.deliver_within)))
         return CreateCalendarEventResult(
@@ -97,7 +95,7 @@ class UpdateCalendarEvent:
             "calendar.update_event",
             UpdateEventInput(organization_id=inp.organization_id, integration_type=inp.integration_type,
                              connection=inp.connection,
-                             calendar_id=inp.calendarId, event_id=inp.eventId, changes=inp.changes, etag=inp.etag,
+                             calendar_id=inp.calendar_id, event_id=inp.event_id, changes=inp.changes, etag=inp.etag,
                              send_updates=inp.send_updates, dst_gap_policy=inp.dst_gap_policy),
             result_type=EventResult, **CALENDAR_SEND.kwargs(deadline_of(inp.deliver_within)))
         return UpdateCalendarEventResult(provider=res.provider, event=res.event,
@@ -114,7 +112,7 @@ class CancelCalendarEvent:
             "calendar.delete_event",
             DeleteEventInput(organization_id=inp.organization_id, integration_type=inp.integration_type,
                              connection=inp.connection,
-                             calendar_id=inp.calendarId, event_id=inp.eventId, etag=inp.etag,
+                             calendar_id=inp.calendar_id, event_id=inp.event_id, etag=inp.etag,
                              send_updates=inp.send_updates),
             result_type=DeleteResult, **CALENDAR_SEND.kwargs(deadline_of(inp.deliver_within)))
         return CancelCalendarEventResult(provider=res.provider, event_id=res.event_id,
@@ -138,7 +136,7 @@ class ScheduleMeeting:
             "calendar.find_availability",
             AvailabilityInput(organization_id=inp.organization_id, integration_type=inp.integration_type,
                              connection=inp.connection,
-                              calendar_id=inp.calendarId, participants=participants, window_start=inp.window_start,
+                              calendar_id=inp.calendar_id, participants=participants, window_start=inp.window_start,
                               window_end=inp.window_end, duration_minutes=inp.duration_minutes,
                               granularity_minutes=inp.granularity_minutes,
                               working_hours_only=inp.working_hours_only, time_zone=inp.timezone, max_slots=5),
@@ -149,15 +147,15 @@ class ScheduleMeeting:
                           {"availability": [p.model_dump(mode="json") for p in avail.participants]})
         slot = avail.slots[0]
         spec = EventSpec(
-            calendarId=inp.calendarId, title=inp.title, description=inp.description, location=inp.location,
-            startTime=slot.start.isoformat(), endTime=slot.end.isoformat(), timezone=inp.timezone,
+            calendar_id=inp.calendar_id, title=inp.title, description=inp.description, location=inp.location,
+            start_time=slot.start.isoformat(), end_time=slot.end.isoformat(), timezone=inp.timezone,
             attendees=[Attendee(email=a.email, name=a.name, optional=a.optional) for a in inp.attendees],
             organizer=inp.organizer, reminders=inp.reminders, online_meeting=inp.online_meeting)
         res: EventResult = await workflow.execute_activity(
             "calendar.create_event",
             CreateEventInput(organization_id=inp.organization_id, integration_type=inp.integration_type,
                              connection=inp.connection,
-                             calendar_id=inp.calendarId, event=spec, send_updates=inp.send_updates,
+                             calendar_id=inp.calendar_id, event=spec, send_updates=inp.send_updates,
                              idempotency_key=inp.idempotency_key),
             result_type=EventResult, **CALENDAR_SEND.kwargs())
         return ScheduleMeetingResult(provider=res.provider, slot=slot, event=res.event,
@@ -169,16 +167,11 @@ class ScheduleMeeting:
 class BulkCreateCalendarEvents:
     """Many events in one calendar, in chunks: Graph batches 20 creates per request, Google creates
     concurrently within its quota. Every event is idempotent under `{key}:{chunk}:{index}`, so a retried chunk
-    or a re-run workflow with the same key creates nothing twice; a refused event is reported, not fatal."""
+    or a re-run workflow with the same key creates nothing twice; a refused event is reported, not fatal. The
+    limits (at most MAX_BULK_EVENTS events, chunk_size 1-MAX_EVENTS_PER_CALL) are the input model's."""
 
     @workflow.run
     async def run(self, inp: BulkCreateCalendarEventsInput) -> BulkCreateCalendarEventsResult:
-        if len(inp.events) > MAX_BULK_EVENTS:
-            raise _refuse(f"events: at most {MAX_BULK_EVENTS} per workflow (got {len(inp.events)}); split them",
-                          "too_many_events", {"field": "events", "limit": MAX_BULK_EVENTS})
-        if not 1 <= inp.chunk_size <= MAX_EVENTS_PER_CALL:
-            raise _refuse(f"chunk_size: 1-{MAX_EVENTS_PER_CALL} (got {inp.chunk_size})", "invalid_chunk_size",
-                          {"field": "chunk_size"})
         key = inp.idempotency_key or workflow.info().workflow_id
         results = []
         provider = ""
@@ -187,7 +180,7 @@ class BulkCreateCalendarEvents:
                 "calendar.create_events",
                 CreateEventsInput(organization_id=inp.organization_id, integration_type=inp.integration_type,
                              connection=inp.connection,
-                                  calendar_id=inp.calendarId, events=inp.events[start:start + inp.chunk_size],
+                                  calendar_id=inp.calendar_id, events=inp.events[start:start + inp.chunk_size],
                                   send_updates=inp.send_updates, idempotency_key=f"{key}:{start}"),
                 result_type=CreateEventsResult, **CALENDAR_SEND.kwargs())
             results += [o.model_copy(update={"index": start + o.index}) for o in res.results]

@@ -18,7 +18,6 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.whatsapp.activities import WhatsAppActivities
-    from activities.whatsapp.messages import LANGUAGE_RE
     from activities.whatsapp.models import (
         BulkBatchInput,
         BulkBatchResult,
@@ -30,17 +29,10 @@ with workflow.unsafe.imports_passed_through():
     from core.errors import ErrorClass, error_from_details
     from core.policies import BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, BATCH
 
-MAX_RECIPIENTS = 10_000  # keeps the input well under Temporal's payload limit; split larger audiences
-MAX_BATCH = 1000
-MAX_CONCURRENCY = 500
-MAX_PARALLEL_BATCHES = 8
+# The input's limits (recipients, batch size, concurrency, parallel batches, language) are model constraints
+# (activities/whatsapp/models.py): a refused input fails as PermanentError invalid_input before `run`.
 KEEP_FAILURES = 200
 MIN_WAIT = timedelta(seconds=1)
-
-
-def _refuse(field: str, problem: str) -> ApplicationError:
-    return ApplicationError(f"{field}: {problem}", {"error_class": ErrorClass.PERMANENT.value, "field": field},
-                            type=ErrorClass.PERMANENT.value, non_retryable=True)
 
 
 @workflow.defn(name="BulkSendWhatsAppTemplate")
@@ -73,7 +65,6 @@ class BulkSendWhatsAppTemplate:
 
     @workflow.run
     async def run(self, inp: BulkSendWhatsAppTemplateInput) -> BulkSendWhatsAppTemplateResult:
-        self._validate(inp)
         total = len(inp.recipients)
         self.progress = BulkProgress(total=total)
         key = inp.idempotency_key or workflow.info().workflow_id
@@ -145,23 +136,6 @@ class BulkSendWhatsAppTemplate:
         return result
 
     # ---- bookkeeping ---------------------------------------------------------------------------------
-    def _validate(self, inp: BulkSendWhatsAppTemplateInput) -> None:
-        if not inp.recipients:
-            raise _refuse("recipients", "at least 1 recipient is required")
-        if len(inp.recipients) > MAX_RECIPIENTS:
-            raise _refuse("recipients", f"at most {MAX_RECIPIENTS} per workflow (got {len(inp.recipients)}); "
-                                        "split the audience into several sends")
-        if not 1 <= inp.batch_size <= MAX_BATCH:
-            raise _refuse("batch_size", f"must be 1-{MAX_BATCH} (got {inp.batch_size})")
-        if not 1 <= inp.concurrency <= MAX_CONCURRENCY:
-            raise _refuse("concurrency", f"must be 1-{MAX_CONCURRENCY} (got {inp.concurrency})")
-        if not 1 <= inp.max_parallel_batches <= MAX_PARALLEL_BATCHES:
-            raise _refuse("max_parallel_batches", f"must be 1-{MAX_PARALLEL_BATCHES}")
-        if not inp.template_name:
-            raise _refuse("template_name", "is required")
-        if not LANGUAGE_RE.match(inp.language or ""):
-            raise _refuse("language", f"must be a language code like en_US (got {inp.language!r})")
-
     def _count(self, res: BulkBatchResult, waiting: dict[int, datetime]) -> list[int]:
         """Count final outcomes; return the pending recipients (held ones go to `waiting` here)."""
         p = self.progress

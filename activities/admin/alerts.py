@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 from activities.slack.activities import SlackActivities
 from activities.slack.models import PostMessageInput
 from core.egress import EgressRefused
+from core.contract import ContractModel, WorkflowInput
 from core.errors import IntegrationError, PermanentError, TemporaryError
 from store.alerts import AlertStore
 from vault.client import CredentialsMissing
@@ -34,7 +35,7 @@ DELIVERY_HEADER = "X-OSI-Delivery"
 SEVERITY_ICON = {"info": ":information_source:", "warning": ":warning:", "error": ":rotating_light:"}
 
 
-class DeliverInput(BaseModel):
+class DeliverInput(WorkflowInput):
     """One delivery round: every due (notification, route) pair, oldest first."""
     organization_id: str | None = None
     limit: int = Field(default=200, ge=1, le=1000)
@@ -42,7 +43,7 @@ class DeliverInput(BaseModel):
     max_age_hours: int = Field(default=24, ge=1, le=24 * 14)
 
 
-class DeliverResult(BaseModel):
+class DeliverResult(ContractModel):
     delivered: int = 0
     failed: int = 0
     gave_up: int = 0

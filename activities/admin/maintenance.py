@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 from temporalio import activity
 
 from core.connections import test_connection
+from core.contract import ContractModel, WorkflowInput
 from vault.client import CredentialsMissing
 from vault.credentials import OAuth2Credentials
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from core.runtime import Runtime
 
 
-class SweepInput(BaseModel):
+class SweepInput(WorkflowInput):
     """Which connections to check; all organizations when `organization_id` is None."""
 
     organization_id: str | None = None
@@ -24,27 +25,27 @@ class SweepInput(BaseModel):
     run_connection_tests: bool = True
 
 
-class ConnectionRef(BaseModel):
+class ConnectionRef(ContractModel):
     organization_id: str
     integration_type: str
     name: str
     connection_id: str
 
 
-class CheckInput(BaseModel):
+class CheckInput(ContractModel):
     connection: ConnectionRef
     expiry_warning_days: int = 7
     run_connection_test: bool = True
 
 
-class CheckResult(BaseModel):
+class CheckResult(ContractModel):
     connection: ConnectionRef
     healthy: bool
     expiring: bool = False
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
-class SweepResult(BaseModel):
+class SweepResult(ContractModel):
     checked: int
     unhealthy: list[CheckResult] = Field(default_factory=list)
     expiring: list[CheckResult] = Field(default_factory=list)

@@ -174,7 +174,7 @@ async def schedule(ctx: DemoContext, kind: str, emails: dict[str, str], monday: 
     upd: UpdateCalendarEventResult = await ctx.client.execute_workflow(
         "UpdateCalendarEvent",
         UpdateCalendarEventInput(organization_id=ctx.organization_id, integration_type=kind,
-                                 eventId=res.event.id or "", changes=EventPatch(location="Room 4.2"),
+                                 event_id=res.event.id or "", changes=EventPatch(location="Room 4.2"),
                                  etag=res.event.etag),
         id=upd_id, task_queue=ctx.settings.task_queue, result_type=UpdateCalendarEventResult)
     ctx.say(f"  update (location) notified: {', '.join(upd.notified) or 'nobody'}  {ctx.workflow_link(upd_id)}")
@@ -183,8 +183,8 @@ async def schedule(ctx: DemoContext, kind: str, emails: dict[str, str], monday: 
         "CreateCalendarEvent",
         CalendarActionInput(organization_id=ctx.organization_id, integration_type=kind,
                             title="Design review", timezone="America/New_York",
-                            startTime=monday.replace(hour=9, minute=15).replace(tzinfo=None).isoformat(),
-                            endTime=monday.replace(hour=9, minute=45).replace(tzinfo=None).isoformat(),
+                            start_time=monday.replace(hour=9, minute=15).replace(tzinfo=None).isoformat(),
+                            end_time=monday.replace(hour=9, minute=45).replace(tzinfo=None).isoformat(),
                             attendees=[emails["dev"]], conflict_policy="next_free_slot"),
         id=conflict_id, task_queue=ctx.settings.task_queue, result_type=CreateCalendarEventResult)
     start = moved.event.start.date_time.astimezone(ny) if moved.event.start.date_time else None

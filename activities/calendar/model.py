@@ -1,9 +1,10 @@
 """Provider-neutral calendar models (pydantic, plain JSON, side-effect free: workflows import them).
 
-`EventSpec` is what a caller asks for and carries OpenSyte's `CalendarAction` fields under their own names
-(calendarId, title, description, location, startTime, endTime, isAllDay, timezone, attendees, organizer,
-reminders, recurrence, variables). `CalendarEvent` is what a provider holds, normalised: aware times in the
-event's IANA zone, exclusive all-day end dates, recurrence as RFC 5545 lines.
+`EventSpec` is what a caller asks for and carries OpenSyte's `CalendarAction` fields (calendar_id, title,
+description, location, start_time, end_time, is_all_day, timezone, attendees, organizer, reminders,
+recurrence, variables), accepted under OpenSyte's camelCase names too (`core.contract`). `CalendarEvent` is
+what a provider holds, normalised: aware times in the event's IANA zone, exclusive all-day end dates,
+recurrence as RFC 5545 lines.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from core.contract import ContractModel, WorkflowInput
 
 SendUpdates = Literal["all", "externalOnly", "none"]
 ConflictPolicy = Literal["ignore", "fail", "next_free_slot"]
@@ -31,8 +34,8 @@ MAX_REMINDER_MINUTES = 40320
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Model(ContractModel):
+    pass
 
 
 def _check_email(value: str, field: str) -> str:
@@ -57,7 +60,7 @@ class Person(_Model):
 
 
 class Attendee(_Model):
-    """A guest; a plain email string is accepted (OpenSyte stores attendees as emails)."""
+    """A guest (on input a plain email string is accepted too: `AttendeeInput`)."""
 
     email: str
     name: str | None = None
@@ -66,16 +69,19 @@ class Attendee(_Model):
     response_status: ResponseStatus = "needsAction"
     organizer: bool = False
 
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, v: Any) -> Any:
-        return {"email": v} if isinstance(v, str) else v
-
     @field_validator("email")
     @classmethod
     def _email(cls, v: str) -> str:
         # A placeholder ({{customer.email}}) is checked once its variable is filled in.
         return v if "{" in v else _check_email(v, "attendees.email")
+
+
+def _email_to_object(v: Any) -> Any:
+    return {"email": v} if isinstance(v, str) else v
+
+
+# OpenSyte stores attendees as e-mail strings (or `{{customer.email}}` placeholders); objects say more.
+AttendeeInput = Annotated[Attendee, BeforeValidator(_email_to_object, json_schema_input_type=str | Attendee)]
 
 
 class Reminder(_Model):
@@ -91,14 +97,10 @@ class Reminders(_Model):
 
     @model_validator(mode="before")
     @classmethod
-    def _shapes(cls, v: Any) -> Any:
-        # OpenSyte's `reminders` is free JSON: a list of {method, minutes}, a list of minutes, or
-        # Google's own {useDefault, overrides}.
-        if isinstance(v, list):
-            return {"use_default": False,
-                    "overrides": [{"minutes": x} if isinstance(x, int) else x for x in v]}
-        if isinstance(v, dict) and ("useDefault" in v or ("overrides" in v and "use_default" not in v)):
-            return {"use_default": bool(v.get("useDefault", False)), "overrides": v.get("overrides") or []}
+    def _overrides_alone(cls, v: Any) -> Any:
+        # Google's own {overrides: [...]} means "not the defaults".
+        if isinstance(v, dict) and "overrides" in v and "use_default" not in v and "useDefault" not in v:
+            return {**v, "use_default": False}
         return v
 
     @model_validator(mode="after")
@@ -106,6 +108,18 @@ class Reminders(_Model):
         if self.use_default and self.overrides:
             raise ValueError("reminders: use_default and overrides are exclusive")
         return self
+
+
+def _reminder_list(v: Any) -> Any:
+    if isinstance(v, list):
+        return {"use_default": False, "overrides": [{"minutes": x} if isinstance(x, int) else x for x in v]}
+    return v
+
+
+_ReminderItem = Annotated[int, Field(ge=0, le=MAX_REMINDER_MINUTES, description="minutes before")] | Reminder
+_ReminderList = Annotated[list[_ReminderItem], Field(max_length=MAX_REMINDER_OVERRIDES)]
+# OpenSyte's `reminders` is free JSON: a list of minutes or of {method, minutes}, or {use_default, overrides}.
+RemindersInput = Annotated[Reminders, BeforeValidator(_reminder_list, json_schema_input_type=Reminders | _ReminderList)]
 
 
 class EventTime(_Model):
@@ -163,34 +177,36 @@ class CalendarEvent(_Model):
             "recurrence", "online_meeting", "show_as", "status"})
 
 
-RecurrenceInput = list[str] | dict[str, Any]
+def _one_line(v: Any) -> Any:
+    return [v] if isinstance(v, str) else v
+
+
+_RecurrenceShapes = list[str] | dict[str, Any]
+# RFC 5545 lines (one line alone is accepted) or a Graph {pattern, range} object.
+RecurrenceInput = Annotated[_RecurrenceShapes,
+                            BeforeValidator(_one_line, json_schema_input_type=_RecurrenceShapes | str)]
 
 
 class EventSpec(_Model):
     """What to create: OpenSyte's CalendarAction fields (same names), plus a few of our own."""
 
-    calendarId: str | None = Field(default=None, max_length=1024)
+    calendar_id: str | None = Field(default=None, max_length=1024)
     title: str = Field(min_length=1, max_length=1024)
     description: str | None = Field(default=None, max_length=8192)
     location: str | None = Field(default=None, max_length=1024)
-    startTime: str = Field(min_length=1, max_length=64, description="ISO datetime (or date when isAllDay)")
-    endTime: str = Field(min_length=1, max_length=64,
+    start_time: str = Field(min_length=1, max_length=64, description="ISO datetime (or date when isAllDay)")
+    end_time: str = Field(min_length=1, max_length=64,
                          description="ISO datetime; for all-day events the LAST day (inclusive)")
-    isAllDay: bool = False
+    is_all_day: bool = False
     timezone: str = Field(default="UTC", min_length=1, max_length=64, description="IANA zone, e.g. Europe/Berlin")
-    attendees: list[Attendee] = Field(default_factory=list, max_length=MAX_ATTENDEES)
+    attendees: list[AttendeeInput] = Field(default_factory=list, max_length=MAX_ATTENDEES)
     organizer: str | None = None
-    reminders: Reminders | None = None
+    reminders: RemindersInput | None = None
     recurrence: RecurrenceInput | None = Field(
         default=None, description="RFC 5545 lines (RRULE/EXDATE/RDATE) or a Graph {pattern, range} object")
     variables: dict[str, Any] = Field(default_factory=dict)
     online_meeting: bool = False
     show_as: Literal["busy", "free"] = "busy"
-
-    @field_validator("recurrence", mode="before")
-    @classmethod
-    def _one_line(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
 
     @field_validator("organizer")
     @classmethod
@@ -204,25 +220,20 @@ class EventPatch(_Model):
     title: str | None = Field(default=None, min_length=1, max_length=1024)
     description: str | None = Field(default=None, max_length=8192)
     location: str | None = Field(default=None, max_length=1024)
-    startTime: str | None = Field(default=None, max_length=64)
-    endTime: str | None = Field(default=None, max_length=64)
-    isAllDay: bool | None = None
+    start_time: str | None = Field(default=None, max_length=64)
+    end_time: str | None = Field(default=None, max_length=64)
+    is_all_day: bool | None = None
     timezone: str | None = Field(default=None, max_length=64)
-    attendees: list[Attendee] | None = Field(default=None, max_length=MAX_ATTENDEES)
-    reminders: Reminders | None = None
+    attendees: list[AttendeeInput] | None = Field(default=None, max_length=MAX_ATTENDEES)
+    reminders: RemindersInput | None = None
     recurrence: RecurrenceInput | None = None
     variables: dict[str, Any] = Field(default_factory=dict)
     online_meeting: bool | None = None
     show_as: Literal["busy", "free"] | None = None
 
-    @field_validator("recurrence", mode="before")
-    @classmethod
-    def _one_line(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
-
     @model_validator(mode="after")
     def _times_together(self) -> EventPatch:
-        if (self.startTime is None) != (self.endTime is None):
+        if (self.start_time is None) != (self.end_time is None):
             raise ValueError("startTime and endTime are changed together")
         return self
 
@@ -416,20 +427,20 @@ class ConflictCheckResult(_Model):
 
 
 # ---- workflow inputs and results ---------------------------------------------------------------
-class CalendarActionInput(ConnectionRef):
+class CalendarActionInput(ConnectionRef, WorkflowInput):
     """Input of `CreateCalendarEvent`: one OpenSyte CalendarAction row, field for field."""
 
-    calendarId: str | None = None
+    calendar_id: str | None = None
     title: str = Field(min_length=1, max_length=1024)
     description: str | None = None
     location: str | None = None
-    startTime: str
-    endTime: str
-    isAllDay: bool = False
+    start_time: str
+    end_time: str
+    is_all_day: bool = False
     timezone: str = "UTC"
-    attendees: list[Attendee] = Field(default_factory=list, max_length=MAX_ATTENDEES)
+    attendees: list[AttendeeInput] = Field(default_factory=list, max_length=MAX_ATTENDEES)
     organizer: str | None = None
-    reminders: Reminders | None = None
+    reminders: RemindersInput | None = None
     recurrence: RecurrenceInput | None = None
     variables: dict[str, Any] = Field(default_factory=dict)
     online_meeting: bool = False
@@ -441,11 +452,6 @@ class CalendarActionInput(ConnectionRef):
     dst_gap_policy: GapPolicy | None = None
     idempotency_key: str | None = Field(default=None, max_length=512)
     deliver_within: int | None = Field(default=None, ge=60, le=7 * 86_400, description=DELIVER_WITHIN)
-
-    @field_validator("recurrence", mode="before")
-    @classmethod
-    def _one_line(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
 
     def spec(self) -> EventSpec:
         return EventSpec.model_validate(self.model_dump(include=set(EventSpec.model_fields)))
@@ -460,9 +466,9 @@ class CreateCalendarEventResult(_Model):
     moved_from: str | None = None
 
 
-class UpdateCalendarEventInput(ConnectionRef):
-    calendarId: str | None = None
-    eventId: str = Field(min_length=1, max_length=1024)
+class UpdateCalendarEventInput(ConnectionRef, WorkflowInput):
+    calendar_id: str | None = None
+    event_id: str = Field(min_length=1, max_length=1024)
     changes: EventPatch
     etag: str | None = None
     send_updates: SendUpdates = "all"
@@ -477,9 +483,9 @@ class UpdateCalendarEventResult(_Model):
     notification: Literal["invitation", "update", "cancellation", "none"] = "none"
 
 
-class CancelCalendarEventInput(ConnectionRef):
-    calendarId: str | None = None
-    eventId: str = Field(min_length=1, max_length=1024)
+class CancelCalendarEventInput(ConnectionRef, WorkflowInput):
+    calendar_id: str | None = None
+    event_id: str = Field(min_length=1, max_length=1024)
     etag: str | None = None
     send_updates: SendUpdates = "all"
     deliver_within: int | None = Field(default=None, ge=60, le=7 * 86_400, description=DELIVER_WITHIN)
@@ -494,16 +500,13 @@ class CancelCalendarEventResult(_Model):
 
 
 class MeetingAttendee(_Model):
+    """A meeting guest (a plain email string is accepted too: `MeetingAttendeeInput`)."""
+
     email: str
     name: str | None = None
     optional: bool = False
     time_zone: str | None = None
     working_hours: WorkingHours | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, v: Any) -> Any:
-        return {"email": v} if isinstance(v, str) else v
 
     @field_validator("email")
     @classmethod
@@ -511,23 +514,27 @@ class MeetingAttendee(_Model):
         return _check_email(v, "attendees.email")
 
 
-class ScheduleMeetingInput(ConnectionRef):
+MeetingAttendeeInput = Annotated[MeetingAttendee,
+                                 BeforeValidator(_email_to_object, json_schema_input_type=str | MeetingAttendee)]
+
+
+class ScheduleMeetingInput(ConnectionRef, WorkflowInput):
     """Find a slot for everyone within a window, create the meeting, send the invitations."""
 
-    calendarId: str | None = None
+    calendar_id: str | None = None
     title: str = Field(min_length=1, max_length=1024)
     description: str | None = None
     location: str | None = None
     organizer: str
     timezone: str = Field(default="UTC", description="the organizer's IANA zone (slot alignment, event zone)")
     organizer_working_hours: WorkingHours | None = None
-    attendees: list[MeetingAttendee] = Field(min_length=1, max_length=49)
+    attendees: list[MeetingAttendeeInput] = Field(min_length=1, max_length=49)
     duration_minutes: int = Field(default=30, ge=5, le=24 * 60)
     window_start: str = Field(description="RFC 3339 with offset, or wall time in `timezone`")
     window_end: str
     granularity_minutes: int = Field(default=15, ge=5, le=240)
     working_hours_only: bool = True
-    reminders: Reminders | None = None
+    reminders: RemindersInput | None = None
     online_meeting: bool = False
     send_updates: SendUpdates = "all"
     idempotency_key: str | None = Field(default=None, max_length=512)
@@ -550,13 +557,14 @@ class ScheduleMeetingResult(_Model):
 MAX_BULK_EVENTS = 1000
 
 
-class BulkCreateCalendarEventsInput(ConnectionRef):
+class BulkCreateCalendarEventsInput(ConnectionRef, WorkflowInput):
     """Input of `BulkCreateCalendarEvents`: many events for one calendar (e.g. a training for every team)."""
 
-    calendarId: str | None = None
-    events: list[EventSpec] = Field(min_length=1)
+    calendar_id: str | None = None
+    events: list[EventSpec] = Field(min_length=1, max_length=MAX_BULK_EVENTS, description="split larger sets")
     send_updates: SendUpdates = "all"
-    chunk_size: int = Field(default=50, description="events per activity (Graph sends them 20 per $batch)")
+    chunk_size: int = Field(default=50, ge=1, le=MAX_EVENTS_PER_CALL,
+                            description="events per activity (Graph sends them 20 per $batch)")
     idempotency_key: str | None = Field(default=None, max_length=200, description="defaults to the workflow id")
 
 

@@ -120,8 +120,8 @@ def resolve_event(spec: EventSpec, policy: GapPolicy = "reject") -> CalendarEven
     """A validated, provider-neutral event for a CalendarAction-shaped request."""
     v = spec.variables
     tz_name = substitute(spec.timezone, v, "timezone") or "UTC"
-    start, end = _times(substitute(spec.startTime, v, "startTime") or "", substitute(spec.endTime, v, "endTime") or "",
-                        spec.isAllDay, tz_name, policy)
+    start, end = _times(substitute(spec.start_time, v, "startTime") or "",
+                        substitute(spec.end_time, v, "endTime") or "", spec.is_all_day, tz_name, policy)
     organizer = substitute(spec.organizer, v, "organizer")
     return CalendarEvent(
         title=substitute(spec.title, v, "title") or "",
@@ -150,12 +150,12 @@ def apply_patch(current: CalendarEvent, patch: EventPatch,
         if value is not None:
             data[name] = substitute(value, v, name)
     start, end = current.start, current.end
-    if patch.startTime is not None and patch.endTime is not None:
-        all_day = current.all_day if patch.isAllDay is None else patch.isAllDay
+    if patch.start_time is not None and patch.end_time is not None:
+        all_day = current.all_day if patch.is_all_day is None else patch.is_all_day
         tz_name = substitute(patch.timezone, v, "timezone") or current.time_zone
-        start, end = _times(substitute(patch.startTime, v, "startTime") or "",
-                            substitute(patch.endTime, v, "endTime") or "", all_day, tz_name, policy)
-    elif patch.isAllDay is not None and patch.isAllDay != current.all_day:
+        start, end = _times(substitute(patch.start_time, v, "startTime") or "",
+                            substitute(patch.end_time, v, "endTime") or "", all_day, tz_name, policy)
+    elif patch.is_all_day is not None and patch.is_all_day != current.all_day:
         raise PermanentError("isAllDay: switching between all-day and timed needs startTime and endTime too",
                              code="invalid_patch", details={"field": "isAllDay"})
     elif patch.timezone is not None:

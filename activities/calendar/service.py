@@ -136,14 +136,14 @@ class CalendarService:
     # ---- events ------------------------------------------------------------------------------
     async def create(self, inp: CreateEventInput) -> EventResult:
         async with self.rt.action(self.provider, inp.organization_id, inp.connection, f"{self.name}.create_event",
-                                  target=inp.calendar_id or inp.event.calendarId) as act:
+                                  target=inp.calendar_id or inp.event.calendar_id) as act:
             # Inside the action so bad input is audited and becomes a non-retryable PermanentError; no
             # provider call has happened yet.
             event = resolve_event(inp.event, self._policy(inp.dst_gap_policy))
             be = self.backend_for(act)
             organizer = await be.account(event.organizer.email if event.organizer else None)
             notified = be.notified_on_create(event, inp.send_updates, organizer)
-            calendar = be.default_calendar(inp.calendar_id or inp.event.calendarId)
+            calendar = be.default_calendar(inp.calendar_id or inp.event.calendar_id)
             key = act.idempotency_key(inp.idempotency_key)
             created_event, created = await be.insert(calendar, event, key, inp.send_updates)
             act.detail.update(event_id=created_event.id, created=created, notified=len(notified))
@@ -291,7 +291,7 @@ class CalendarService:
     async def check_conflicts(self, inp: ConflictCheckInput) -> ConflictCheckResult:
         """The conflict policy on create: the organizer's and required attendees' calendars."""
         async with self.rt.action(self.provider, inp.organization_id, inp.connection, f"{self.name}.check_conflicts",
-                                  target=inp.calendar_id or inp.event.calendarId) as act:
+                                  target=inp.calendar_id or inp.event.calendar_id) as act:
             event = resolve_event(inp.event, self._policy(inp.dst_gap_policy))
             start, end = _bounds(event)
             if inp.policy == "next_free_slot" and event.all_day:
@@ -307,7 +307,7 @@ class CalendarService:
                     people.append(Participant(email=email, time_zone=event.time_zone))
             hi = end if inp.policy != "next_free_slot" else start + timedelta(days=inp.horizon_days)
             tz = zone(event.time_zone)
-            found = await self._availability(be, be.default_calendar(inp.calendar_id or inp.event.calendarId),
+            found = await self._availability(be, be.default_calendar(inp.calendar_id or inp.event.calendar_id),
                                               people, start, hi, event.time_zone)
             unchecked = [a.email for a in found if a.error]
             clashes = av.conflicts(found, start, end)

@@ -1,7 +1,8 @@
 """Slack inputs and results as pydantic models (plain JSON; side-effect free for workflows).
 
-Field names are snake_case; OpenSyte's camelCase `SlackAction` names (`userId`, `threadTs`,
-`replyBroadcast`, `iconEmoji`, ...) are accepted as aliases, so an action row maps 1:1.
+Every model follows OpenSyte's contract (`core.contract`): snake_case names (results too), OpenSyte's
+camelCase `SlackAction` names (`userId`, `threadTs`, `replyBroadcast`, `iconEmoji`, ...) accepted on input, so an
+action row maps 1:1.
 """
 
 from __future__ import annotations
@@ -9,16 +10,17 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from core.contract import ContractModel, WorkflowInput, listify
 
 CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 TS = re.compile(r"^[0-9]{1,12}\.[0-9]{1,8}$")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel)
+class _Model(ContractModel):
+    pass
 
 
 def check_channel(value: str | None, field: str = "channel") -> str | None:
@@ -265,6 +267,10 @@ class DirectMessageRoute(_Model):
         return self
 
 
+_WhatsAppList = Annotated[list[str], Field(min_length=1, max_length=50)]
+_WhatsAppRecipients = Annotated[_WhatsAppList, BeforeValidator(listify, json_schema_input_type=_WhatsAppList | str)]
+
+
 class WhatsAppRoute(_Model):
     """Send the message's plain text through WhatsApp (child workflow SendWhatsAppMessage).
 
@@ -273,14 +279,9 @@ class WhatsAppRoute(_Model):
     """
 
     kind: Literal["whatsapp"] = "whatsapp"
-    to: list[str] = Field(min_length=1, max_length=50)
+    to: _WhatsAppRecipients = Field(description="E.164 numbers (one string is accepted)")
     connection: str = "default"
     template: dict[str, Any] | None = None
-
-    @field_validator("to", mode="before")
-    @classmethod
-    def _one_or_many(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
 
 
 class AdminRoute(_Model):
@@ -293,7 +294,7 @@ FallbackRoute = Annotated[ChannelRoute | DirectMessageRoute | WhatsAppRoute | Ad
                           Field(discriminator="kind")]
 
 
-class SendSlackMessageInput(ConnectionRef):
+class SendSlackMessageInput(ConnectionRef, WorkflowInput):
     """Input of `SendSlackMessage`: OpenSyte's SlackAction plus fallback routes.
 
     `message` is the text (or the notification fallback text when `blocks` are given).
@@ -315,8 +316,8 @@ class SendSlackMessageInput(ConnectionRef):
     idempotency_key: str | None = Field(default=None, max_length=200)
     deliver_within: int | None = Field(default=None, ge=60, le=86_400, description=(
         "seconds to keep retrying through a Slack outage before the fallback routes run; default 1 h"))
-    # OpenSyte's own ids, accepted so an action row can be passed as is (the connection name decides).
-    integration_id: str | None = None
+    # OpenSyte's own column, accepted so an action row can be passed as is (the connection name decides;
+    # `integrationId` is ignored with the row's other bookkeeping columns, see core.contract).
     workspace_id: str | None = None
 
     @model_validator(mode="after")
@@ -381,7 +382,7 @@ class SlackInteraction(_Model):
 
 
 # ---- SlackApproval --------------------------------------------------------------------------
-class SlackApprovalInput(ConnectionRef):
+class SlackApprovalInput(ConnectionRef, WorkflowInput):
     """Ask for a decision in a channel; only `approvers` (or members of `approver_channel`) decide."""
 
     channel: str
@@ -437,7 +438,7 @@ class ApprovalContext(_Model):
 
 
 # ---- slash commands ------------------------------------------------------------------------
-class SlackCommandInput(_Model):
+class SlackCommandInput(WorkflowInput):
     """A verified slash command (`/opensyte status`); the gateway answers through response_url."""
 
     team_id: str

@@ -121,9 +121,9 @@ async def run(ctx: DemoContext) -> None:
     wf_id = f"demo-whatsapp-template-{int(time.time())}"
     res: SendWhatsAppMessageResult = await ctx.client.execute_workflow(
         "SendWhatsAppMessage",
-        SendWhatsAppMessageInput(organization_id=ctx.organization_id, toNumbers=["{customer.phone}"],
-                                 messageType="TEMPLATE", templateName="order_update", templateLanguage="en_US",
-                                 templateParams=["{{customer.name}}", "{ORDER_NUMBER}", "Friday"],
+        SendWhatsAppMessageInput(organization_id=ctx.organization_id, to_numbers=["{customer.phone}"],
+                                 message_type="TEMPLATE", template_name="order_update", template_language="en_US",
+                                 template_params=["{{customer.name}}", "{ORDER_NUMBER}", "Friday"],
                                  variables={"customer": {"name": "Sheena", "phone": CUSTOMER},
                                             "ORDER_NUMBER": "SO-1042"}),
         id=wf_id, task_queue=ctx.settings.task_queue, result_type=SendWhatsAppMessageResult,

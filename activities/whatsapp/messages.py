@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlparse
 
 from activities.whatsapp.models import (
+    LANGUAGE_PATTERN,
     Contact,
     Interactive,
     Location,
@@ -40,7 +41,7 @@ TEMPLATE_NAME_MAX = 512
 REACTION_EMOJI_MAX_CODEPOINTS = 10  # one emoji may be a ZWJ sequence of several code points
 CAPTION_TYPES = ("image", "video", "document")
 
-LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$")
+LANGUAGE_RE = re.compile(LANGUAGE_PATTERN)
 PARAM_NAME_RE = re.compile(r"^[a-z0-9_]+$")
 CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 

@@ -1,19 +1,22 @@
 """WhatsApp inputs and results as pydantic models (plain JSON; side-effect free for workflows).
 
-Workflow inputs carry types only, no value limits: a model that fails to decode stalls the workflow
-task, whereas the limits checked in `messages.py` fail it clearly with a PermanentError that names the
-field and the limit.
+Every model follows OpenSyte's contract (`core.contract`): snake_case names, camelCase accepted on input.
+Limits known before variables are filled in are model constraints (a refused input fails the workflow as
+PermanentError `invalid_input`); Meta's content limits are checked again by `messages.py` on the message as
+sent, after `{VAR}` substitution.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
+
+from core.contract import ContractModel, WorkflowInput, listify
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Model(ContractModel):
+    pass
 
 
 class ConnectionRef(_Model):
@@ -251,26 +254,34 @@ class SendResult(_Model):
 OpenSyteMessageType = Literal["TEXT", "TEMPLATE", "IMAGE", "VIDEO", "AUDIO", "DOCUMENT", "LOCATION", "CONTACT"]
 
 
-class SendWhatsAppMessageInput(ConnectionRef):
+MAX_MESSAGE_RECIPIENTS = 1000  # SendWhatsAppMessage; BulkSendWhatsAppTemplate takes more
+TEXT_MAX = 4096  # Meta's limits, also checked on the message as sent (messages.py)
+CAPTION_MAX = 1024
+
+
+_RecipientList = Annotated[list[str], Field(max_length=MAX_MESSAGE_RECIPIENTS)]
+# A list of E.164 numbers (or variables); one number alone is accepted.
+Recipients = Annotated[_RecipientList, BeforeValidator(listify, json_schema_input_type=_RecipientList | str)]
+
+
+class SendWhatsAppMessageInput(ConnectionRef, WorkflowInput):
     """Input of `SendWhatsAppMessage`: every message type to one or many recipients.
 
-    Accepts OpenSyte's `WhatsAppAction` columns as they are (`toNumbers`, `messageType`, `textMessage`,
-    `templateName`, `templateLanguage`, `templateParams`, `mediaUrl`, `mediaType`, `caption`, `variables`)
-    as well as this service's own fields (`to`, `text`, `type`, `media`, `template`, ...). `{VAR}` and
-    `{{var}}` placeholders in text, caption, media URL, recipients and template parameters are resolved
-    from `variables`.
+    Accepts OpenSyte's `WhatsAppAction` columns (`to_numbers`/`toNumbers`, `message_type`, `text_message`,
+    `template_name`, `template_language`, `template_params`, `media_url`, `media_type`, `caption`,
+    `variables`) as well as this service's own fields (`to`, `text`, `type`, `media`, `template`, ...).
+    `{VAR}` and `{{var}}` placeholders in text, caption, media URL, recipients and template parameters are
+    resolved from `variables`.
     """
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    to: list[str] = Field(default_factory=list, description="E.164 numbers (a single string is accepted)")
-    text: str | None = None
+    to: Recipients = Field(default_factory=list, description="E.164 numbers (a single string is accepted)")
+    text: str | None = Field(default=None, max_length=TEXT_MAX)
     preview_url: bool = False
-    idempotency_key: str | None = None
+    idempotency_key: str | None = Field(default=None, max_length=512)
     type: MessageType | None = None
     media: Media | None = None
     location: Location | None = None
-    contacts: list[Contact] = Field(default_factory=list)
+    contacts: list[Contact] = Field(default_factory=list, max_length=5)
     reaction: Reaction | None = None
     interactive: Interactive | None = None
     template: Template | None = None
@@ -280,23 +291,20 @@ class SendWhatsAppMessageInput(ConnectionRef):
     deliver_within: int | None = Field(default=None, ge=60, le=7 * 86_400, description=(
         "seconds to keep retrying through provider outages before a recipient fails; default 6 h"))
     # OpenSyte WhatsAppAction columns
-    toNumbers: list[str] | None = None  # OpenSyte column names, camelCase as in its schema
-    messageType: OpenSyteMessageType | None = None
-    textMessage: str | None = None
-    templateName: str | None = None
-    templateLanguage: str | None = None
-    templateParams: Any = None
-    mediaUrl: str | None = None
-    mediaType: str | None = None
-    caption: str | None = None
+    to_numbers: Recipients | None = Field(default=None,
+                                          description="OpenSyte's toNumbers (a single string is accepted)")
+    message_type: OpenSyteMessageType | None = None
+    text_message: str | None = Field(default=None, max_length=TEXT_MAX)
+    template_name: str | None = Field(default=None, min_length=1, max_length=512)
+    template_language: str | None = None
+    template_params: Any = Field(default=None, description="a list (positional body parameters), an object "
+                                 "(named), {header, body, buttons}, or a location / contact card(s)")
+    media_url: str | None = None
+    media_type: Literal["image", "video", "audio", "document", "sticker",
+                        "IMAGE", "VIDEO", "AUDIO", "DOCUMENT", "STICKER"] | None = None
+    caption: str | None = Field(default=None, max_length=CAPTION_MAX)
     variables: dict[str, Any] | None = None
-    businessAccountId: str | None = None
-    integrationId: str | None = None
-
-    @field_validator("to", "toNumbers", mode="before")
-    @classmethod
-    def _one_or_many(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
+    business_account_id: str | None = Field(default=None, description="accepted; the connection decides")
 
 
 class SendWhatsAppMessageResult(_Model):
@@ -373,14 +381,23 @@ class BulkRecipient(_Model):
     buttons: list[TemplateButtonParams] = Field(default_factory=list)
 
 
-class BulkSendWhatsAppTemplateInput(ConnectionRef):
-    template_name: str
-    language: str = "en_US"
-    recipients: list[BulkRecipient] = Field(default_factory=list)
-    batch_size: int = 100
-    concurrency: int = Field(default=10, description="sends in flight per batch; about throughput x latency is enough")
-    max_parallel_batches: int = 2
-    idempotency_key: str | None = Field(default=None, description="defaults to the workflow id")
+MAX_RECIPIENTS = 10_000  # keeps the input well under Temporal's payload limit; split larger audiences
+MAX_BATCH = 1000
+MAX_CONCURRENCY = 500
+MAX_PARALLEL_BATCHES = 8
+LANGUAGE_PATTERN = r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$"
+
+
+class BulkSendWhatsAppTemplateInput(ConnectionRef, WorkflowInput):
+    template_name: str = Field(min_length=1, max_length=512)
+    language: str = Field(default="en_US", pattern=LANGUAGE_PATTERN, description="a language code like en_US")
+    recipients: list[BulkRecipient] = Field(min_length=1, max_length=MAX_RECIPIENTS,
+                                            description="split larger audiences into several sends")
+    batch_size: int = Field(default=100, ge=1, le=MAX_BATCH)
+    concurrency: int = Field(default=10, ge=1, le=MAX_CONCURRENCY,
+                             description="sends in flight per batch; about throughput x latency is enough")
+    max_parallel_batches: int = Field(default=2, ge=1, le=MAX_PARALLEL_BATCHES)
+    idempotency_key: str | None = Field(default=None, max_length=200, description="defaults to the workflow id")
     deliver_within: int | None = Field(default=None, ge=60, le=7 * 86_400, description=(
         "seconds: recipients not accepted by then (a provider outage) fail with their last cause; default 12 h"))
 
@@ -532,7 +549,7 @@ class ConversationState(_Model):
     loaded: bool = False
 
 
-class ConversationInput(ConnectionRef):
+class ConversationInput(ConnectionRef, WorkflowInput):
     phone_number_id: str
     wa_id: str
     context: dict[str, Any] = Field(default_factory=dict, description="OpenSyte context, e.g. contact id")

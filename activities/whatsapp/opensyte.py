@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlparse
 
 from activities.whatsapp.messages import fail
 from activities.whatsapp.models import (
+    MAX_MESSAGE_RECIPIENTS,
     Contact,
     Location,
     Media,
@@ -30,7 +31,6 @@ OPENSYTE_TYPES: dict[str, MessageType] = {
     "TEXT": "text", "TEMPLATE": "template", "IMAGE": "image", "VIDEO": "video", "AUDIO": "audio",
     "DOCUMENT": "document", "LOCATION": "location", "CONTACT": "contacts",
 }
-MAX_RECIPIENTS = 1000
 
 
 def lookup(variables: dict[str, Any], name: str) -> Any:
@@ -80,18 +80,18 @@ def _filename_from(url: str) -> str | None:
 
 
 def _message_type(inp: SendWhatsAppMessageInput) -> MessageType:
-    mapped = OPENSYTE_TYPES.get(inp.messageType) if inp.messageType else None
-    media_kind = (inp.mediaType or "").lower() or None
+    mapped = OPENSYTE_TYPES.get(inp.message_type) if inp.message_type else None
+    media_kind = (inp.media_type or "").lower() or None
     if media_kind is not None and media_kind not in ("image", "video", "audio", "document", "sticker"):
-        fail("mediaType", f"must be one of image, video, audio, document (got {inp.mediaType!r})")
+        fail("mediaType", f"must be one of image, video, audio, document (got {inp.media_type!r})")
     if mapped in ("image", "video", "audio", "document") and media_kind and media_kind != mapped:
-        fail("mediaType", f"{inp.mediaType!r} contradicts messageType {inp.messageType}")
+        fail("mediaType", f"{inp.media_type!r} contradicts messageType {inp.message_type}")
     chosen = _one("type", inp.type, "messageType", mapped)
     if chosen is not None:
         return chosen
-    if inp.template is not None or inp.templateName:
+    if inp.template is not None or inp.template_name:
         return "template"
-    if inp.media is not None or inp.mediaUrl:
+    if inp.media is not None or inp.media_url:
         if media_kind is None:
             fail("mediaType", "is required with mediaUrl when messageType is not given")
         return media_kind  # type: ignore[return-value]
@@ -104,14 +104,14 @@ def _message_type(inp: SendWhatsAppMessageInput) -> MessageType:
 
 def _template(inp: SendWhatsAppMessageInput, variables: dict[str, Any]) -> Template:
     if inp.template is not None:
-        if inp.templateName and inp.templateName != inp.template.name:
+        if inp.template_name and inp.template_name != inp.template.name:
             fail("templateName", "conflicts with template.name")
         data = inp.template.model_dump(mode="json", exclude_defaults=False)
         return Template.model_validate(resolve_deep(data, variables, "template"))
-    if not inp.templateName:
+    if not inp.template_name:
         fail("templateName", "is required for messageType TEMPLATE")
-    params = resolve_deep(inp.templateParams, variables, "templateParams")
-    base: dict[str, Any] = {"name": inp.templateName, "language": inp.templateLanguage or "en_US"}
+    params = resolve_deep(inp.template_params, variables, "templateParams")
+    base: dict[str, Any] = {"name": inp.template_name, "language": inp.template_language or "en_US"}
     if params is None:
         pass
     elif isinstance(params, list):
@@ -138,9 +138,9 @@ def _media(inp: SendWhatsAppMessageInput, kind: str, variables: dict[str, Any]) 
         caption = resolve_text(m.caption, variables, "media.caption") if m.caption else None
         return m.model_copy(update={"link": link, "caption": _one("media.caption", caption, "caption",
                                                                   _caption(inp, variables))})
-    if not inp.mediaUrl:
+    if not inp.media_url:
         fail("mediaUrl", f"is required for messageType {kind.upper()}")
-    link = resolve_text(inp.mediaUrl, variables, "mediaUrl")
+    link = resolve_text(inp.media_url, variables, "mediaUrl")
     return Media(link=link, caption=_caption(inp, variables),
                  filename=_filename_from(link) if kind == "document" else None)
 
@@ -152,7 +152,7 @@ def _caption(inp: SendWhatsAppMessageInput, variables: dict[str, Any]) -> str | 
 def normalize(inp: SendWhatsAppMessageInput) -> tuple[list[str], OutboundMessage]:
     """Recipients (variables resolved, duplicates dropped) and the message every one of them gets."""
     variables = inp.variables or {}
-    raw = [*inp.to, *(inp.toNumbers or [])]
+    raw = [*inp.to, *(inp.to_numbers or [])]
     recipients: list[str] = []
     for i, r in enumerate(raw):
         value = resolve_text(str(r), variables, f"to[{i}]").strip()
@@ -160,13 +160,13 @@ def normalize(inp: SendWhatsAppMessageInput) -> tuple[list[str], OutboundMessage
             recipients.append(value)
     if not recipients:
         fail("to", "at least 1 recipient is required (to / toNumbers)")
-    if len(recipients) > MAX_RECIPIENTS:
-        fail("to", f"at most {MAX_RECIPIENTS} recipients per message (got {len(recipients)}); "
+    if len(recipients) > MAX_MESSAGE_RECIPIENTS:
+        fail("to", f"at most {MAX_MESSAGE_RECIPIENTS} recipients per message (got {len(recipients)}); "
                    "use BulkSendWhatsAppTemplate for more")
     kind = _message_type(inp)
     msg = OutboundMessage(type=kind, preview_url=inp.preview_url, reply_to_message_id=inp.reply_to_message_id)
     if kind == "text":
-        text = _one("text", inp.text, "textMessage", inp.textMessage)
+        text = _one("text", inp.text, "textMessage", inp.text_message)
         if text is None:
             fail("text", "is required for a text message (text / textMessage)")
         msg.text = resolve_text(text, variables, "text")
@@ -176,16 +176,16 @@ def normalize(inp: SendWhatsAppMessageInput) -> tuple[list[str], OutboundMessage
         msg.media = _media(inp, kind, variables)
     elif kind == "location":
         loc = inp.location
-        if loc is None and isinstance(inp.templateParams, dict):
+        if loc is None and isinstance(inp.template_params, dict):
             try:
-                loc = Location.model_validate(resolve_deep(inp.templateParams, variables, "templateParams"))
+                loc = Location.model_validate(resolve_deep(inp.template_params, variables, "templateParams"))
             except ValueError:
                 fail("templateParams", "for LOCATION give {latitude, longitude, name?, address?}")
         msg.location = loc
     elif kind == "contacts":
         contacts = inp.contacts
-        if not contacts and inp.templateParams is not None:
-            params = resolve_deep(inp.templateParams, variables, "templateParams")
+        if not contacts and inp.template_params is not None:
+            params = resolve_deep(inp.template_params, variables, "templateParams")
             try:
                 contacts = [Contact.model_validate(c) for c in (params if isinstance(params, list) else [params])]
             except ValueError:
