@@ -30,6 +30,8 @@ def make_vault(settings: Settings) -> VaultClient:
         token=settings.vault_token.get_secret_value() if settings.vault_token else None,
         role_id=settings.vault_role_id,
         secret_id=settings.vault_secret_id.get_secret_value() if settings.vault_secret_id else None,
+        token_file=settings.vault_token_file,
+        secret_id_file=settings.vault_secret_id_file,
         kv_mount=settings.vault_kv_mount,
         kv_prefix=settings.vault_kv_prefix,
         transit_mount=settings.vault_transit_mount,
