@@ -71,6 +71,7 @@ def upgrade(url: str, revision: str = "head") -> str:
                 return current(conn) or ""
             finally:
                 if engine.dialect.name == "postgresql":
+                    conn.rollback()  # after a failed migration: unlock outside the aborted transaction
                     conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_LOCK_KEY})
                     conn.commit()
     finally:

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -65,7 +66,8 @@ class _Pending:
     next_id: int = 0
 
 
-@workflow.defn(name="WhatsAppConversation")
+# Long-lived (waits for customers): follows new builds under Worker Versioning; changes go through patching.
+@workflow.defn(name="WhatsAppConversation", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class WhatsAppConversation:
     @workflow.init
     def __init__(self, inp: ConversationInput) -> None:
