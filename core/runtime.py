@@ -58,7 +58,7 @@ class Runtime:
         self.vault = vault or make_vault(settings)
         self.http = http or ShardedClient(shards=settings.http_pool_shards, timeout=settings.http_timeout_seconds,
                                           max_connections=settings.http_max_connections)
-        self.limiter: MemoryLimiter | RedisLimiter = make_limiter(settings.limiter_backend)
+        self.limiter: MemoryLimiter | RedisLimiter = make_limiter(settings.limiter_backend, settings.limiter_key_prefix)
         self.breakers = Breakers(settings.breaker_failure_threshold, settings.breaker_reset_seconds)
         self.refresher = TokenRefresher(self.vault)
         self.extras: dict[str, Any] = {}  # per-plugin caches (e.g. WhatsApp templates)

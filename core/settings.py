@@ -102,9 +102,11 @@ class Settings(BaseSettings):
     # Worker /readyz (polling its task queue, Vault and store reachable) and /healthz (0 disables them)
     worker_health_port: int = 0
     # Worker Versioning: with both set the worker joins the Worker Deployment `worker_deployment_name` as
-    # build `worker_build_id` (docs/deploy.md "Upgrades"); workflows without their own behaviour are pinned.
+    # build `worker_build_id`, and workflows it starts are pinned to that build or auto-upgrade to the
+    # current one (docs/deploy.md "Upgrades").
     worker_deployment_name: str | None = None
     worker_build_id: str | None = None
+    worker_versioning_behavior: Literal["pinned", "auto_upgrade"] = "pinned"
 
     # Gateway and sandbox
     gateway_port: int = 8080

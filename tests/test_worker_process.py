@@ -128,8 +128,19 @@ async def test_worker_versioning_pins_sends_to_the_build_they_started_on(
 
 
 def test_deployment_name_and_build_id_go_together() -> None:
+    from temporalio.common import VersioningBehavior as Behavior
+
     from worker.main import deployment_config
+    from worker.registry import workflows
 
     assert deployment_config(Settings(_env_file=None)) is None  # type: ignore[call-arg]
+    auto = deployment_config(Settings(_env_file=None, worker_deployment_name="osi", worker_build_id="b2",  # type: ignore[call-arg]
+                                      worker_versioning_behavior="auto_upgrade"))
+    assert auto is not None and auto.default_versioning_behavior == Behavior.AUTO_UPGRADE
+    # A definition's own behaviour is sent even by an unversioned worker, and the server refuses every task of
+    # such a workflow ("versioning behavior cannot be specified without deployment options"): none may have one.
+    for wf in workflows():
+        defn = wf.__temporal_workflow_definition  # type: ignore[attr-defined]
+        assert defn.versioning_behavior == Behavior.UNSPECIFIED, defn.name
     with pytest.raises(ValueError, match="go together"):
         deployment_config(Settings(_env_file=None, worker_build_id="b1"))  # type: ignore[call-arg]

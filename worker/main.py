@@ -25,16 +25,19 @@ log = logging.getLogger("osi.worker")
 
 
 def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
-    """Worker Versioning when both the deployment name and the build id are set (docs/deploy.md "Upgrades"):
-    workflows are pinned to the build they started on unless their definition says auto-upgrade
-    (long-lived ones, which change through patching)."""
+    """Worker Versioning when both the deployment name and the build id are set (docs/deploy.md "Upgrades").
+    Every workflow gets the worker's default behaviour (`OSI_WORKER_VERSIONING_BEHAVIOR`): the SDK sends a
+    workflow definition's own `versioning_behavior` even to an unversioned worker's server, which refuses it,
+    so the definitions carry none."""
     if not (settings.worker_deployment_name and settings.worker_build_id):
         if settings.worker_deployment_name or settings.worker_build_id:
             raise ValueError("OSI_WORKER_DEPLOYMENT_NAME and OSI_WORKER_BUILD_ID go together")
         return None
     return WorkerDeploymentConfig(
         version=WorkerDeploymentVersion(settings.worker_deployment_name, settings.worker_build_id),
-        use_worker_versioning=True, default_versioning_behavior=VersioningBehavior.PINNED)
+        use_worker_versioning=True,
+        default_versioning_behavior=VersioningBehavior.PINNED if settings.worker_versioning_behavior == "pinned"
+        else VersioningBehavior.AUTO_UPGRADE)
 
 
 def build_worker(client: Client, rt: Runtime, task_queue: str | None = None,

@@ -6,7 +6,6 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
@@ -132,9 +131,7 @@ def _date_token(epoch: int, iso: str) -> str:
     return f"<!date^{epoch}^{{date_short_pretty}} at {{time}}|{iso}>"
 
 
-# Long-lived (waits for people): follows new builds under Worker Versioning; changes go through patching.
-@workflow.defn(name="SlackApproval", failure_exception_types=BAD_INPUT,
-               versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn(name="SlackApproval", failure_exception_types=BAD_INPUT)
 class SlackApproval:
     """Post Approve/Reject, wait (with reminders) for an allowed person to decide, update the message
     with who decided and when, and return the decision. Clicks arrive as `slack_interaction` signals."""

@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -66,8 +65,7 @@ class _Pending:
     next_id: int = 0
 
 
-# Long-lived (waits for customers): follows new builds under Worker Versioning; changes go through patching.
-@workflow.defn(name="WhatsAppConversation", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn(name="WhatsAppConversation")
 class WhatsAppConversation:
     @workflow.init
     def __init__(self, inp: ConversationInput) -> None:
