@@ -88,6 +88,7 @@ class Proc:
     name: str
     proc: subprocess.Popen[bytes]
     health_url: str
+    metrics_url: str = ""
 
     @property
     def pid(self) -> int:
@@ -111,11 +112,12 @@ def child_env(settings: Settings, sandbox_url: str, prefix: str, **extra: str) -
     for plugin in registry().providers():
         assert plugin.provider is not None
         env |= plugin.provider.settings.sandbox_env(sandbox_url)
-    return {**env, "OSI_TEMPORAL_ADDRESS": str(settings.temporal_address), "OSI_TASK_QUEUE": settings.task_queue,
+    return {**env, "OSI_WORKER_METRICS_PORT": "0",
+            "OSI_TEMPORAL_ADDRESS": str(settings.temporal_address), "OSI_TASK_QUEUE": settings.task_queue,
             "OSI_VAULT_ADDR": settings.vault_addr, "OSI_VAULT_TOKEN": "root",
             "OSI_DATABASE_URL": settings.database_url, "OSI_MIGRATE_ON_START": "false",
             "OSI_LIMITER_BACKEND": settings.limiter_backend, "OSI_LIMITER_KEY_PREFIX": prefix,
-            "OSI_EGRESS_PRIVATE_HOSTS": "127.0.0.1", "OSI_WORKER_METRICS_PORT": "0",
+            "OSI_EGRESS_PRIVATE_HOSTS": "127.0.0.1",
             "OSI_BREAKER_FAILURE_THRESHOLD": "50", "OSI_PAYLOAD_ENCRYPTION": "true", "OSI_LOG_LEVEL": "WARNING",
             **extra}
 
@@ -183,10 +185,12 @@ async def topology(stack: StackInfo, tmp_path: Path) -> AsyncIterator[Topology]:
         procs.append(gateway)
         workers = []
         for i in range(1, WORKERS + 1):
-            hport = free_port()
+            hport, mport = free_port(), free_port()
             w = spawn(f"worker-{i}", "worker", child_env(settings, sandbox_url, prefix,
-                                                         OSI_WORKER_HEALTH_PORT=str(hport)),
+                                                         OSI_WORKER_HEALTH_PORT=str(hport),
+                                                         OSI_WORKER_METRICS_PORT=str(mport)),
                       logs, f"http://127.0.0.1:{hport}/readyz")
+            w.metrics_url = f"http://127.0.0.1:{mport}/metrics"
             workers.append(w)
             procs.append(w)
         started = time.monotonic()
@@ -274,6 +278,27 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def limiter_waits(procs: list[Proc]) -> dict[str, float]:
+    """WhatsApp sends that waited for a limiter slot and for how long, summed over the live workers."""
+    out = {"sends": 0.0, "waited": 0.0, "seconds": 0.0}
+    async with httpx.AsyncClient() as http:
+        for p in procs:
+            if p.proc.poll() is not None:
+                continue
+            for line in (await http.get(p.metrics_url)).text.splitlines():
+                if 'provider="whatsapp"' not in line or line.startswith("#"):
+                    continue
+                name, value = line.split(" ")[0], float(line.split(" ")[-1])
+                if name.startswith("osi_limiter_wait_seconds_count"):
+                    out["sends"] += value
+                elif name.startswith("osi_limiter_wait_seconds_sum"):
+                    out["seconds"] += value
+                elif name.startswith("osi_limiter_wait_seconds_bucket") and 'le="0.0"' in name:
+                    out["waited"] -= value  # sends that did not wait (le=0); the count is added below
+    out["waited"] += out["sends"]
+    return {k: round(v, 1) for k, v in out.items()}
 
 
 async def activity_identities(handles: list[WorkflowHandle[Any, Any]]) -> Counter[str]:
@@ -375,6 +400,7 @@ async def test_three_workers_share_one_number_survive_kill_9_and_refresh_a_rotat
         identities = await activity_identities([bulk, *singles, *slack])
         pids = {str(w.pid): w.name for w in top.workers}
         by_worker = Counter({pids.get(i.split("@")[0], i): n for i, n in identities.items()})
+        report["limiter_waits_survivors"] = await limiter_waits(top.workers)
         report["cpu_seconds"] = {p.name: round(cpu_seconds(p.pid), 1) for p in top.procs if p.proc.poll() is None}
         report |= {
             "seconds": round(elapsed, 1),
