@@ -228,3 +228,41 @@ async def test_api_key_reaches_the_server_as_bearer_metadata_and_a_wrong_key_is_
     with pytest.raises(RuntimeError):
         await asyncio.wait_for(connect(base(settings), {**env, "TEMPORAL_API_KEY": "wrong"}), timeout=60)
     assert api_key_proxy.seen.refused >= 1
+
+
+# ---- docs/deploy.md 5.2, the Temporal Cloud steps, as far as they go without a Cloud account ------------------
+
+def docs_block(marker: str) -> str:
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    block = re.search(rf"<!-- test: {marker} -->\n\s*```\w*\n(.*?)```", text, re.S)
+    assert block, f"docs/deploy.md lost its {marker} example"
+    return "\n".join(line.strip() for line in block.group(1).splitlines())
+
+
+def test_cloud_api_key_variables_from_the_docs_through_the_entrypoint(tmp_path: Path, settings: Settings) -> None:
+    import yaml
+
+    variables = yaml.safe_load(docs_block("cloud-api-key"))
+    secret = tmp_path / "temporal_api_key"
+    secret.write_text("tmprl-key-from-a-compose-secret\n")
+    env = {**no_temporal_env(), **{k: str(v) for k, v in variables.items()},
+           "TEMPORAL_API_KEY_FILE": str(secret)}  # /run/secrets/... in the container
+    out = subprocess.run(["sh", str(ROOT / "deploy" / "docker-entrypoint.sh"), "env"], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    seen = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    got = client_config(base(settings), seen)
+    assert got["target_host"] == "us-east-1.aws.api.temporal.io:7233" and got["namespace"] == "osi-prod.a1b2c"
+    assert got["api_key"] == "tmprl-key-from-a-compose-secret" and got["tls"] is True
+
+
+def test_cloud_mtls_profile_from_the_docs(pki: Pki, tmp_path: Path, settings: Settings) -> None:
+    toml = docs_block("cloud-mtls-profile")
+    toml = toml.replace("/run/secrets/temporal_client_cert", str(pki.client_cert))
+    toml = toml.replace("/run/secrets/temporal_client_key", str(pki.client_key))
+    cfg = tmp_path / "temporal.toml"
+    cfg.write_text(toml)
+    got = client_config(base(settings), {"TEMPORAL_CONFIG_FILE": str(cfg), "TEMPORAL_PROFILE": "cloud"})
+    assert got["target_host"] == "osi-prod.a1b2c.tmprl.cloud:7233" and got["namespace"] == "osi-prod.a1b2c"
+    tls = got["tls"]
+    assert not isinstance(tls, bool) and tls.client_cert == pki.client_cert.read_bytes()
+    assert tls.client_private_key == pki.client_key.read_bytes() and tls.server_root_ca_cert is None
