@@ -56,12 +56,13 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     OSI_HOST=0.0.0.0 \
     OSI_SANDBOX_ENABLED=false \
-    OSI_LOG_FORMAT=json
+    OSI_LOG_FORMAT=json \
+    OSI_WORKER_HEALTH_PORT=8081
 USER 10001:10001
 # gateway 8080, worker readiness 8081 (OSI_WORKER_HEALTH_PORT), worker metrics 9464
 EXPOSE 8080 8081 9464
-# Readiness of whichever process runs: OSI_HEALTHCHECK_URL, else the worker's OSI_WORKER_HEALTH_PORT, else
-# the gateway's /readyz (deploy/healthcheck.py).
+# Readiness of whichever process runs (deploy/healthcheck.py): OSI_HEALTHCHECK_URL, else the gateway's /readyz
+# when PID 1 is the gateway, else the worker's /readyz on OSI_WORKER_HEALTH_PORT.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 CMD ["python", "/app/deploy/healthcheck.py"]
 ENTRYPOINT ["osi-entrypoint"]
 CMD ["python", "-m", "worker"]

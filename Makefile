@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint install clean schemas bench lock lock-upgrade test-deploy deploy-secrets
+.PHONY: run test lint install clean schemas bench lock lock-upgrade test-deploy deploy-secrets scale-test
 
 # Reproducible: every package (pip and setuptools included) comes from the hashed dev lock; the project
 # itself is installed without resolving anything (`make lock` after changing pyproject.toml's dependencies).
@@ -30,6 +30,12 @@ schemas: install ## docs/schemas, then the TypeScript client's types generated f
 	$(VENV)/bin/osi schema export --out docs/schemas
 	cd clients/typescript && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run generate
 
+# Three worker processes, the gateway, PostgreSQL and Redis; prints the measurements (also part of `make test`).
+# OSI_SCALE_RECIPIENTS, OSI_SCALE_SINGLES, OSI_SCALE_MPS, OSI_SCALE_WEBHOOKS=1 change the load;
+# OSI_SCALE_STRICT_DUPLICATES=1 fails on a message sent twice after the kill; OSI_SCALE_LOGS=<dir> keeps the logs.
+scale-test: install
+	$(PY) -m pytest -q -s -m scale tests/test_scale_out.py
+
 bench: install
 	$(PY) bench/whatsapp_bulk.py
 
@@ -51,7 +57,8 @@ lock-upgrade:
 	$(MAKE) lock LOCK_EXTRA=--upgrade
 
 test-deploy: install ## lock files, Dockerfile, compose file, PostgreSQL roles, Vault server/bootstrap/renewal
-	$(PY) -m pytest -q $(wildcard tests/test_deploy_*.py) tests/test_vault_server.py tests/test_vault_renewal.py
+	$(PY) -m pytest -q $(wildcard tests/test_deploy_*.py) tests/test_vault_server.py tests/test_vault_renewal.py \
+		tests/test_temporal_tls.py tests/test_worker_process.py tests/test_vault_approle_worker.py
 
 deploy-secrets: ## random passwords and keys for docker-compose.yml under deploy/secrets/ (kept if present)
 	sh deploy/gen-secrets.sh

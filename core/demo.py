@@ -41,7 +41,7 @@ class DemoContext:
 
     def workflow_link(self, workflow_id: str) -> str:
         ui = self.settings.temporal_ui_url.rstrip("/")
-        return f"{ui}/namespaces/{self.settings.temporal_namespace}/workflows/{quote(workflow_id, safe='')}"
+        return f"{ui}/namespaces/{self.client.namespace}/workflows/{quote(workflow_id, safe='')}"
 
 
 async def run_all(ctx: DemoContext, plugins: Registry) -> dict[str, str]:

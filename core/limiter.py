@@ -237,8 +237,8 @@ class RedisLimiter:
         await self._redis.aclose()
 
 
-def make_limiter(backend: str) -> MemoryLimiter | RedisLimiter:
-    """`memory` for the embedded stack, a `redis://` URL in production."""
+def make_limiter(backend: str, prefix: str = "osi:rl:") -> MemoryLimiter | RedisLimiter:
+    """`memory` for the embedded stack, a `redis://` URL in production (keys under `prefix`)."""
     if backend.startswith("redis://") or backend.startswith("rediss://"):
-        return RedisLimiter(backend)
+        return RedisLimiter(backend, prefix)
     return MemoryLimiter()

@@ -51,7 +51,7 @@ class Runtime:
             self.store.audit_key = lambda: vault_.generated_key(AUDIT_KEY)
         self.http = http or ShardedClient(shards=settings.http_pool_shards, timeout=settings.http_timeout_seconds,
                                           max_connections=settings.http_max_connections)
-        self.limiter: MemoryLimiter | RedisLimiter = make_limiter(settings.limiter_backend)
+        self.limiter: MemoryLimiter | RedisLimiter = make_limiter(settings.limiter_backend, settings.limiter_key_prefix)
         self.breakers = Breakers(settings.breaker_failure_threshold, settings.breaker_reset_seconds,
                                  on_transition=self._breaker_moved)
         self._background: set[asyncio.Task[Any]] = set()

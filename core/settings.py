@@ -55,9 +55,11 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".data")
     host: str = "127.0.0.1"
 
-    # Temporal
-    temporal_address: str = "127.0.0.1:7233"
-    temporal_namespace: str = "default"
+    # Temporal: the client configuration comes from temporalio.envconfig (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
+    # TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE / TEMPORAL_CONFIG_FILE); these two, when set, win
+    # over it (core/temporal.py, docs/deploy.md "Temporal"). Unset everywhere: 127.0.0.1:7233, "default".
+    temporal_address: str | None = None
+    temporal_namespace: str | None = None
     temporal_ui_url: str = "http://127.0.0.1:8233"
     task_queue: str = "integrations"
     temporal_ui_port: int = 8233
@@ -66,10 +68,12 @@ class Settings(BaseSettings):
     # Vault / OpenBao
     vault_addr: str = "http://127.0.0.1:8200"
     vault_token: SecretStr | None = None  # dev mode only: defaults to the dev server's "root"
-    vault_token_file: str | None = None  # a token kept fresh by Vault Agent (re-read when it changes)
+    # Vault/OpenBao Agent token file (re-read when it changes; wins over AppRole and the token).
+    vault_token_file: Path | None = None
     vault_role_id: str | None = None
     vault_secret_id: SecretStr | None = None
-    vault_secret_id_file: str | None = None  # AppRole secret id in a file (re-read at each login)
+    # AppRole secret id as a file (re-read at each login, so a rotated id needs no restart).
+    vault_secret_id_file: Path | None = None
     vault_kv_mount: str = "secret"
     vault_kv_prefix: str = "osi/connections"
     vault_transit_mount: str = "transit"
@@ -84,9 +88,13 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///.data/osi.db"
     # Threads for blocking store queries (their own pool: a slow query or a hanging Vault stalls nothing else).
     store_threads: int = Field(default=16, ge=1)
+    # Worker and gateway apply migrations at start; off where the application's role cannot run DDL
+    # (compose: the `migrate` job runs `osi db upgrade` as the schema owner).
+    migrate_on_start: bool = True
 
     # Limiter / breaker state: "memory" (in-process) or a redis:// URL
     limiter_backend: str = "memory"
+    limiter_key_prefix: str = "osi:rl:"  # Redis keys; distinct per deployment sharing one Redis database
     breaker_failure_threshold: int = 5
     breaker_reset_seconds: float = 30.0
 
@@ -101,6 +109,14 @@ class Settings(BaseSettings):
 
     # Prometheus metrics of the worker process (0 disables the endpoint)
     worker_metrics_port: int = 9464
+    # Worker /readyz (polling its task queue, Vault and store reachable) and /healthz (0 disables them)
+    worker_health_port: int = 0
+    # Worker Versioning: with both set the worker joins the Worker Deployment `worker_deployment_name` as
+    # build `worker_build_id`, and workflows it starts are pinned to that build or auto-upgrade to the
+    # current one (docs/deploy.md "Upgrades").
+    worker_deployment_name: str | None = None
+    worker_build_id: str | None = None
+    worker_versioning_behavior: Literal["pinned", "auto_upgrade"] = "pinned"
 
     # Gateway and sandbox
     gateway_port: int = 8080

@@ -21,7 +21,7 @@ from core.settings import Settings, get_settings
 from core.temporal import connect
 from gateway import admin, codec
 from gateway.limits import LimitsMiddleware
-from worker.migrate import upgrade
+from worker.migrate import on_start
 from worker.registry import registry
 
 log = logging.getLogger("osi.gateway")
@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_rt = rt is None
         if own_rt:
-            await asyncio.to_thread(upgrade, settings.database_url)
+            await asyncio.to_thread(on_start, settings.database_url, settings.migrate_on_start)
         app.state.rt = rt or Runtime(settings, registry=plugins)
         # One Temporal client per process, connected at start-up (never per request).
         app.state.temporal = temporal or await connect(settings)

@@ -241,19 +241,59 @@ def test_vault_and_temporal_jobs() -> None:
 
 
 def test_app_settings_named_in_compose_exist() -> None:
-    try:
-        from core.settings import Settings  # type: ignore[import-not-found]  # after the core/ restructuring
-    except ImportError:
-        from worker.settings import Settings
+    from core.settings import Settings
+
     fields = set(Settings.model_fields)
-    handled_elsewhere = {"OSI_VAULT_TOKEN_FILE", "OSI_VAULT_SECRET_ID_FILE"}  # read by vault.client itself
-    planned = {"OSI_WORKER_HEALTH_PORT"}  # the worker readiness endpoint (issue 13, core restructuring)
+    # The entrypoint leaves these as files (the Vault client re-reads them); every other *_FILE becomes the
+    # variable without the suffix.
+    script = (ROOT / "deploy" / "docker-entrypoint.sh").read_text()
+    kept_files = set(re.search(r"^\s*(OSI_\w+(?:\|OSI_\w+)*)\) continue ;;", script, re.M).group(1).split("|"))
+    assert kept_files == {"OSI_VAULT_TOKEN_FILE", "OSI_VAULT_SECRET_ID_FILE"}
     for name, svc in services().items():
         for key in env(svc):
-            if not key.startswith("OSI_") or key in handled_elsewhere | planned:
+            if not key.startswith("OSI_") or key in ("OSI_HEALTHCHECK_URL",):
                 continue
-            field = key.removeprefix("OSI_").removesuffix("_FILE").lower()
+            field = key.removeprefix("OSI_").lower()
+            if key not in kept_files:
+                field = field.removesuffix("_file")
             assert field in fields, f"{name}: {key} is not a setting"
+
+
+def test_services_use_temporal_envconfig_and_the_migrations_job_owns_the_schema() -> None:
+    svcs = services()
+    for name in ("worker-1", "worker-2", "gateway"):
+        e = env(svcs[name])
+        assert e["TEMPORAL_ADDRESS"] == "temporal:7233" and e["TEMPORAL_NAMESPACE"] == "default", name
+        # No OSI_TEMPORAL_* override: switching to Temporal Cloud is TEMPORAL_* only (docs/deploy.md 5.2).
+        assert not [k for k in e if k.startswith("OSI_TEMPORAL_") and k != "OSI_TEMPORAL_UI_URL"], name
+        assert e["OSI_MIGRATE_ON_START"] == "false", name
+    assert "OSI_MIGRATE_ON_START" not in env(svcs["migrate"])  # the job migrates: `osi db upgrade`
+    for name in ("worker-1", "worker-2"):
+        e = env(svcs[name])
+        # Worker Versioning is opt-in from .env: both empty by default (an unversioned stack comes up by itself).
+        assert default_of(e["OSI_WORKER_DEPLOYMENT_NAME"]) == default_of(e["OSI_WORKER_BUILD_ID"]) == ""
+
+
+def test_healthcheck_script_picks_the_process_of_the_container(monkeypatch: pytest.MonkeyPatch) -> None:
+    sys.path.insert(0, str(ROOT / "deploy"))
+    try:
+        import healthcheck  # type: ignore[import-not-found]
+    finally:
+        sys.path.pop(0)
+    for k in ("OSI_HEALTHCHECK_URL", "OSI_GATEWAY_PORT"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("OSI_WORKER_HEALTH_PORT", "8081")  # the image's default
+    assert healthcheck.url_from_env(["python", "-m", "worker"]) == "http://127.0.0.1:8081/readyz"
+    assert healthcheck.url_from_env(["python", "-m", "gateway"]) == "http://127.0.0.1:8080/readyz"
+    assert healthcheck.url_from_env(["/opt/venv/bin/osi", "gateway"]) == "http://127.0.0.1:8080/readyz"
+    monkeypatch.setenv("OSI_WORKER_HEALTH_PORT", "0")
+    assert healthcheck.url_from_env(["python", "-m", "worker"]) == "http://127.0.0.1:8080/readyz"
+    monkeypatch.setenv("OSI_HEALTHCHECK_URL", "http://127.0.0.1:1/x")
+    assert healthcheck.url_from_env(["python", "-m", "gateway"]) == "http://127.0.0.1:1/x"
+    # The image's worker port is the one compose probes and the Dockerfile exposes.
+    image_port = re.search(r"OSI_WORKER_HEALTH_PORT=(\d+)", dockerfile())
+    assert image_port and image_port.group(1) in re.search(r"^EXPOSE (.*)$", dockerfile(), re.M).group(1).split()
+    assert env(services()["worker-1"])["OSI_WORKER_HEALTH_PORT"] == image_port.group(1)
 
 
 # ---- Dockerfile ---------------------------------------------------------------------------------------

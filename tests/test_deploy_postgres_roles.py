@@ -104,3 +104,29 @@ def test_app_role_manipulates_rows_and_the_audit_log_is_append_only(roles: Roles
 def test_nobody_else_may_connect_to_the_application_database(roles: Roles) -> None:
     with pytest.raises(psycopg.OperationalError, match="permission denied"):
         connect(roles, roles.temporal)
+
+
+def test_migrations_job_as_owner_then_the_app_role_starts_without_ddl(roles: Roles) -> None:
+    """The compose order (docs/deploy.md "PostgreSQL"): `osi db upgrade` as the owner, then workers and the
+    gateway as the app role with OSI_MIGRATE_ON_START=false, which check the revision instead of migrating."""
+    import os
+    import sys
+
+    from worker.migrate import SchemaBehind, head, on_start
+
+    owner_url = f"postgresql://{roles.owner}@{PG['host']}:{PG['port']}/{roles.db}"
+    app_url = f"postgresql://{roles.app}@{PG['host']}:{PG['port']}/{roles.db}"
+    with pytest.raises(SchemaBehind, match="osi db upgrade"):
+        on_start(app_url, migrate=False)  # the job has not run: refuse to start on an empty schema
+    with pytest.raises(Exception, match="permission denied"):
+        on_start(app_url, migrate=True)  # why compose turns migrate-on-start off: the app role has no DDL
+    env = {**os.environ, "OSI_DATABASE_URL": owner_url}
+    osi = str(Path(sys.executable).parent / "osi")  # what the compose `migrate` job runs
+    job = subprocess.run([osi, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=120)
+    assert job.returncode == 0, job.stderr
+    assert head() in job.stdout
+    assert on_start(app_url, migrate=False) == head()
+    with connect(roles, roles.app) as app:
+        assert app.execute("SELECT version_num FROM alembic_version").fetchone() == (head(),)
+        owners = {r[0] for r in app.execute("SELECT tableowner FROM pg_tables WHERE schemaname = 'osi'")}
+    assert owners == {roles.owner}

@@ -13,6 +13,8 @@ import hvac
 import pytest
 from pydantic import SecretStr
 
+from core.runtime import make_vault
+from core.settings import Settings
 from tests.test_vault_server import BaoServer, init_and_unseal_with_cli
 from vault.bootstrap import bootstrap
 from vault.client import VaultClient, VaultError
@@ -117,7 +119,8 @@ def test_agent_token_file_is_reread_when_it_changes(bao: Bao, tmp_path: Path,
     sink = tmp_path / "agent-token"
     sink.write_text(token() + "\n")
     monkeypatch.setenv("OSI_VAULT_TOKEN_FILE", str(sink))  # how the container configures it
-    v = VaultClient(bao.addr, token="root-from-settings-default")
+    v = make_vault(Settings(vault_addr=bao.addr, vault_token=SecretStr("root-from-settings-default"),
+                            _env_file=None))  # type: ignore[call-arg]
     assert v.auth_mode == "file" and v.is_ready()
     assert read(v, bao.path) == "t0" and v.stats.token_file_reads == 1
     read(v, bao.path)
@@ -148,3 +151,15 @@ def test_a_token_file_rewritten_in_place_is_picked_up_after_a_403(bao: Bao, tmp_
     bao.root.auth.token.revoke(first)
     assert read(v, bao.path) == "t0"
     assert v.stats.token_file_reads == 2
+
+
+def test_approle_from_settings_with_a_secret_id_file(bao: Bao, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The container's way: OSI_VAULT_ROLE_ID and OSI_VAULT_SECRET_ID_FILE are settings; the static token
+    default is ignored once AppRole is configured."""
+    monkeypatch.setenv("OSI_VAULT_ROLE_ID", bao.role_id)
+    monkeypatch.setenv("OSI_VAULT_SECRET_ID_FILE", str(bao.secret_id_file))
+    s = Settings(vault_addr=bao.addr, _env_file=None)  # type: ignore[call-arg]
+    assert s.vault_secret_id_file == bao.secret_id_file
+    v = make_vault(s)
+    assert v.auth_mode == "approle"
+    assert read(v, bao.path) == "t0" and v.stats.logins == 1

@@ -249,3 +249,43 @@ def test_bootstrap_refuses_policies_naming_other_mounts(bao_server: BaoServer, t
     root = hvac.Client(url=bao_server.addr, token=root_token)
     with pytest.raises(ValueError, match="kv/data/osi/"):
         bootstrap(root, kv_mount="kv")
+
+
+def test_osi_vault_bootstrap_as_the_docs_show_it(bao_server: BaoServer, tmp_path: Path) -> None:
+    """docs/deploy.md 3.3, step by step: the documented command (own address, token and folder) sets up a
+    fresh server; the written AppRole pair logs in with the worker's rights; a second run changes nothing."""
+    import re
+
+    _, root_token = init_and_unseal_with_cli(bao_server)
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    block = re.search(r"<!-- test: vault-bootstrap -->\n```\n(.*?)```", text, re.S)
+    assert block, "docs/deploy.md lost its `osi vault bootstrap` example"
+    command = block.group(1).replace("https://vault.internal:8200", bao_server.addr)
+    command = command.replace("./approle", str(tmp_path / "approle"))
+    assert command.startswith('VAULT_TOKEN="$ADMIN_TOKEN" osi vault bootstrap ')
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("OSI_", "VAULT_", "BAO_"))},
+           "ADMIN_TOKEN": root_token, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+    def run(cmd: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["sh", "-c", cmd], cwd=ROOT, env={**env, **extra}, capture_output=True, text=True,
+                              timeout=120)
+
+    first = run(command)
+    assert first.returncode == 0, first.stderr
+    assert "secret/ (kv v2)" in first.stdout and "transit/keys/osi-payloads" in first.stdout
+    approle = tmp_path / "approle"
+    for role in ("osi-worker", "osi-gateway"):
+        assert f"{role}: role_id" in first.stdout
+        for name in ("role_id", "secret_id"):
+            assert stat.S_IMODE((approle / role / name).stat().st_mode) == 0o600
+        assert (approle / role / "secret_id").read_text().strip() not in first.stdout  # written, not printed
+    worker = role_client(bao_server, approle, "osi-worker")
+    path = conn_path(worker)
+    worker.write_sync(path, BearerTokenCredentials(token=SecretStr("t")))
+    assert isinstance(worker.read_versioned_sync(path, use_cache=False).credentials, BearerTokenCredentials)
+    with pytest.raises(VaultError):
+        worker.write_app_sync("whatsapp", AppSecrets(client_id="x"))  # apps/* is read-only for the worker
+    again = run(command)
+    assert again.returncode == 0 and "enabled: nothing new" in again.stdout
+    refused = run(command, ADMIN_TOKEN="nope")
+    assert refused.returncode == 2 and "bootstrap failed" in refused.stdout

@@ -27,11 +27,6 @@ _CREDS: TypeAdapter[Credentials] = TypeAdapter(Credentials)
 T = TypeVar("T")
 log = logging.getLogger("osi.vault")
 
-# The settings pass these files (OSI_VAULT_TOKEN_FILE, OSI_VAULT_SECRET_ID_FILE); a VaultClient built without
-# settings (bootstrap, one-off scripts) still finds them in the environment.
-ENV_TOKEN_FILE = "OSI_VAULT_TOKEN_FILE"
-ENV_SECRET_ID_FILE = "OSI_VAULT_SECRET_ID_FILE"
-
 
 class VaultError(Exception):
     """Vault is unreachable or refused the request (message never includes a secret)."""
@@ -76,10 +71,10 @@ class VaultClient:
 
     Authentication, in this order of precedence:
 
-    * ``token_file`` (or ``OSI_VAULT_TOKEN_FILE``): a token written and renewed by Vault Agent / OpenBao
+    * ``token_file`` (setting ``OSI_VAULT_TOKEN_FILE``): a token written and renewed by Vault Agent / OpenBao
       Agent (auto-auth file sink). The file is re-read whenever it changes (checked before each request,
       a ``stat`` call) and once more when a request is refused with 403.
-    * ``role_id`` with ``secret_id`` or ``secret_id_file`` (or ``OSI_VAULT_SECRET_ID_FILE``): AppRole. The
+    * ``role_id`` with ``secret_id`` or ``secret_id_file`` (setting ``OSI_VAULT_SECRET_ID_FILE``): AppRole. The
       token is renewed lazily, before the first request made after ``renew_fraction`` of its TTL has
       passed; when renewal is refused or the token reaches its max TTL the client logs in again. A request
       refused with 403 because the token died (revoked, expired while idle) logs in once and is repeated
@@ -109,8 +104,6 @@ class VaultClient:
     ) -> None:
         if not 0 < renew_fraction < 1:
             raise ValueError("renew_fraction must be between 0 and 1")
-        token_file = token_file or os.environ.get(ENV_TOKEN_FILE) or None
-        secret_id_file = secret_id_file or os.environ.get(ENV_SECRET_ID_FILE) or None
         self._mode: Literal["file", "approle", "token"]
         if token_file:
             self._mode = "file"

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import hvac
+import requests
 import typer
 import uvicorn
+from hvac.exceptions import VaultError as HvacError
 from pydantic import TypeAdapter
 from rich.table import Table
 
@@ -32,6 +36,7 @@ from sandbox.app import create_app as create_sandbox
 from store import audit as audit_chain
 from store import inbox
 from store.db import ConnectionExists, make_engine
+from vault.bootstrap import bootstrap
 from vault.credentials import Credentials
 from worker import dev, main
 from worker.migrate import current, head, upgrade
@@ -48,6 +53,7 @@ webhooks = typer.Typer(help="Verified deliveries the gateway could not process, 
 audit = typer.Typer(help="The tamper-evident audit log (hash chain per organization)", no_args_is_help=True)
 # Commands that need no Vault credentials: `dev` is development mode itself; the others touch no secret.
 NO_CREDENTIALS = {"dev", "sandbox", "schema", "db"}
+vault_cli = typer.Typer(help="Set up Vault/OpenBao for this service", no_args_is_help=True)
 
 
 def build_cli(plugins: Registry) -> typer.Typer:
@@ -67,6 +73,7 @@ def build_cli(plugins: Registry) -> typer.Typer:
     root.add_typer(db, name="db")
     root.add_typer(audit, name="audit")
     root.add_typer(webhooks, name="webhooks")
+    root.add_typer(vault_cli, name="vault")
     for plugin in plugins:
         if plugin.cli is not None:
             root.add_typer(plugin.cli())
@@ -317,6 +324,39 @@ def audit_export(
     else:
         sys.stdout.write(text)
     raise typer.Exit(0 if result.ok else 1)
+
+
+@vault_cli.command("bootstrap")
+def vault_bootstrap(
+    addr: str | None = typer.Option(None, "--addr", help="Vault/OpenBao URL (default OSI_VAULT_ADDR)"),
+    token_file: Path | None = typer.Option(None, "--token-file", help="file holding a root/admin token "
+                                           "(default: VAULT_TOKEN, BAO_TOKEN, then OSI_VAULT_TOKEN)"),
+    write_dir: Path | None = typer.Option(None, "--write-dir", help="write <dir>/<role>/role_id and secret_id "
+                                          "(mode 0600); without it the ids are printed"),
+    policy_dir: Path | None = typer.Option(None, "--policy-dir", help="the HCL policies (default deploy/vault)"),
+    token_ttl: str = typer.Option("1h", "--token-ttl"),
+    token_max_ttl: str = typer.Option("24h", "--token-max-ttl"),
+) -> None:
+    """Set up an initialized, unsealed Vault/OpenBao: KV v2, transit and the payload key, the policies, the
+    AppRoles osi-worker and osi-gateway with a new secret id each (idempotent; docs/deploy.md "Vault")."""
+    s = get_settings()
+    token = (token_file.read_text().strip() if token_file else None) or os.environ.get("VAULT_TOKEN") \
+        or os.environ.get("BAO_TOKEN") or (s.vault_token.get_secret_value() if s.vault_token else None)
+    if not token:
+        raise typer.BadParameter("an admin token is needed: --token-file, VAULT_TOKEN or BAO_TOKEN")
+    try:
+        result = bootstrap(hvac.Client(url=addr or s.vault_addr, token=token, timeout=10), policy_dir=policy_dir,
+                           write_dir=write_dir, kv_mount=s.vault_kv_mount, transit_mount=s.vault_transit_mount,
+                           transit_key=s.vault_transit_key, token_ttl=token_ttl, token_max_ttl=token_max_ttl)
+    except (HvacError, requests.RequestException, OSError, ValueError) as exc:
+        console.print(f"[red]bootstrap failed: {type(exc).__name__}: {exc}[/]")
+        raise typer.Exit(2) from None
+    console.print(f"enabled: {', '.join(result.enabled) or 'nothing new'}; policies: {', '.join(result.policies)}")
+    for role, creds in result.roles.items():
+        if write_dir is not None:
+            console.print(f"{role}: role_id {creds.role_id}; role_id and secret_id written to {write_dir / role}")
+        else:  # nowhere else to get them from: print once (secret ids are not shown again)
+            console.print(f"{role}: role_id {creds.role_id} secret_id {creds.secret_id}")
 
 
 @schema.command("export")

@@ -15,8 +15,8 @@ import httpx
 from core.demo import DemoContext, run_all
 from core.runtime import Runtime, make_vault
 from core.settings import Settings, get_settings
-from core.temporal import connect
-from worker.migrate import upgrade
+from core.temporal import client_config, connect
+from worker.migrate import on_start
 from worker.registry import registry
 from worker.schedules import ensure_schedules
 from worker.stack import Stack, port_open, wait_port
@@ -30,7 +30,8 @@ def child_env(s: Settings) -> dict[str, str]:
     env = {
         "OSI_DEV_MODE": "true",
         "OSI_DATA_DIR": str(s.data_dir),
-        "OSI_TEMPORAL_ADDRESS": s.temporal_address,
+        # The local dev server listens where the client configuration (envconfig, then OSI_*) points.
+        "OSI_TEMPORAL_ADDRESS": client_config(s)["target_host"],
         "OSI_VAULT_ADDR": s.vault_addr,
         "OSI_DATABASE_URL": s.database_url,
         "OSI_GATEWAY_PORT": str(s.gateway_port),
@@ -94,7 +95,7 @@ async def wait_ready(url: str, within: float = 60.0) -> None:
 
 
 async def demo(s: Settings) -> dict[str, str]:
-    upgrade(s.database_url)
+    on_start(s.database_url, True)
     rt = Runtime(s, registry=registry())
     client = await connect(s)
     try:
@@ -113,7 +114,7 @@ def start(s: Settings, stack: Stack) -> None:
     data.mkdir(parents=True, exist_ok=True)
     logs = data / "logs"
     logs.mkdir(exist_ok=True)
-    tport = s.temporal_address.rsplit(":", 1)[1]
+    tport = client_config(s)["target_host"].rsplit(":", 1)[1]
     busy = [p for p in (int(tport), s.temporal_ui_port, int(s.vault_addr.rsplit(":", 1)[1]), s.gateway_port,
                         s.sandbox_port) if port_open("127.0.0.1", p)]
     if busy:

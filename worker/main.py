@@ -10,16 +10,34 @@ from collections.abc import Sequence
 from prometheus_client import start_http_server
 from pydantic import ValidationError
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from core.logs import configure_logging
 from core.runtime import Runtime
 from core.settings import Settings, get_settings
-from core.temporal import connect
+from core.temporal import client_config, connect, describe
 from worker import registry
-from worker.migrate import upgrade
+from worker.health import WorkerHealth
+from worker.migrate import on_start
 
 log = logging.getLogger("osi.worker")
+
+
+def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
+    """Worker Versioning when both the deployment name and the build id are set (docs/deploy.md "Upgrades").
+    Every workflow gets the worker's default behaviour (`OSI_WORKER_VERSIONING_BEHAVIOR`): the SDK sends a
+    workflow definition's own `versioning_behavior` even to an unversioned worker's server, which refuses it,
+    so the definitions carry none."""
+    if not (settings.worker_deployment_name and settings.worker_build_id):
+        if settings.worker_deployment_name or settings.worker_build_id:
+            raise ValueError("OSI_WORKER_DEPLOYMENT_NAME and OSI_WORKER_BUILD_ID go together")
+        return None
+    return WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(settings.worker_deployment_name, settings.worker_build_id),
+        use_worker_versioning=True,
+        default_versioning_behavior=VersioningBehavior.PINNED if settings.worker_versioning_behavior == "pinned"
+        else VersioningBehavior.AUTO_UPGRADE)
 
 
 def build_worker(client: Client, rt: Runtime, task_queue: str | None = None,
@@ -36,6 +54,7 @@ def build_worker(client: Client, rt: Runtime, task_queue: str | None = None,
         # An input that fails validation fails the workflow at once with the field named, instead of
         # retrying the first workflow task forever (a start from plain JSON can carry anything).
         workflow_failure_exception_types=[ValidationError],
+        deployment_config=deployment_config(rt.settings),
     )
 
 
@@ -44,7 +63,7 @@ async def run_worker(settings: Settings | None = None) -> None:
     settings.require("worker")
     if settings.worker_metrics_port:
         start_http_server(settings.worker_metrics_port, addr=settings.host)
-    upgrade(settings.database_url)
+    on_start(settings.database_url, settings.migrate_on_start)
     client = await connect(settings)
     rt = Runtime(settings, registry=registry.registry())
     worker = build_worker(client, rt)
@@ -52,11 +71,20 @@ async def run_worker(settings: Settings | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
-    async with worker:
-        await stop.wait()
-        log.info("shutting down: finishing in-flight tasks")
-    await rt.close()
+    health: WorkerHealth | None = None
+    if settings.worker_health_port:
+        health = WorkerHealth(client, rt, worker.task_queue, client.identity,
+                              running=lambda: worker.is_running and not stop.is_set())
+        await health.start(settings.host, settings.worker_health_port)
+    log.info("worker polling task queue %s on %s", settings.task_queue, describe(client_config(settings)))
+    try:
+        async with worker:
+            await stop.wait()
+            log.info("shutting down: finishing in-flight tasks")
+    finally:
+        if health is not None:
+            await health.stop()
+        await rt.close()
 
 
 def main() -> None:

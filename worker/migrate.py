@@ -74,7 +74,32 @@ def upgrade(url: str, revision: str = "head", *, app_role: str | None = None) ->
                 return current(conn) or ""
             finally:
                 if engine.dialect.name == "postgresql":
+                    conn.rollback()  # after a failed migration: unlock outside the aborted transaction
                     conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_LOCK_KEY})
                     conn.commit()
     finally:
         engine.dispose()
+
+
+class SchemaBehind(RuntimeError):
+    """The store is older than this release and this process may not migrate it."""
+
+
+def on_start(url: str, migrate: bool) -> str:
+    """What the worker and gateway do at start (`OSI_MIGRATE_ON_START`): upgrade to head, or, when the
+    migrations job owns the schema (an application role without DDL rights), only check that it ran: a
+    store at an older revision of this release refuses the start; a newer one (this process is the old
+    side of a rolling upgrade) is accepted."""
+    if migrate:
+        return upgrade(url)
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            at = current(conn)
+    finally:
+        engine.dispose()
+    known = {rev.revision for rev in ScriptDirectory.from_config(config()).walk_revisions()}
+    if at is None or (at in known and at != head()):
+        raise SchemaBehind(f"store at {at or 'no revision'}, this release needs {head()}: run `osi db upgrade` "
+                           "as the schema owner (OSI_MIGRATE_ON_START is off)")
+    return at

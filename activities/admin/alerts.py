@@ -17,8 +17,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.slack.activities import SlackActivities
 from activities.slack.models import PostMessageInput
-from core.egress import EgressRefused
 from core.contract import ContractModel, WorkflowInput
+from core.egress import EgressRefused
 from core.errors import IntegrationError, PermanentError, TemporaryError
 from store.alerts import AlertStore
 from vault.client import CredentialsMissing
