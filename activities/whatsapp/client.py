@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from activities.whatsapp.phone import is_bsuid
 from activities.whatsapp.settings import WhatsAppSettings
 from activities.whatsapp.spec import SPEC
+from core.errors import PermanentError
 from core.limiter import Limit
 from core.pipeline import Action, Response
 
@@ -53,8 +55,22 @@ class WhatsAppClient:
                            margin=self.margin())
 
     async def send(self, payload: dict[str, Any], wa_id: str, *, category: str | None = None) -> Response:
-        """POST /{phone-number-id}/messages with the per-number and per-pair limits applied."""
-        body = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": wa_id, **payload}
+        """POST /{phone-number-id}/messages with the per-number and per-pair limits applied.
+
+        `wa_id` is the customer key: a phone number's digits go in `to`, a BSUID (a customer who shares no
+        number) in `recipient`, which Meta takes instead.
+        """
+        if not wa_id:
+            raise PermanentError("to: no recipient", code="invalid_recipient")
+        if is_bsuid(wa_id):
+            if category == "authentication":
+                # Meta refuses one-tap/zero-tap/copy-code authentication templates to BSUIDs (131062).
+                raise PermanentError("authentication templates can only be sent to a phone number, not to a "
+                                     "business-scoped user id", code=131062, provider="whatsapp")
+            address = {"recipient": wa_id}
+        else:
+            address = {"to": wa_id}
+        body = {"messaging_product": "whatsapp", "recipient_type": "individual", **address, **payload}
         return await self.act.call(
             "POST",
             self.url(self.phone_number_id, "messages"),
