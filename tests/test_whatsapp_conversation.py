@@ -17,6 +17,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from activities.whatsapp import conversation_ids
 from activities.whatsapp.models import (
     ConversationInput,
     ConversationMessage,
@@ -29,7 +30,6 @@ from activities.whatsapp.models import (
     ViewRequest,
     WaitForReply,
 )
-from activities.whatsapp import conversation_ids
 from activities.whatsapp.store import WhatsAppStore
 from activities.whatsapp.webhooks import sign
 from tests.test_whatsapp_support import customer_writes, eventually, wa_conn
@@ -157,7 +157,8 @@ async def test_fallback_template_outside_the_window(client, worker, runtime, san
         await plain.execute_update(WhatsAppConversation.send_reply, ConversationReply(message=TEXT))
     other = "16505554005"
     WhatsAppStore(runtime.store).opt_in(wa.organization_id, wa.phone_number_id, [other], "website")
-    wid2 = await start(client, task_queue, wa, runtime=runtime, wa_id=other, fallback_template=Template(name="hello_world"))
+    wid2 = await start(client, task_queue, wa, runtime=runtime, wa_id=other,
+                       fallback_template=Template(name="hello_world"))
     res = await client.get_workflow_handle(wid2).execute_update(WhatsAppConversation.send_reply,
                                                                ConversationReply(message=TEXT))
     assert res.used_fallback_template and res.category == "utility" and res.status == "accepted"
@@ -216,7 +217,8 @@ async def test_another_workflow_waits_for_the_reply(client, worker, runtime, san
 async def test_continue_as_new_keeps_the_context(client, worker, runtime, sandbox, gateway, task_queue):
     wa = await wa_conn(runtime, sandbox.url, gateway)
     wa_id = "16505554008"
-    wid = await start(client, task_queue, wa, runtime=runtime, wa_id=wa_id, history_limit=40, context={"deal_id": "d1"})
+    wid = await start(client, task_queue, wa, runtime=runtime, wa_id=wa_id, history_limit=40,
+                      context={"deal_id": "d1"})
     first_run = (await client.get_workflow_handle(wid).describe()).run_id
     for i in range(12):
         await customer_writes(sandbox.url, wa, "+" + wa_id, f"message {i}")
