@@ -52,12 +52,15 @@ async def owner_for_app(rt: Runtime, app_id: str, pid: str) -> Connection | Unro
 
 
 async def app_secret_of(rt: Runtime, conn: Connection, creds: BearerTokenCredentials | None) -> str:
-    """The secret Meta signs this connection's deliveries with: its own, else its app's."""
-    if creds is not None and creds.app_secret is not None and creds.app_secret.get_secret_value():
-        return creds.app_secret.get_secret_value()
+    """The secret Meta signs this connection's deliveries with: its app's when it names a registered app (Meta
+    signs with the app secret), else the one stored with the connection (setups from before apps)."""
     app_id = str(conn.settings.get("app_id") or "")
     found = await apps.keys(rt, app_id) if app_id else None
-    return found.app_secret if found else ""
+    if found is not None:
+        return found.app_secret
+    if creds is not None and creds.app_secret is not None:
+        return creds.app_secret.get_secret_value()
+    return ""
 
 
 async def _bearer(rt: Runtime, conn: Connection) -> BearerTokenCredentials | None:
