@@ -91,14 +91,15 @@ def event_document(event_id: str, event_type: str, organization_id: str, data: d
 
 
 def enqueue(s: Session, organization_id: str, event_type: str, data: dict[str, Any], *,
-            dedupe_key: str | None = None, at: datetime | None = None) -> list[str]:
-    """Add the event for every subscription of the organization that wants it, in the caller's transaction.
-
-    Returns the subscriptions that got it (none subscribed: one indexed query, nothing written).
-    """
-    subs = [sub for sub in s.exec(select(EventSubscription).where(
-        EventSubscription.organization_id == organization_id, EventSubscription.enabled == True)).all()  # noqa: E712
-        if sub.wants(event_type)]
+            dedupe_key: str | None = None, at: datetime | None = None, subscription_id: str | None = None
+            ) -> list[str]:
+    """Add the event for every subscription of the organization that wants it (or only `subscription_id`), in
+    the caller's transaction. Returns the subscriptions that got it (none subscribed: one indexed query)."""
+    q = select(EventSubscription).where(EventSubscription.organization_id == organization_id,
+                                        EventSubscription.enabled == True)  # noqa: E712
+    if subscription_id is not None:
+        q = q.where(EventSubscription.id == subscription_id)
+    subs = [sub for sub in s.exec(q).all() if sub.wants(event_type) or subscription_id is not None]
     if not subs:
         return []
     at = at or utcnow()
@@ -188,13 +189,17 @@ class EventStore:
             s.commit()
             return True
 
-    def emit(self, organization_id: str, event_type: str, data: dict[str, Any], *,
-             dedupe_key: str | None = None) -> list[str]:
-        """An event on its own transaction (for facts that live outside our database: a Slack decision)."""
+    def emit(self, organization_id: str, events: Sequence[tuple[str, dict[str, Any], str | None]], *,
+             subscription_id: str | None = None) -> set[str]:
+        """Events (type, data, dedupe key) in one transaction of their own, for facts that live outside our
+        database (a Slack decision, a calendar event created at the provider)."""
+        got: set[str] = set()
         with self.store.session() as s:
-            got = enqueue(s, organization_id, event_type, data, dedupe_key=dedupe_key)
+            for event_type, data, dedupe_key in events:
+                got.update(enqueue(s, organization_id, event_type, data, dedupe_key=dedupe_key,
+                                   subscription_id=subscription_id))
             s.commit()
-            return got
+        return got
 
     def pending(self, subscription_id: str, limit: int = 50) -> Sequence[EventOutbox]:
         with self.store.session() as s:

@@ -37,14 +37,15 @@ async def key(rt: Runtime, *, create: bool = True) -> bytes:
             raise
         try:
             await rt.vault.write(path, ApiKeyCredentials(api_key=SecretStr(secrets.token_urlsafe(32))), cas=0)
-        except CASConflict:
-            pass  # another process made it first: use theirs
-        except VaultError as exc:
+        except (CASConflict, VaultError):
+            pass  # another process made it first (or this one may not create it): read what is there
+        try:
+            creds = await rt.vault.read(path, use_cache=False)
+        except CredentialsMissing:
             raise ConfigurationError(
                 "the WhatsApp conversation-id key is missing and this process may not create it: run "
                 "`osi whatsapp conversation-key` once with an operator token", code="conversation_key_missing",
-                provider="whatsapp") from exc
-        creds = await rt.vault.read(path, use_cache=False)
+                provider="whatsapp") from None
     if not isinstance(creds, ApiKeyCredentials):
         raise ConfigurationError(f"{path} does not hold a key", code="conversation_key_missing", provider="whatsapp")
     value = creds.api_key.get_secret_value().encode()
