@@ -223,6 +223,11 @@ class WhatsAppConversation:
             held = [i.not_before for i in self.outbox.items if i.not_before is not None]
             if held:
                 timeout = min(timeout, max(min(held) - now, MIN_HOLD))
+            closes = self._window_closes_at()
+            if closes is not None and closes > now.timestamp():
+                # Wake when the window closes: a query sees the time of the last workflow task, so without this
+                # `view` would call the window open until something else happened.
+                timeout = min(timeout, max(timedelta(seconds=closes - now.timestamp()), MIN_HOLD))
             try:
                 await workflow.wait_condition(
                     lambda: self.wake or (self._history_too_long() and workflow.all_handlers_finished()),
@@ -313,7 +318,7 @@ class WhatsAppConversation:
         msg = self.messages.get(message_id)
         if msg is None:
             msg = ConversationMessage(message_id=message_id, direction="out", at=int(workflow.now().timestamp()),
-                                      status="accepted", seq=self._next_seq())
+                                      seq=self._next_seq())
             self.messages[message_id] = msg
             self._trim()
         msg.type, msg.text = message.type, summary(message)
