@@ -48,6 +48,7 @@ from activities.whatsapp.models import (
     Template,
     ViewRequest,
 )
+from tests.test_whatsapp_support import eventually
 from worker.stack import binary
 from workflows.events import EventDelivery
 from workflows.whatsapp_conversation import WhatsAppConversation
@@ -183,11 +184,15 @@ async def test_continue_as_new_keeps_messages_context_and_dedupe(env) -> None:
             await handle.signal(WhatsAppConversation.events, inbound(env, f"message {i}", i))
         await handle.signal(WhatsAppConversation.events, inbound(env, "message 0", 0))  # Meta redelivers
         latest = env.client.get_workflow_handle(handle.id)
+        now_run = await eventually(lambda: _run_id(latest), lambda run: run != first)
         view: ConversationView = await latest.query(WhatsAppConversation.view)
-        now_run = (await latest.describe()).run_id
     assert now_run != first, "continued as new"
     assert [m.text for m in view.messages] == [f"message {i}" for i in range(15)] and view.seq == 15
     assert view.context == {"deal_id": "d1"} and view.window_open
+
+
+async def _run_id(handle: Any) -> str:
+    return str((await handle.describe()).run_id)
 
 
 async def test_the_view_with_status_asks_the_store(env) -> None:

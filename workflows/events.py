@@ -104,7 +104,8 @@ async def emit(organization_id: str, events: list[tuple[str, dict[str, Any], str
 
     Never fails the calling workflow: an event that cannot be queued is logged (the fact itself stands).
     """
-    if not events:
+    # patched: workflows started before events existed replay without this activity.
+    if not events or not workflow.patched("events-v1"):
         return
     try:
         await workflow.execute_activity_method(

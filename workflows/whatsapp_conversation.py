@@ -224,7 +224,8 @@ class WhatsAppConversation:
             if held:
                 timeout = min(timeout, max(min(held) - now, MIN_HOLD))
             closes = self._window_closes_at()
-            if closes is not None and closes > now.timestamp():
+            # patched: conversations started before this change replay their recorded timers unchanged.
+            if closes is not None and closes > now.timestamp() and workflow.patched("conversation-window-wake"):
                 # Wake when the window closes: a query sees the time of the last workflow task, so without this
                 # `view` would call the window open until something else happened.
                 timeout = min(timeout, max(timedelta(seconds=closes - now.timestamp()), MIN_HOLD))
