@@ -101,6 +101,9 @@ ActivityFactory = Callable[["Runtime"], Sequence[Callable[..., Any]]]
 RouteFactory = Callable[[], "APIRouter"]
 CliFactory = Callable[[], "typer.Typer"]
 Demo = Callable[["DemoContext"], Awaitable[None]]
+# Called once per worker or gateway process with its Runtime and Temporal client (e.g. to nudge workflows after
+# a commit); called on the process's event loop.
+OnStart = Callable[["Runtime", Any], None]
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,7 @@ class Plugin:
     cli: CliFactory | None = None
     cli_help: str = ""
     demo: Demo | None = None
+    on_start: OnStart | None = None
     # Named hooks another plugin reads (e.g. "calendar": this provider's calendar backend and connect flow).
     capabilities: Mapping[str, Any] = field(default_factory=dict)
 

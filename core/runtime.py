@@ -80,6 +80,15 @@ class Runtime:
                 "are held and retried until their delivery deadline", connection_id=connection_id,
                 severity="warning")
 
+    def attach_temporal(self, client: Any) -> None:
+        """Hand the process's Temporal client to the plugins that want it (`Plugin.on_start`), once."""
+        if self.extras.get("temporal") is client:
+            return
+        self.extras["temporal"] = client
+        for plugin in self.registry:
+            if plugin.on_start is not None:
+                plugin.on_start(self, client)
+
     async def close(self) -> None:
         await self.http.aclose()
         await self.egress.aclose()

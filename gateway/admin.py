@@ -14,12 +14,15 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from activities.admin.alerts import RouteSpec, add_route, remove_route
+from activities.events import service as events
+from activities.events.models import SubscriptionSpec
 from core.connections import add_connection, remove_connection, test_connection
 from core.errors import IntegrationError
 from core.links import connect_link
 from store import audit as audit_chain
 from store.alerts import AlertStore
 from store.db import ConnectionExists, ConnectionNotFound
+from store.events import EventStore
 from store.models import AdminKey, UsageRecord
 from vault.credentials import Credentials
 
@@ -249,6 +252,58 @@ def router() -> APIRouter:
         if not await remove_route(request.app.state.rt, organization_id, route_id, actor=f"admin:{who.label}"):
             raise HTTPException(404, "no such alert route in this organization")
         return {"ok": True}
+
+    # ---- event subscriptions (signed events to OpenSyte) -----------------------------------------
+    @r.get("/orgs/{organization_id}/event-subscriptions")
+    async def event_subscriptions(organization_id: str, request: Request, _: Principal = Depends(org_scope)
+                                  ) -> list[dict[str, Any]]:
+        rt = request.app.state.rt
+        return [s.model_dump(mode="json") for s in await rt.store.run(EventStore(rt.store).subscriptions,
+                                                                        organization_id)]
+
+    @r.post("/orgs/{organization_id}/event-subscriptions", status_code=201)
+    async def add_event_subscription(organization_id: str, spec: SubscriptionSpec, request: Request,
+                                     who: Principal = Depends(org_scope)) -> dict[str, Any]:
+        """The signing secret is in the answer, once; Vault keeps the only other copy."""
+        try:
+            sub, secret = await events.add_subscription(request.app.state.rt, organization_id, spec,
+                                                        actor=f"admin:{who.label}")
+        except IntegrationError as exc:
+            raise HTTPException(422, exc.message) from None
+        return {**sub.model_dump(mode="json"), "signing_secret": secret}
+
+    @r.delete("/orgs/{organization_id}/event-subscriptions/{subscription_id}")
+    async def remove_event_subscription(organization_id: str, subscription_id: str, request: Request,
+                                        who: Principal = Depends(org_scope)) -> dict[str, bool]:
+        if not await events.remove_subscription(request.app.state.rt, organization_id, subscription_id,
+                                                actor=f"admin:{who.label}"):
+            raise HTTPException(404, "no such event subscription in this organization")
+        return {"ok": True}
+
+    @r.post("/orgs/{organization_id}/event-subscriptions/{subscription_id}/rotate-secret")
+    async def rotate_event_secret(organization_id: str, subscription_id: str, request: Request,
+                                  who: Principal = Depends(org_scope)) -> dict[str, str]:
+        secret = await events.rotate_secret(request.app.state.rt, organization_id, subscription_id,
+                                            actor=f"admin:{who.label}")
+        if secret is None:
+            raise HTTPException(404, "no such event subscription in this organization")
+        return {"signing_secret": secret}
+
+    @r.post("/orgs/{organization_id}/event-subscriptions/{subscription_id}/test", status_code=202)
+    async def test_event_subscription(organization_id: str, subscription_id: str, request: Request,
+                                      _: Principal = Depends(org_scope)) -> dict[str, bool]:
+        if not await events.send_test(request.app.state.rt, organization_id, subscription_id):
+            raise HTTPException(404, "no such event subscription in this organization")
+        return {"queued": True}
+
+    @r.get("/orgs/{organization_id}/event-deliveries")
+    async def event_deliveries(organization_id: str, request: Request, subscription_id: str | None = None,
+                               status: str | None = None, limit: int = 100, _: Principal = Depends(org_scope)
+                               ) -> list[dict[str, Any]]:
+        rt = request.app.state.rt
+        rows = await rt.store.run(EventStore(rt.store).deliveries, organization_id, subscription_id, status,
+                                  max(1, min(limit, 500)))
+        return [r.model_dump(mode="json") for r in rows]
 
     @r.get("/orgs/{organization_id}/diagnostics")
     async def diagnostics(organization_id: str, request: Request, _: Principal = Depends(org_scope)

@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None,
         app.state.rt = rt or Runtime(settings, registry=plugins)
         # One Temporal client per process, connected at start-up (never per request).
         app.state.temporal = temporal or await connect(settings)
+        app.state.rt.attach_temporal(app.state.temporal)
         yield
         if own_rt:
             await app.state.rt.close()

@@ -122,7 +122,7 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
     async def sink(name: str, request: Request) -> Response:
         box = state.sinks.setdefault(name, {"status": 200, "received": []})
         box["received"].append({"headers": {k.lower(): v for k, v in request.headers.items()},
-                                "body": (await request.body()).decode(errors="replace")})
+                                "body": (await request.body()).decode(errors="replace"), "answered": box["status"]})
         return Response(status_code=box["status"])
 
     @app.put("/_sandbox/sink/{name}/status/{status}")

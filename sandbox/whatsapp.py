@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import httpx
+import phonenumbers
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
@@ -56,6 +57,20 @@ def async_error(code: int, title: str, details: str) -> dict[str, Any]:
 
 def new_wamid() -> str:
     return "wamid." + base64.b64encode(b"HBgL" + os.urandom(24)).decode()
+
+
+# Meta's business-scoped user id: country code, period, up to 128 alphanumerics (parent: "CC.ENT.…").
+BSUID_RE = re.compile(r"^[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}$")
+
+
+def bsuid_for(portfolio: str, wa_id: str) -> str:
+    """The BSUID Meta gives a user within one business portfolio: stable, and different per portfolio."""
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse("+" + wa_id)) or "US"
+    except phonenumbers.NumberParseException:
+        region = "US"
+    digits = str(int.from_bytes(hashlib.sha256(f"{portfolio}:{wa_id}".encode()).digest()[:8], "big"))
+    return f"{region}.{digits}"
 
 
 class PhoneNumberConfig(BaseModel):
@@ -99,10 +114,20 @@ class TemplateConfig(BaseModel):
 
 
 class InboundRequest(BaseModel):
-    """Tell the fake a customer wrote: it delivers Meta's signed webhook to the number's URL."""
+    """Tell the fake a customer wrote: it delivers Meta's signed webhook to the number's URL.
+
+    Like Meta since its BSUID rollout, every delivery carries the user's business-scoped id (`user_id`,
+    `from_user_id`); `share_phone: false` (or no `from`) delivers it the way Meta does for a user with a
+    username who shares no phone number: no `from`, no `wa_id`. `message` delivers any message object as given
+    (every type Meta documents: video, audio, document, sticker, location, contacts, order, system, referral…).
+    """
 
     phone_number_id: str
-    from_: str = Field(alias="from")
+    from_: str | None = Field(default=None, alias="from")
+    user_id: str | None = Field(default=None, description="the BSUID (default: derived from the phone number)")
+    username: str | None = None
+    share_phone: bool = True
+    message: dict[str, Any] | None = None
     type: str = "text"
     text: str | None = None
     profile_name: str = "Sandbox Customer"
@@ -134,6 +159,7 @@ class WhatsAppFakeState:
     codes: dict[str, str] = field(default_factory=dict)
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     inbound: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bsuid_phones: dict[str, str] = field(default_factory=dict)  # BSUID → wa_id, once the user shared it
     webhook_deliveries: list[dict[str, Any]] = field(default_factory=list)
     throughput_errors: int = 0
     pair_errors: int = 0
@@ -232,7 +258,7 @@ class WhatsAppFake:
         return False
 
     def window_open(self, num: PhoneNumberConfig, to: str) -> bool:
-        last = self.state.windows.get(f"{num.phone_number_id}:{to}")
+        last = self.state.windows.get(f"{num.phone_number_id}:{self.customer_key(to)}")
         return last is not None and time.time() < last + WINDOW_SECONDS
 
     # ---- webhooks -------------------------------------------------------------------------
@@ -274,8 +300,15 @@ class WhatsAppFake:
 
     def status_value(self, num: PhoneNumberConfig, msg: dict[str, Any], status: str,
                      errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        st: dict[str, Any] = {"id": msg["id"], "status": status, "timestamp": str(int(time.time())),
-                              "recipient_id": msg["to"]}
+        st: dict[str, Any] = {"id": msg["id"], "status": status, "timestamp": str(int(time.time()))}
+        if msg.get("recipient_user_id"):
+            # Sent to a BSUID: the phone number appears only if the user shares it.
+            phone = self.state.bsuid_phones.get(msg["recipient_user_id"])
+            if phone and msg.get("phone_shared", True):
+                st["recipient_id"] = phone
+            st["recipient_user_id"] = msg["recipient_user_id"]
+        else:
+            st["recipient_id"] = msg["to"]
         if msg.get("biz_opaque_callback_data") is not None:
             # Meta echoes the send's opaque string in every status of that message, failures included.
             st["biz_opaque_callback_data"] = msg["biz_opaque_callback_data"]
@@ -300,13 +333,25 @@ class WhatsAppFake:
             await asyncio.sleep(num.status_delay_ms / 1000)
 
     def inbound_message(self, num: PhoneNumberConfig, req: InboundRequest) -> dict[str, Any]:
-        """A customer's message in Meta's webhook shape (text, button, interactive, reaction, image)."""
-        wa_id = re.sub(r"\D", "", req.from_)
-        msg: dict[str, Any] = {"from": wa_id, "id": req.message_id or new_wamid(),
+        """A customer's message in Meta's webhook shape (text, button, interactive, reaction, image, or any
+        `message` object), with the sender's BSUID and, when shared, phone number."""
+        wa_id = re.sub(r"\D", "", req.from_ or "") or None
+        user_id = req.user_id or (bsuid_for(num.waba_id, wa_id) if wa_id else None)
+        if not user_id:
+            raise ValueError("from or user_id is required")
+        if wa_id:
+            self.state.bsuid_phones[user_id] = wa_id
+        shared = wa_id if req.share_phone else None
+        msg: dict[str, Any] = {"id": req.message_id or new_wamid(),
                                "timestamp": str(req.timestamp or int(time.time())), "type": req.type}
+        if shared:
+            msg["from"] = shared
+        msg["from_user_id"] = user_id
         if req.context_message_id:
             msg["context"] = {"from": re.sub(r"\D", "", num.display_phone_number), "id": req.context_message_id}
-        if req.type == "text":
+        if req.message is not None:
+            msg.update({k: v for k, v in req.message.items() if k not in ("id", "from", "from_user_id", "timestamp")})
+        elif req.type == "text":
             msg["text"] = {"body": req.text or ""}
         elif req.type == "button":
             msg["button"] = {"payload": req.button_payload or req.text or "", "text": req.text or ""}
@@ -318,12 +363,25 @@ class WhatsAppFake:
         elif req.type == "image":
             # The customer's photo is kept like uploaded media: GET /{media-id} and the download work.
             item = self.media.received(num.phone_number_id, "image/jpeg", b"\xff\xd8\xff\xe0" + os.urandom(64))
-            msg["image"] = {"caption": req.text, "mime_type": item.mime_type, "sha256": item.sha256,
-                            "id": item.media_id}
+            msg["image"] = {"caption": req.text, "mime_type": item.mime_type,
+                            "sha256": base64.b64encode(bytes.fromhex(item.sha256)).decode(), "id": item.media_id}
         else:
             msg["errors"] = [async_error(131051, "Message type unknown", "Message type is not currently supported")]
             msg["type"] = "unsupported"
-        return {"contacts": [{"profile": {"name": req.profile_name}, "wa_id": wa_id}], "messages": [msg]}
+        profile: dict[str, Any] = {"name": req.profile_name}
+        if req.username:
+            profile["username"] = req.username
+        contact: dict[str, Any] = {"profile": profile}
+        if shared:
+            contact["wa_id"] = shared
+        contact["user_id"] = user_id
+        if msg["type"] == "system":  # system messages carry no contacts array
+            return {"messages": [msg]}
+        return {"contacts": [contact], "messages": [msg]}
+
+    def customer_key(self, who: str) -> str:
+        """Windows and limits are per user: a BSUID whose phone number we know counts as that number."""
+        return self.state.bsuid_phones.get(who, who)
 
     # ---- message validation (Meta's limits and errors) --------------------------------------
     def validate_message(self, body: dict[str, Any]) -> JSONResponse | None:
@@ -558,6 +616,11 @@ class WhatsAppFake:
         return doc
 
     # ---- send ------------------------------------------------------------------------------
+    def authentication_template(self, num: PhoneNumberConfig, body: dict[str, Any]) -> bool:
+        t = body.get("template") or {}
+        tpl = self.find_template(num.waba_id, str(t.get("name")), str((t.get("language") or {}).get("code")))
+        return tpl is not None and tpl.category.upper() == "AUTHENTICATION"
+
     def pre_send_checks(self, num: PhoneNumberConfig, body: dict[str, Any], to: str) -> JSONResponse | None:
         """Synchronous refusals after validation: pair limit, templates."""
         if self.pair_exceeded(num, to):
@@ -775,22 +838,30 @@ class WhatsAppFake:
             return JSONResponse({"success": True})
         if (invalid := self.validate_message(body)) is not None:
             return invalid
-        to = re.sub(r"\D", "", str(body.get("to", "")))
-        if not to:
+        to = re.sub(r"\D", "", str(body.get("to") or ""))
+        bsuid = str(body.get("recipient") or "") if not body.get("to") else ""
+        if bsuid and not BSUID_RE.match(bsuid):
+            return graph_error(400, 100, "(#100) Invalid parameter: recipient is not a valid business-scoped user id")
+        if not to and not bsuid:
             return graph_error(400, 100, "(#100) The parameter to is required.")
+        if bsuid and body.get("type") == "template" and self.authentication_template(num, body):
+            return graph_error(400, 131062, "(#131062) Business-scoped User ID recipients are not supported for "
+                                            "this message.")
+        to = to or bsuid
         if (pre := self.pre_send_checks(num, body, to)) is not None:
             return pre
         pricing = self.pricing_for(num, body, to)
         msg = {"id": new_wamid(), "to": to, "type": body.get("type", "text"), "body": body,
                "status": "accepted", "phone_number_id": pid, "accepted_at": time.time(),
-               "biz_opaque_callback_data": body.get("biz_opaque_callback_data"), **pricing}
+               "biz_opaque_callback_data": body.get("biz_opaque_callback_data"),
+               "recipient_user_id": bsuid or None, **pricing}
         self.state.messages[msg["id"]] = msg
         # Meta may hold a marketing message for a quality assessment (then deliver or drop it) or pause it.
         hold = self.state.quality_hold.get(to) if pricing["category"] == "marketing" else None
         if hold != "paused":
             self.sandbox.spawn(self.status_sequence(num, msg, self.recipient_failure(num, body, to)))
-        return JSONResponse({"messaging_product": "whatsapp",
-                             "contacts": [{"input": str(body.get("to")), "wa_id": to}],
+        contact = {"input": bsuid, "user_id": bsuid} if bsuid else {"input": str(body.get("to")), "wa_id": to}
+        return JSONResponse({"messaging_product": "whatsapp", "contacts": [contact],
                              "messages": [{"id": msg["id"], "message_status": hold or "accepted"}]})
 
     def control_router(self) -> APIRouter:
@@ -867,14 +938,18 @@ class WhatsAppFake:
             num = self.state.numbers.get(req.phone_number_id)
             if num is None:
                 return JSONResponse({"error": f"unknown phone_number_id {req.phone_number_id}"}, status_code=404)
-            value = self.inbound_message(num, req)
+            try:
+                value = self.inbound_message(num, req)
+            except ValueError as exc:
+                return JSONResponse({"error": str(exc)}, status_code=422)
             msg = value["messages"][0]
-            wa_id = msg["from"]
-            key = f"{num.phone_number_id}:{wa_id}"
+            user_id = msg["from_user_id"]
+            key = f"{num.phone_number_id}:{self.customer_key(user_id)}"
             self.state.windows[key] = max(self.state.windows.get(key, 0.0), float(msg["timestamp"]))
             self.state.inbound[msg["id"]] = msg
             statuses = [await self.deliver_webhook(num, self.envelope(num, value)) for _ in range(1 + req.redeliver)]
-            return JSONResponse({"message_id": msg["id"], "wa_id": wa_id, "deliveries": statuses})
+            return JSONResponse({"message_id": msg["id"], "wa_id": msg.get("from"), "user_id": user_id,
+                                 "deliveries": statuses})
 
         @r.post("/redeliver")
         async def redeliver(body: dict[str, int]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, create_engine, select
 
 from store import audit as chain
+from store.events import CommitListener, add_commit_listener, enqueue
 from store.models import (
     AdminKey,
     AdminNotification,
@@ -26,6 +27,7 @@ from store.models import (
     Health,
     IdempotencyRecord,
     UsageRecord,
+    health_event,
     utcnow,
 )
 
@@ -193,10 +195,25 @@ class Store:
     def set_health(
         self, connection_id: str, health: Health, detail: dict[str, Any], status: ConnectionStatus | None = None
     ) -> None:
-        fields: dict[str, Any] = {"health": health.value, "health_detail": detail, "last_health_check": utcnow()}
-        if status is not None:
-            fields["status"] = status.value
-        self.update_connection(connection_id, **fields)
+        """Record the connection's health; a change is an event for the organization's subscribers (same
+        transaction)."""
+        with self.session() as s:
+            conn = s.get(Connection, connection_id)
+            if conn is None:
+                raise ConnectionNotFound(connection_id)
+            previous = conn.health
+            conn.health, conn.health_detail, conn.last_health_check = health.value, detail, utcnow()
+            if status is not None:
+                conn.status = status.value
+            conn.updated_at = utcnow()
+            s.add(conn)
+            if previous != health.value:
+                enqueue(s, conn.organization_id, "connection.health.changed", health_event(conn, previous))
+            s.commit()
+
+    def on_events(self, listener: CommitListener) -> None:
+        """`listener(subscription ids)` after each commit that added events to deliver."""
+        add_commit_listener(self.engine, listener)
 
     def count_use(self, connection_id: str, failed: bool) -> None:
         with self.session() as s:

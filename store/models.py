@@ -58,6 +58,13 @@ class Connection(SQLModel, table=True):
     updated_at: datetime = UTCField(default_factory=utcnow)
 
 
+def health_event(conn: Connection, previous: str | None) -> dict[str, Any]:
+    """The data of a `connection.health.changed` event (no secret: health details never hold one)."""
+    return {"connection_id": conn.id, "integration_type": conn.integration_type, "connection": conn.name,
+            "health": conn.health, "previous_health": previous, "status": conn.status,
+            "detail": conn.health_detail or {}}
+
+
 class AuditEvent(SQLModel, table=True):
     """Append-only: who did what, when, to which connection, with what outcome (never a secret).
 

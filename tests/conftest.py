@@ -76,7 +76,9 @@ def settings(stack: StackInfo, sandbox: SandboxHandle, gateway_port: int) -> Set
         gateway_port=gateway_port,
         gateway_public_url=f"http://127.0.0.1:{gateway_port}",
         sandbox_port=int(sandbox.url.rsplit(":", 1)[1]),
-        sections=sandbox_sections(sandbox.url),
+        # Event deliveries retry within a second in tests (production: seconds up to an hour, for days).
+        sections={**sandbox_sections(sandbox.url), "events": {"initial_backoff_seconds": 0.2,
+                                                               "max_backoff_seconds": 1.0}},
         breaker_failure_threshold=50,
         egress_private_hosts="127.0.0.1",
         dev_mode=True,

@@ -55,12 +55,12 @@ async def test_rotation_replaces_the_secret_and_revives_the_connection(runtime, 
 
 
 async def test_schedules_are_created_once(client, settings):
-    from worker.schedules import ALERT_DELIVERY_ID, HEALTH_SWEEP_ID, ensure_schedules
+    from worker.schedules import ALERT_DELIVERY_ID, EVENT_SWEEP_ID, HEALTH_SWEEP_ID, ensure_schedules
 
     first = await ensure_schedules(client, settings)
     try:
         second = await ensure_schedules(client, settings)
-        assert first == [HEALTH_SWEEP_ID, ALERT_DELIVERY_ID] and second == []
+        assert first == [HEALTH_SWEEP_ID, ALERT_DELIVERY_ID, EVENT_SWEEP_ID] and second == []
         sweep = await client.get_schedule_handle(HEALTH_SWEEP_ID).describe()
         assert sweep.schedule.spec.intervals[0].every.total_seconds() == 3600
         alerts = await client.get_schedule_handle(ALERT_DELIVERY_ID).describe()

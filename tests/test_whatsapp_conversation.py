@@ -17,6 +17,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from activities.whatsapp import conversation_ids
 from activities.whatsapp.models import (
     ConversationInput,
     ConversationMessage,
@@ -26,8 +27,8 @@ from activities.whatsapp.models import (
     OutboundMessage,
     ReplySubscription,
     Template,
+    ViewRequest,
     WaitForReply,
-    conversation_workflow_id,
 )
 from activities.whatsapp.store import WhatsAppStore
 from activities.whatsapp.webhooks import sign
@@ -42,8 +43,17 @@ async def view(client: Client, wid: str) -> ConversationView:
     return await client.get_workflow_handle(wid).query(WhatsAppConversation.view)
 
 
-async def start(client: Client, task_queue: str, wa, wa_id: str, **kw) -> str:
-    wid = conversation_workflow_id(wa.organization_id, wa.phone_number_id, wa_id)
+async def status_view(client: Client, wid: str) -> ConversationView:
+    """The view with delivery statuses: the conversation asks the store (their owner) in an update."""
+    return await client.get_workflow_handle(wid).execute_update(WhatsAppConversation.view_with_status, ViewRequest())
+
+
+async def conv_id(runtime, wa, customer: str) -> str:
+    return await conversation_ids.workflow_id(runtime, wa.organization_id, wa.phone_number_id, customer)
+
+
+async def start(client: Client, task_queue: str, wa, wa_id: str, runtime=None, **kw) -> str:
+    wid = await conv_id(runtime, wa, wa_id)
     await client.start_workflow(WhatsAppConversation.run, ConversationInput(
         organization_id=wa.organization_id, phone_number_id=wa.phone_number_id, wa_id=wa_id, **kw),
         id=wid, task_queue=task_queue)
@@ -59,7 +69,7 @@ async def test_template_then_reply_inside_the_window(client, worker, runtime, sa
     wa = await wa_conn(runtime, sandbox.url, gateway)
     customer, wa_id = "+16505554001", "16505554001"
     WhatsAppStore(runtime.store).opt_in(wa.organization_id, wa.phone_number_id, [wa_id], "website")
-    wid = await start(client, task_queue, wa, wa_id, context={"contact_id": "ckx1contact"})
+    wid = await start(client, task_queue, wa, runtime=runtime, wa_id=wa_id, context={"contact_id": "ckx1contact"})
     handle = client.get_workflow_handle(wid)
     # Free-form before the customer ever wrote: refused by the update validator, nothing sent.
     with pytest.raises(WorkflowUpdateFailedError) as exc:
@@ -77,10 +87,10 @@ async def test_template_then_reply_inside_the_window(client, worker, runtime, sa
     assert reply.reply.text == "Does it come in another color?"
     answer = await handle.execute_update(WhatsAppConversation.send_reply, ConversationReply(message=TEXT))
     assert answer.status == "accepted" and answer.category == "service"
-    v = await eventually(lambda: view(client, wid), lambda v: statuses(v, answer.message_id)[-1:] == ["read"]
-                         and statuses(v, sent.message_id)[-1:] == ["read"])
-    assert statuses(v, sent.message_id) == ["sent", "delivered", "read"]
-    assert statuses(v, answer.message_id) == ["sent", "delivered", "read"]
+    v = await eventually(lambda: status_view(client, wid), lambda v: statuses(v, answer.message_id)[-1:] == ["read"]
+                         and statuses(v, sent.message_id)[-1:] == ["read"], delay=0.2, tries=100)
+    assert statuses(v, sent.message_id) == ["accepted", "sent", "delivered", "read"]  # the store's timeline
+    assert statuses(v, answer.message_id) == ["accepted", "sent", "delivered", "read"]
     assert [(m.direction, m.type) for m in v.messages] == [("out", "template"), ("in", "text"), ("out", "text")]
     assert v.window_open and v.window_closes_at and v.opted_in and not v.opted_out
     assert v.context == {"contact_id": "ckx1contact"} and v.profile_name == "Sandbox Customer"
@@ -91,15 +101,16 @@ async def test_redelivered_webhooks_change_nothing(client, worker, runtime, sand
     customer, wa_id = "+16505554002", "16505554002"
     first = await customer_writes(sandbox.url, wa, customer, "hello", redeliver=2)
     assert first["deliveries"] == [200, 200, 200]
-    wid = conversation_workflow_id(wa.organization_id, wa.phone_number_id, wa_id)
+    wid = await conv_id(runtime, wa, wa_id)
     handle = client.get_workflow_handle(wid)
     answer = await handle.execute_update(WhatsAppConversation.send_reply, ConversationReply(message=TEXT))
-    v = await eventually(lambda: view(client, wid), lambda v: statuses(v, answer.message_id)[-1:] == ["read"])
+    v = await eventually(lambda: status_view(client, wid), lambda v: statuses(v, answer.message_id)[-1:] == ["read"],
+                         delay=0.2, tries=100)
     before = v.model_dump()
     async with httpx.AsyncClient() as http:  # Meta retries: the last deliveries again, same bytes and signature
         r = await http.post(f"{sandbox.url}/_sandbox/whatsapp/redeliver", json={"count": 4})
     assert r.json()["statuses"] == [200] * 4
-    assert (await view(client, wid)).model_dump() == before
+    assert (await status_view(client, wid)).model_dump() == before
     assert len(before["messages"]) == 2 and before["seq"] == 2
     rec = WhatsAppStore(runtime.store).message(answer.message_id)
     assert [s["status"] for s in rec.timeline] == ["accepted", "sent", "delivered", "read"]
@@ -114,7 +125,7 @@ async def test_gateway_refuses_forged_and_malformed_and_acks_unknown(client, wor
                      "messages": [{"from": wa_id, "id": "wamid.forged", "timestamp": str(int(time.time())),
                                    "type": "text", "text": {"body": "STOP"}}]}}]}]}
     raw = json.dumps(doc).encode()
-    wid = conversation_workflow_id(wa.organization_id, wa.phone_number_id, wa_id)
+    wid = await conv_id(runtime, wa, wa_id)
     async with httpx.AsyncClient() as http:
         forged = await http.post(url, content=raw, headers={"X-Hub-Signature-256": sign("not-the-secret", raw)})
         assert forged.status_code == 401
@@ -138,7 +149,7 @@ async def test_fallback_template_outside_the_window(client, worker, runtime, san
     wa_id = "16505554004"
     WhatsAppStore(runtime.store).opt_in(wa.organization_id, wa.phone_number_id, [wa_id], "website")
     await customer_writes(sandbox.url, wa, "+" + wa_id, "old", timestamp=int(time.time()) - 30 * 3600)
-    wid = conversation_workflow_id(wa.organization_id, wa.phone_number_id, wa_id)
+    wid = await conv_id(runtime, wa, wa_id)
     v = await eventually(lambda: view(client, wid), lambda v: len(v.messages) == 1)
     assert not v.window_open
     plain = client.get_workflow_handle(wid)
@@ -146,7 +157,8 @@ async def test_fallback_template_outside_the_window(client, worker, runtime, san
         await plain.execute_update(WhatsAppConversation.send_reply, ConversationReply(message=TEXT))
     other = "16505554005"
     WhatsAppStore(runtime.store).opt_in(wa.organization_id, wa.phone_number_id, [other], "website")
-    wid2 = await start(client, task_queue, wa, other, fallback_template=Template(name="hello_world"))
+    wid2 = await start(client, task_queue, wa, runtime=runtime, wa_id=other,
+                       fallback_template=Template(name="hello_world"))
     res = await client.get_workflow_handle(wid2).execute_update(WhatsAppConversation.send_reply,
                                                                ConversationReply(message=TEXT))
     assert res.used_fallback_template and res.category == "utility" and res.status == "accepted"
@@ -158,7 +170,7 @@ async def test_fallback_template_outside_the_window(client, worker, runtime, san
 async def test_wait_for_reply_times_out_and_stop_opts_out(client, worker, runtime, sandbox, gateway, task_queue):
     wa = await wa_conn(runtime, sandbox.url, gateway)
     wa_id = "16505554006"
-    wid = await start(client, task_queue, wa, wa_id)
+    wid = await start(client, task_queue, wa, runtime=runtime, wa_id=wa_id)
     handle = client.get_workflow_handle(wid)
     res = await handle.execute_update(WhatsAppConversation.wait_for_reply, WaitForReply(timeout_seconds=0.3))
     assert res.timed_out and res.reply is None
@@ -193,7 +205,7 @@ class ReplyWaiter:
 async def test_another_workflow_waits_for_the_reply(client, worker, runtime, sandbox, gateway, task_queue):
     wa = await wa_conn(runtime, sandbox.url, gateway)
     wa_id = "16505554007"
-    wid = await start(client, task_queue, wa, wa_id)
+    wid = await start(client, task_queue, wa, runtime=runtime, wa_id=wa_id)
     queue = f"waiter-{uuid.uuid4().hex[:6]}"
     async with Worker(client, task_queue=queue, workflows=[ReplyWaiter], workflow_runner=UnsandboxedWorkflowRunner()):
         waiter = await client.start_workflow(ReplyWaiter.run, wid, id=f"waiter-{uuid.uuid4().hex}", task_queue=queue)
@@ -205,7 +217,8 @@ async def test_another_workflow_waits_for_the_reply(client, worker, runtime, san
 async def test_continue_as_new_keeps_the_context(client, worker, runtime, sandbox, gateway, task_queue):
     wa = await wa_conn(runtime, sandbox.url, gateway)
     wa_id = "16505554008"
-    wid = await start(client, task_queue, wa, wa_id, history_limit=40, context={"deal_id": "d1"})
+    wid = await start(client, task_queue, wa, runtime=runtime, wa_id=wa_id, history_limit=40,
+                      context={"deal_id": "d1"})
     first_run = (await client.get_workflow_handle(wid).describe()).run_id
     for i in range(12):
         await customer_writes(sandbox.url, wa, "+" + wa_id, f"message {i}")
@@ -225,7 +238,7 @@ async def test_idle_conversation_ends_and_restarts_from_the_store(client, worker
     wa = await wa_conn(runtime, sandbox.url, gateway)
     wa_id = "16505554009"
     WhatsAppStore(runtime.store).opt_in(wa.organization_id, wa.phone_number_id, [wa_id], "website")
-    wid = await start(client, task_queue, wa, wa_id, idle_timeout_seconds=1.5)
+    wid = await start(client, task_queue, wa, runtime=runtime, wa_id=wa_id, idle_timeout_seconds=1.5)
     await customer_writes(sandbox.url, wa, "+" + wa_id, "hi")
     result = await client.get_workflow_handle(wid, result_type=ConversationResult).result()
     assert result.reason == "idle" and result.messages == 1
@@ -237,7 +250,7 @@ async def test_idle_conversation_ends_and_restarts_from_the_store(client, worker
 
 async def test_idle_end_waits_for_a_pending_wait_for_reply(client, worker, runtime, sandbox, gateway, task_queue):
     wa = await wa_conn(runtime, sandbox.url, gateway)
-    wid = await start(client, task_queue, wa, "16505554010", idle_timeout_seconds=0.3)
+    wid = await start(client, task_queue, wa, runtime=runtime, wa_id="16505554010", idle_timeout_seconds=0.3)
     handle = client.get_workflow_handle(wid, result_type=ConversationResult)
     waited = await handle.execute_update(WhatsAppConversation.wait_for_reply, WaitForReply(timeout_seconds=1.2))
     assert waited.timed_out  # the conversation stayed open for the caller past its idle time

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -111,7 +112,8 @@ async def test_a_customers_photo_can_be_looked_up_and_downloaded(runtime, sandbo
     image = sandbox.state.providers["whatsapp"].state.inbound[sent["message_id"]]["image"]
     info = await WhatsAppActivities(runtime).media_info(
         MediaRefInput(organization_id=wa.organization_id, media_id=image["id"]))
-    assert info.mime_type == "image/jpeg" and info.sha256 == image["sha256"]
+    # Webhooks carry the hash base64-encoded (Meta's example: "SfInY0gG…UI="), the media lookup hex.
+    assert info.mime_type == "image/jpeg" and base64.b64decode(image["sha256"]).hex() == info.sha256
     async with httpx.AsyncClient() as http:
         data = (await http.get(info.url, headers={"Authorization": f"Bearer {wa.token}"})).content
     assert data.startswith(b"\xff\xd8") and hashlib.sha256(data).hexdigest() == info.sha256

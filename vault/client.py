@@ -266,6 +266,11 @@ class VaultClient:
         """A webhook alert route's signing secret."""
         return f"osi/alerts/{_segment(organization_id, 'organization id')}/{_segment(route_id, 'route id')}"
 
+    def event_subscription_path(self, organization_id: str, subscription_id: str) -> str:
+        """An event subscription's signing secret."""
+        return (f"osi/events/{_segment(organization_id, 'organization id')}/"
+                f"{_segment(subscription_id, 'subscription id')}")
+
     def app_path(self, provider: str) -> str:
         return f"osi/apps/{_segment(provider, 'provider')}"
 

@@ -44,6 +44,7 @@ def build_worker(client: Client, rt: Runtime, task_queue: str | None = None,
                  registrations: Sequence[registry.Registration] = registry.REGISTRATIONS) -> Worker:
     """A worker with every registered plugin's activities (bound to `rt`, whose registry lists the plugins)
     and workflows; activity names must be unique (the SDK enforces it)."""
+    rt.attach_temporal(client)
     return Worker(
         client,
         task_queue=task_queue or rt.settings.task_queue,

@@ -8,6 +8,7 @@ from typing import Any
 
 from activities.admin.plugin import PLUGIN as ADMIN
 from activities.calendar.plugin import PLUGIN as CALENDAR
+from activities.events.plugin import PLUGIN as EVENTS
 from activities.google_calendar.plugin import PLUGIN as GOOGLE_CALENDAR
 from activities.outlook.plugin import PLUGIN as OUTLOOK
 from activities.slack.plugin import PLUGIN as SLACK
@@ -15,6 +16,7 @@ from activities.whatsapp.plugin import PLUGIN as WHATSAPP
 from core.plugin import Plugin, Registry
 from core.runtime import Runtime
 from workflows.calendar import CALENDAR_WORKFLOWS
+from workflows.events import EVENT_WORKFLOWS
 from workflows.maintenance import MAINTENANCE_WORKFLOWS
 from workflows.slack import SLACK_WORKFLOWS
 from workflows.whatsapp import WHATSAPP_WORKFLOWS
@@ -35,6 +37,7 @@ REGISTRATIONS: tuple[Registration, ...] = (
     Registration(OUTLOOK),
     Registration(CALENDAR, CALENDAR_WORKFLOWS),
     Registration(ADMIN, MAINTENANCE_WORKFLOWS),
+    Registration(EVENTS, EVENT_WORKFLOWS),
 )
 
 

@@ -16,18 +16,23 @@ from temporalio.client import (
 
 from activities.admin.alerts import DeliverInput
 from activities.admin.maintenance import SweepInput
+from activities.events.models import SweepInput as EventSweepInput
 from core.settings import Settings
 
 HEALTH_SWEEP_ID = "connection-health-sweep"
 ALERT_DELIVERY_ID = "admin-notification-delivery"
+EVENT_SWEEP_ID = "event-outbox-sweep"
 
 
 async def ensure_schedules(client: Client, settings: Settings, every: timedelta = timedelta(hours=1),
                            alerts_every: timedelta = timedelta(minutes=1)) -> list[str]:
-    """Create the health sweep and alert delivery schedules where missing; return the ids created."""
+    """Create the health sweep, alert delivery and event outbox sweep schedules where missing; return the ids
+    created."""
     wanted: list[tuple[str, str, BaseModel, timedelta]] = [
         (HEALTH_SWEEP_ID, "ConnectionHealthSweep", SweepInput(), every),
         (ALERT_DELIVERY_ID, "DeliverAdminNotifications", DeliverInput(), alerts_every),
+        # Events whose nudge was lost (a process died between commit and signal) start delivering within a minute.
+        (EVENT_SWEEP_ID, "SweepEventOutbox", EventSweepInput(), alerts_every),
     ]
     created = []
     for schedule_id, workflow_name, arg, interval in wanted:

@@ -40,6 +40,15 @@ with workflow.unsafe.imports_passed_through():
     )
     from core.errors import ErrorClass
     from core.policies import CALENDAR_SEND, LOOKUP, deadline_of
+from workflows import events
+
+
+async def _emit(inp: Any, kind: str, result: Any, event_id: str | None) -> None:
+    """Tell the organization's subscribers (calendar.event.created/updated/cancelled); never fails the workflow."""
+    wf_id = workflow.info().workflow_id
+    await events.emit(inp.organization_id, [(f"calendar.event.{kind}", {
+        "workflow_id": wf_id, "integration_type": inp.integration_type, "connection": inp.connection,
+        "calendar_id": inp.calendar_id, "event_id": event_id, **result.model_dump(mode="json")}, f"{wf_id}:{kind}")])
 
 
 def _refuse(message: str, code: str, details: dict[str, Any]) -> ApplicationError:
@@ -80,9 +89,11 @@ class CreateCalendarEvent:
                              calendar_id=inp.calendar_id, event=spec, send_updates=inp.send_updates,
                              idempotency_key=inp.idempotency_key, dst_gap_policy=inp.dst_gap_policy),
             result_type=EventResult, **CALENDAR_SEND.kwargs(deadline_of(inp.deliver_within)))
-        return CreateCalendarEventResult(
+        result = CreateCalendarEventResult(
             provider=res.provider, event=res.event, notified=res.notified, decision=decision,
             conflicts=check.conflicts if check else [], moved_from=check.moved_from if check else None)
+        await _emit(inp, "created", result, res.event.id)
+        return result
 
 
 @workflow.defn(name="UpdateCalendarEvent")
@@ -98,8 +109,10 @@ class UpdateCalendarEvent:
                              calendar_id=inp.calendar_id, event_id=inp.event_id, changes=inp.changes, etag=inp.etag,
                              send_updates=inp.send_updates, dst_gap_policy=inp.dst_gap_policy),
             result_type=EventResult, **CALENDAR_SEND.kwargs(deadline_of(inp.deliver_within)))
-        return UpdateCalendarEventResult(provider=res.provider, event=res.event,
-                                         notified=res.notified, notification=res.notification)
+        result = UpdateCalendarEventResult(provider=res.provider, event=res.event,
+                                           notified=res.notified, notification=res.notification)
+        await _emit(inp, "updated", result, inp.event_id)
+        return result
 
 
 @workflow.defn(name="CancelCalendarEvent")
@@ -115,9 +128,11 @@ class CancelCalendarEvent:
                              calendar_id=inp.calendar_id, event_id=inp.event_id, etag=inp.etag,
                              send_updates=inp.send_updates),
             result_type=DeleteResult, **CALENDAR_SEND.kwargs(deadline_of(inp.deliver_within)))
-        return CancelCalendarEventResult(provider=res.provider, event_id=res.event_id,
-                                         deleted=res.deleted, already_deleted=res.already_deleted,
-                                         notified=res.notified)
+        result = CancelCalendarEventResult(provider=res.provider, event_id=res.event_id,
+                                           deleted=res.deleted, already_deleted=res.already_deleted,
+                                           notified=res.notified)
+        await _emit(inp, "cancelled", result, res.event_id)
+        return result
 
 
 @workflow.defn(name="ScheduleMeeting")
@@ -158,9 +173,11 @@ class ScheduleMeeting:
                              calendar_id=inp.calendar_id, event=spec, send_updates=inp.send_updates,
                              idempotency_key=inp.idempotency_key),
             result_type=EventResult, **CALENDAR_SEND.kwargs())
-        return ScheduleMeetingResult(provider=res.provider, slot=slot, event=res.event,
-                                     notified=res.notified, alternatives=avail.slots[1:],
-                                     availability=avail.participants)
+        result = ScheduleMeetingResult(provider=res.provider, slot=slot, event=res.event,
+                                       notified=res.notified, alternatives=avail.slots[1:],
+                                       availability=avail.participants)
+        await _emit(inp, "created", result, res.event.id)
+        return result
 
 
 @workflow.defn(name="BulkCreateCalendarEvents")
@@ -186,6 +203,11 @@ class BulkCreateCalendarEvents:
             results += [o.model_copy(update={"index": start + o.index}) for o in res.results]
             provider = res.provider
         created = sum(1 for o in results if o.event_id)
+        wf_id = workflow.info().workflow_id
+        await events.emit(inp.organization_id, [("calendar.event.created", {
+            "workflow_id": wf_id, "integration_type": inp.integration_type, "connection": inp.connection,
+            "calendar_id": inp.calendar_id, "event_id": o.event_id, "index": o.index, "provider": provider},
+            f"{wf_id}:created:{o.index}") for o in results if o.event_id])
         return BulkCreateCalendarEventsResult(provider=provider, created=created, failed=len(results) - created,
                                               results=results)
 

@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.slack.webhooks import APPROVE_ACTION, BLOCK_PREFIX, REJECT_ACTION
     from core.errors import error_from_details
     from core.policies import BOOKKEEPING, LOOKUP, SLACK_SEND, deadline_of
+from workflows import events
 
 # WhatsApp messages carry at most this much text.
 WHATSAPP_TEXT_LIMIT = 4096
@@ -225,6 +226,10 @@ class SlackApproval:
         if self.team_id and ev.team_id != self.team_id:
             workflow.logger.warning("ignoring an interaction from workspace %s", ev.team_id)
             return
+        wf_id = workflow.info().workflow_id
+        await events.emit(inp.organization_id, [("slack.interaction", {
+            "workflow_id": wf_id, "connection": inp.connection, "title": inp.title, **ev.model_dump(mode="json")},
+            f"{wf_id}:{ev.key}")])
         if not await self._is_allowed(inp, ev.user_id):
             refused.append(ev.user_id)
             await self._ephemeral(inp, ev, f":no_entry: You are not allowed to decide on “{inp.title}”. "
@@ -283,6 +288,9 @@ class SlackApproval:
                 next_reminder += timedelta(seconds=inp.reminder_seconds or 0)
                 await self._remind(inp, ref.channel, ref.ts, reminders)
         result = await self._finish(inp, ref.channel, ref.ts, request_blocks, reminders, refused)
+        await events.emit(inp.organization_id, [("slack.approval.decided", {
+            "workflow_id": wf_id, "connection": inp.connection, "title": inp.title,
+            **result.model_dump(mode="json")}, f"{wf_id}:decided")])
         await workflow.wait_condition(workflow.all_handlers_finished)
         return result
 

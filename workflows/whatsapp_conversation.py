@@ -1,9 +1,12 @@
 """WhatsAppConversation: one customer of one business number, fed by webhooks (signal-with-start).
 
-Keeps the messages in and out with their status timelines, the 24 h customer-service window, the
-opt-in state and OpenSyte's context. Signals record events (deduplicated: Meta redelivers), updates
-send replies and wait for the customer's next message, the run loop does the sending. Continues as new
-before the history grows large and ends after a configurable idle time.
+Keeps the 24 h customer-service window, the opt-in state, OpenSyte's context, the replies waiting to be
+sent, and the messages in (with their full content) and out (what was sent). Delivery facts — statuses,
+errors, pricing, cost — belong to the store alone: the `view_with_status` update asks it through the
+`whatsapp.message_timelines` activity (a query cannot run activities), so status webhooks signal nothing.
+Signals record inbound messages (deduplicated: Meta redelivers), updates send replies and wait for the
+customer's next message, the run loop does the sending. Continues as new before the history grows large
+and ends after a configurable idle time.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.whatsapp.messages import is_free_form, summary, validate
     from activities.whatsapp.models import (
         ContactLookupInput,
-        ConversationEvent,
         ConversationEvents,
         ConversationInput,
         ConversationMessage,
@@ -29,15 +31,18 @@ with workflow.unsafe.imports_passed_through():
         ConversationResult,
         ConversationState,
         ConversationView,
+        InboundMessage,
+        MessageTimeline,
+        MessageTimelinesInput,
         OutboundMessage,
         ReplySubscription,
         SendMessageInput,
         StatusStep,
+        ViewRequest,
         WaitForReply,
         WaitForReplyResult,
     )
     from activities.whatsapp.spec import CUSTOMER_SERVICE_WINDOW_SECONDS
-    from activities.whatsapp.store import STATUS_RANK
     from core.errors import ErrorClass, IntegrationError, error_from_details
     from core.policies import LOOKUP, WHATSAPP_SEND
 
@@ -84,9 +89,10 @@ class WhatsAppConversation:
     # ---- signals: record only ------------------------------------------------------------------
     @workflow.signal(name="events")
     def events(self, batch: ConversationEvents) -> None:
-        """Webhook events from the gateway; a redelivered one changes nothing."""
+        """Inbound messages from the gateway; a redelivered one changes nothing."""
         for ev in batch.events:
-            self._apply(ev)
+            if ev.inbound is not None:  # statuses are the store's (older gateways still sent them)
+                self._inbound(ev.inbound, ev.opt_out)
         self._touch()
 
     @workflow.signal(name="attach_context")
@@ -108,7 +114,8 @@ class WhatsAppConversation:
         closes = self._window_closes_at()
         return ConversationView(
             organization_id=self.inp.organization_id, connection=self.inp.connection,
-            phone_number_id=self.inp.phone_number_id, wa_id=self.inp.wa_id, profile_name=self.state.profile_name,
+            phone_number_id=self.inp.phone_number_id, wa_id=self.inp.wa_id, user_id=self.inp.user_id,
+            profile_name=self.state.profile_name,
             window_open=self._window_open(), window_closes_at=closes, opted_in=self.state.opted_in,
             opted_out=self.state.opted_out, context=self.state.context,
             messages=sorted(self.messages.values(), key=lambda m: m.seq), seq=self.state.seq,
@@ -162,6 +169,20 @@ class WhatsAppConversation:
             return WaitForReplyResult(timed_out=True)
         return WaitForReplyResult(reply=self._reply_after(after))
 
+    @workflow.update
+    async def view_with_status(self, req: ViewRequest) -> ConversationView:
+        """The view plus each outbound message's delivery status, timeline, error and cost from the store (their
+        owner), and the messages other workflows sent this customer (SendWhatsAppMessage, bulk sends)."""
+        found = await workflow.execute_activity_method(
+            WhatsAppActivities.message_timelines,
+            MessageTimelinesInput(organization_id=self.inp.organization_id, connection=self.inp.connection,
+                                  phone_number_id=self.inp.phone_number_id, customer=self.inp.customer,
+                                  limit=req.limit),
+            **LOOKUP.kwargs())
+        view = self.view()
+        view.messages = _merge([m.model_copy(deep=True) for m in view.messages], found.messages)
+        return view
+
     # ---- run: the work ------------------------------------------------------------------------
     @workflow.run
     async def run(self, inp: ConversationInput) -> ConversationResult:
@@ -170,7 +191,7 @@ class WhatsAppConversation:
             snap = await workflow.execute_activity_method(
                 WhatsAppActivities.contact_snapshot,
                 ContactLookupInput(organization_id=inp.organization_id, connection=inp.connection,
-                                   phone_number_id=inp.phone_number_id, wa_id=inp.wa_id),
+                                   phone_number_id=inp.phone_number_id, wa_id=inp.customer),
                 **LOOKUP.kwargs())
             # Events that arrived meanwhile are newer than the snapshot: they win.
             self.state.opted_out = self.state.opted_out or snap.opted_out
@@ -202,6 +223,12 @@ class WhatsAppConversation:
             held = [i.not_before for i in self.outbox.items if i.not_before is not None]
             if held:
                 timeout = min(timeout, max(min(held) - now, MIN_HOLD))
+            closes = self._window_closes_at()
+            # patched: conversations started before this change replay their recorded timers unchanged.
+            if closes is not None and closes > now.timestamp() and workflow.patched("conversation-window-wake"):
+                # Wake when the window closes: a query sees the time of the last workflow task, so without this
+                # `view` would call the window open until something else happened.
+                timeout = min(timeout, max(timedelta(seconds=closes - now.timestamp()), MIN_HOLD))
             try:
                 await workflow.wait_condition(
                     lambda: self.wake or (self._history_too_long() and workflow.all_handlers_finished()),
@@ -214,7 +241,7 @@ class WhatsAppConversation:
             res = await workflow.execute_activity_method(
                 WhatsAppActivities.send_message,
                 SendMessageInput(organization_id=self.inp.organization_id, connection=self.inp.connection,
-                                 to="+" + self.inp.wa_id, message=item.message, idempotency_key=item.idempotency_key,
+                                 to=self.inp.customer, message=item.message, idempotency_key=item.idempotency_key,
                                  conversation_id=workflow.info().workflow_id),
                 **WHATSAPP_SEND.kwargs(self._deadline(item.message)))
         except ActivityError as err:
@@ -274,58 +301,31 @@ class WhatsAppConversation:
         self.state.seq += 1
         return self.state.seq
 
-    def _apply(self, ev: ConversationEvent) -> None:
-        if ev.inbound is not None:
-            m = ev.inbound
-            if self._seen(f"in:{m.message_id}"):
-                return
-            self.messages[m.message_id] = ConversationMessage(
-                message_id=m.message_id, direction="in", type=m.type, text=m.text, at=m.timestamp,
-                status="received", timeline=[StatusStep(status="received", at=m.timestamp)], seq=self._next_seq())
-            if m.timestamp > (self.state.last_inbound_at or 0):
-                self.state.last_inbound_at = m.timestamp
-            if m.profile_name:
-                self.state.profile_name = m.profile_name
-            if ev.opt_out:
-                self.state.opted_out, self.state.opted_in = True, False
-            self._trim()
-        if ev.status is not None:
-            st = ev.status
-            if self._seen(f"st:{st.message_id}:{st.status}"):
-                return
-            msg = self.messages.get(st.message_id)
-            if msg is None:  # sent outside this conversation (another workflow, a bulk send) or status first
-                msg = ConversationMessage(message_id=st.message_id, direction="out", at=st.timestamp,
-                                          status="accepted", seq=self._next_seq())
-                self.messages[st.message_id] = msg
-                self._trim()
-            if ev.origin is not None and msg.template is None and msg.text is None:
-                msg.type = ev.origin.type or msg.type
-                msg.template = ev.origin.template
-                msg.category = msg.category or ev.origin.category
-                if ev.origin.template:
-                    msg.text = f"[template {ev.origin.template}]"
-            err = st.errors[0] if st.errors else None
-            error = {"code": err.get("code"), "title": err.get("title"),
-                     "details": (err.get("error_data") or {}).get("details")} if err else None
-            msg.timeline.append(StatusStep(status=st.status, at=st.timestamp, error=error))
-            if STATUS_RANK.get(st.status, 0) >= STATUS_RANK.get(msg.status, 0):
-                msg.status = st.status
-            if error:
-                msg.error = error
-            if st.pricing and not msg.category:
-                msg.category = str(st.pricing.get("category") or "") or None
+    def _inbound(self, m: InboundMessage, opt_out: bool) -> None:
+        if self._seen(f"in:{m.message_id}"):
+            return
+        self.messages[m.message_id] = ConversationMessage(
+            message_id=m.message_id, direction="in", type=m.type, text=m.text, at=m.timestamp, content=m.content,
+            status="received", timeline=[StatusStep(status="received", at=m.timestamp)], seq=self._next_seq())
+        if m.timestamp > (self.state.last_inbound_at or 0):
+            self.state.last_inbound_at = m.timestamp
+        if m.profile_name:
+            self.state.profile_name = m.profile_name
+        if opt_out:
+            self.state.opted_out, self.state.opted_in = True, False
+        self._trim()
 
     def _record_outbound(self, message_id: str, message: OutboundMessage, category: str | None) -> None:
         msg = self.messages.get(message_id)
         if msg is None:
             msg = ConversationMessage(message_id=message_id, direction="out", at=int(workflow.now().timestamp()),
-                                      status="accepted", seq=self._next_seq())
+                                      seq=self._next_seq())
             self.messages[message_id] = msg
             self._trim()
         msg.type, msg.text = message.type, summary(message)
         msg.category = category or msg.category
         msg.template = message.template.name if message.template else None
+
 
     def _trim(self) -> None:
         excess = len(self.messages) - max(1, self.inp.keep_messages)
@@ -365,3 +365,30 @@ class WhatsAppConversation:
         self.state.messages = sorted(self.messages.values(), key=lambda m: m.seq)
         self.state.seen = list(self.seen)[-SEEN_KEEP:]
         return self.inp.model_copy(update={"state": self.state, "context": {}})
+
+
+def _merge(messages: list[ConversationMessage], timelines: list[MessageTimeline]) -> list[ConversationMessage]:
+    """The conversation's messages (in its order) with the store's delivery facts; messages the conversation
+    never saw (sent by other workflows) are placed by time."""
+    known = {m.message_id: m for m in messages}
+    extra: list[ConversationMessage] = []
+    for t in timelines:
+        m = known.get(t.message_id)
+        if m is None:
+            if t.direction == "in":
+                continue  # older than what the conversation keeps
+            m = ConversationMessage(message_id=t.message_id, direction="out", type=t.type or "text", at=t.at,
+                                    text=f"[template {t.template}]" if t.template else None, template=t.template,
+                                    category=t.category)
+            extra.append(m)
+        if m.direction == "out":
+            m.status, m.timeline, m.error = t.status, list(t.timeline), t.error
+            m.cost, m.currency = t.cost, t.currency
+            m.category = m.category or t.pricing_category or t.category
+    out: list[ConversationMessage] = []
+    pending = sorted(extra, key=lambda m: m.at)
+    for m in messages:
+        while pending and pending[0].at < m.at:
+            out.append(pending.pop(0))
+        out.append(m)
+    return out + pending

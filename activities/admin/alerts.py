@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import secrets
 import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,6 +17,7 @@ from activities.slack.models import PostMessageInput
 from core.contract import ContractModel, WorkflowInput
 from core.egress import EgressRefused
 from core.errors import IntegrationError, PermanentError, TemporaryError
+from core.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, new_secret, sign, verify  # noqa: F401 - verify: re-export
 from store.alerts import AlertStore
 from vault.client import CredentialsMissing
 from vault.credentials import ApiKeyCredentials
@@ -29,8 +27,6 @@ if TYPE_CHECKING:
     from store.alerts import AlertRoute
     from store.models import AdminNotification
 
-SIGNATURE_HEADER = "X-OSI-Signature"
-TIMESTAMP_HEADER = "X-OSI-Timestamp"
 DELIVERY_HEADER = "X-OSI-Delivery"
 SEVERITY_ICON = {"info": ":information_source:", "warning": ":warning:", "error": ":rotating_light:"}
 
@@ -73,23 +69,6 @@ class RouteSpec(BaseModel):
         return {"url": self.url}
 
 
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """`v1=` HMAC-SHA256 of `timestamp.body`: receivers check it and reject old timestamps (replays)."""
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"v1={mac}"
-
-
-def verify(secret: str, timestamp: str, body: bytes, signature: str, *, tolerance: float = 300) -> bool:
-    """What a receiver does (and what our tests do)."""
-    try:
-        fresh = abs(time.time() - int(timestamp)) <= tolerance
-    except ValueError:
-        return False
-    return fresh and hmac.compare_digest(sign(secret, timestamp, body), signature)
-
-
-def new_secret() -> str:
-    return "whsec_" + secrets.token_urlsafe(32)
 
 
 def payload(n: AdminNotification) -> dict[str, Any]:

@@ -14,10 +14,15 @@ from activities.whatsapp.models import (
     BulkBatchResult,
     ContactLookupInput,
     ContactSnapshot,
+    DownloadMediaInput,
+    DownloadMediaResult,
     MarkReadInput,
     Media,
     MediaInfo,
     MediaRefInput,
+    MessageTimeline,
+    MessageTimelines,
+    MessageTimelinesInput,
     OutboundMessage,
     PhoneActionResult,
     PhoneNumberInput,
@@ -33,6 +38,7 @@ from activities.whatsapp.models import (
     SendResult,
     SendTemplateInput,
     SendTextInput,
+    StatusStep,
     TemplateInfo,
     TemplatesInput,
     TemplatesResult,
@@ -41,7 +47,7 @@ from activities.whatsapp.models import (
     VerifyCodeInput,
 )
 from activities.whatsapp.provider import PROVIDER
-from activities.whatsapp.store import WhatsAppStore
+from activities.whatsapp.store import WhatsAppMessageRecord, WhatsAppStore
 from core.errors import ConfigurationError, IntegrationError, PermanentError
 from vault.client import CredentialsMissing
 from vault.credentials import ApiKeyCredentials
@@ -188,6 +194,12 @@ class WhatsAppActivities:
     async def delete_media(self, inp: MediaRefInput) -> bool:
         return await media.delete(self.rt, inp)
 
+    @activity.defn(name="whatsapp.download_media")
+    async def download_media(self, inp: DownloadMediaInput) -> DownloadMediaResult:
+        """Media a customer sent (its id is in the inbound message's content): Meta's URL lookup, then the
+        download with the connection's token; returned inline (small files) or PUT to `upload_url`."""
+        return await media.download(self.rt, inp)
+
     # ---- store lookups for conversations ---------------------------------------------------
     @activity.defn(name="whatsapp.contact_snapshot")
     async def contact_snapshot(self, inp: ContactLookupInput) -> ContactSnapshot:
@@ -200,12 +212,31 @@ class WhatsAppActivities:
         return ContactSnapshot(opted_in=c.opted_in, opted_out=c.opted_out, profile_name=c.profile_name,
                                last_inbound_at=int(last.timestamp()) if last else None)
 
+    @activity.defn(name="whatsapp.message_timelines")
+    async def message_timelines(self, inp: MessageTimelinesInput) -> MessageTimelines:
+        """The store's delivery record (status timeline, error, pricing, cost) of a customer's latest messages:
+        the store owns these facts, conversations ask for them here."""
+        rows = await self.rt.store.run(WhatsAppStore(self.rt.store).timelines, inp.organization_id,
+                                       inp.phone_number_id, inp.customer, inp.message_ids, inp.limit)
+        return MessageTimelines(messages=[timeline_of(r) for r in rows])
+
     def all(self) -> list[Any]:
         return [self.send_text, self.send_media, self.send_location, self.send_contacts, self.send_reaction,
                 self.send_interactive, self.send_template, self.send_message, self.mark_read,
                 self.send_template_batch, self.list_templates, self.get_phone_number, self.request_code,
                 self.verify_code, self.register, self.deregister, self.contact_snapshot, self.upload_media,
-                self.media_info, self.delete_media]
+                self.media_info, self.delete_media, self.download_media, self.message_timelines]
+
+
+def timeline_of(r: WhatsAppMessageRecord) -> MessageTimeline:
+    steps = [StatusStep(status=str(t.get("status")), at=int(t.get("at") or 0),
+                        error=t.get("error") if isinstance(t.get("error"), dict) else None) for t in r.timeline]
+    error = {"code": r.error_code, "title": r.error_title} if r.error_code else None
+    return MessageTimeline(
+        message_id=r.message_id, direction="in" if r.direction == "in" else "out", type=r.type,
+        template=r.template_name, category=r.category, status=r.status, timeline=steps, error=error,
+        pricing_category=r.pricing_category, billable=r.billable, cost=r.cost_amount if r.cost_recorded else None,
+        currency=r.currency if r.cost_recorded else None, at=int(r.created_at.timestamp()))
 
 
 async def store_pin(rt: Runtime, organization_id: str, connection: str, pin: str) -> None:

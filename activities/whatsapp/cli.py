@@ -1,7 +1,9 @@
-"""`osi whatsapp`: phone number status and registration, templates, opt-ins, cost reports and media."""
+"""`osi whatsapp`: phone number status and registration, templates, opt-ins, cost reports, media, Meta apps
+(one webhook URL per app) and the conversation-id key."""
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 from pathlib import Path
@@ -10,9 +12,11 @@ from typing import Any, TypeVar
 import typer
 from rich.table import Table
 
+from activities.whatsapp import apps, conversation_ids
 from activities.whatsapp.activities import WhatsAppActivities, register, store_pin
 from activities.whatsapp.cost import current_rates, parse_rate_file
 from activities.whatsapp.models import (
+    DownloadMediaInput,
     MediaRefInput,
     PhoneNumberInput,
     RequestCodeInput,
@@ -283,3 +287,77 @@ def media_delete(media_id: str = typer.Argument(...), org: str = ORG, name: str 
     ok = _run(lambda rt: _acts(rt).delete_media(MediaRefInput(organization_id=org, connection=name,
                                                               media_id=media_id)))
     console.print_json(data={"ok": ok})
+
+
+@media.command("download")
+def media_download(media_id: str = typer.Argument(..., help="the media id of a customer's message"),
+                   org: str = ORG, name: str = NAME,
+                   out: Path = typer.Option(None, "--out", help="write the file here"),
+                   upload_url: str | None = typer.Option(None, "--upload-url",
+                                                         help="PUT the file there instead (e.g. a presigned URL)")
+                   ) -> None:
+    """Fetch media a customer sent: Meta's URL lookup, then the download with the connection's token."""
+    res = _run(lambda rt: _acts(rt).download_media(DownloadMediaInput(
+        organization_id=org, connection=name, media_id=media_id, upload_url=upload_url,
+        max_inline_bytes=1536 * 1024)))
+    if out is not None and res.content_base64:
+        out.write_bytes(base64.b64decode(res.content_base64))
+    console.print_json(data=res.model_dump(exclude={"content_base64"}))
+
+
+# ---- Meta apps: one webhook callback URL per app ---------------------------------------------------
+@app.command("app-set")
+def app_set(app_id: str = typer.Argument(..., help="the Meta app id (digits)"),
+            label: str = typer.Option("", "--label"),
+            alert_org: str | None = typer.Option(None, "--org", help="organization whose administrators hear of "
+                                                 "deliveries for numbers no connection owns (default: operator)")
+            ) -> None:
+    """Register a Meta app (secrets prompted, hidden, kept in Vault); point the app's webhook at
+    /webhooks/whatsapp/app/APP_ID and give its connections the setting app_id=APP_ID."""
+    secret = typer.prompt("app secret", hide_input=True)
+    verify = typer.prompt("verify token", hide_input=True)
+    row = _run(lambda rt: apps.set_app(rt, app_id, secret, verify, label=label, organization_id=alert_org))
+    console.print(f"app {row.app_id} registered; Meta callback URL: <gateway>/webhooks/whatsapp/app/{row.app_id}")
+
+
+@app.command("app-list")
+def app_list(as_json: bool = JSON_OUT) -> None:
+    """Registered Meta apps (their secrets stay in Vault)."""
+    rows = [a.model_dump(mode="json") for a in _run(lambda rt: rt.store.run(WhatsAppStore(rt.store).apps))]
+    if as_json:
+        console.print_json(data=rows)
+        return
+    table = Table("app id", "label", "alerts to", "updated")
+    for a in rows:
+        table.add_row(a["app_id"], a["label"], a["organization_id"] or apps.OPERATOR_ORG, a["updated_at"])
+    console.print(table)
+
+
+@app.command("app-remove")
+def app_remove(app_id: str = typer.Argument(...)) -> None:
+    """Forget an app and delete its secrets (its deliveries are refused from then on)."""
+    ok = _run(lambda rt: apps.remove_app(rt, app_id))
+    console.print(f"removed app {app_id}" if ok else f"[yellow]no app {app_id}[/]")
+
+
+@app.command("unrouted")
+def unrouted(limit: int = typer.Option(20, "--limit"), as_json: bool = JSON_OUT) -> None:
+    """Verified deliveries no connection could run (unknown number, another organization or app), kept raw."""
+    rows = [u.model_dump(mode="json") for u in
+            _run(lambda rt: rt.store.run(WhatsAppStore(rt.store).unrouted, limit))]
+    if as_json:
+        console.print_json(data=rows)
+        return
+    table = Table("received", "phone number id", "reason", "app", "via connection")
+    for u in rows:
+        table.add_row(u["received_at"], u["phone_number_id"], u["reason"], u["app_id"] or "",
+                      u["via_connection_id"] or "")
+    console.print(table)
+
+
+@app.command("conversation-key")
+def conversation_key() -> None:
+    """Make the key that hashes customers out of conversation workflow ids, once per deployment (an operator
+    token may create it; gateways and workers only read it)."""
+    _run(lambda rt: conversation_ids.key(rt))
+    console.print(f"conversation-id key present at {conversation_ids.VAULT_NAME} (osi/apps/)")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from activities.whatsapp import intents
+from activities.whatsapp.phone import is_bsuid
 from activities.whatsapp.settings import WhatsAppSettings
 from activities.whatsapp.spec import SPEC
-from core.errors import ConfigurationError, IntegrationError
+from core.errors import ConfigurationError, IntegrationError, PermanentError
 from core.limiter import Limit
 from core.pipeline import Action, Response
 
@@ -56,9 +57,23 @@ class WhatsAppClient:
 
     async def send(self, payload: dict[str, Any], wa_id: str, *, category: str | None = None,
                    intent_id: str | None = None) -> Response:
-        """POST /{phone-number-id}/messages with the per-number and per-pair limits applied; `intent_id` rides
-        along as `biz_opaque_callback_data`, so the status webhooks name the send even if its answer is lost."""
-        body = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": wa_id, **payload}
+        """POST /{phone-number-id}/messages with the per-number and per-pair limits applied.
+
+        `wa_id` is the customer key: a phone number's digits go in `to`, a BSUID (a customer who shares no
+        number) in `recipient`, which Meta takes instead. `intent_id` rides along as `biz_opaque_callback_data`,
+        so the status webhooks name the send even if its answer is lost.
+        """
+        if not wa_id:
+            raise PermanentError("to: no recipient", code="invalid_recipient")
+        if is_bsuid(wa_id):
+            if category == "authentication":
+                # Meta refuses one-tap/zero-tap/copy-code authentication templates to BSUIDs (131062).
+                raise PermanentError("authentication templates can only be sent to a phone number, not to a "
+                                     "business-scoped user id", code=131062, provider="whatsapp")
+            address = {"recipient": wa_id}
+        else:
+            address = {"to": wa_id}
+        body = {"messaging_product": "whatsapp", "recipient_type": "individual", **address, **payload}
         if intent_id is not None:
             body["biz_opaque_callback_data"] = intents.callback_data(intent_id)
         try:

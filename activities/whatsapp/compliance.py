@@ -131,13 +131,8 @@ def portfolio_id(settings: dict[str, Any]) -> str:
 
 
 def _inbound_words(m: InboundMessage) -> list[str]:
-    words = [m.text or ""]
-    if m.type == "button":
-        words.append(str((m.payload.get("button") or {}).get("payload") or ""))
-    if m.type == "interactive":
-        inter = m.payload.get("interactive") or {}
-        reply = inter.get("button_reply") or inter.get("list_reply") or {}
-        words.append(str(reply.get("id") or ""))
+    """The text, and the id of a tapped button or row or a template button's payload ("STOP" buttons)."""
+    words = [m.text or "", (m.content.choice if m.content else None) or ""]
     return [" ".join(w.upper().split()) for w in words if w]
 
 

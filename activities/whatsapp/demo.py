@@ -14,6 +14,7 @@ from rich.markup import escape
 from temporalio.client import WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from activities.whatsapp import conversation_ids
 from activities.whatsapp.activities import WhatsAppActivities
 from activities.whatsapp.models import (
     ConversationInput,
@@ -21,14 +22,16 @@ from activities.whatsapp.models import (
     ConversationReplyResult,
     ConversationResult,
     ConversationView,
+    Interactive,
     Media,
     OutboundMessage,
+    ReplyButton,
     SendWhatsAppMessageInput,
     SendWhatsAppMessageResult,
     UploadMediaInput,
+    ViewRequest,
     WaitForReply,
     WaitForReplyResult,
-    conversation_workflow_id,
 )
 from activities.whatsapp.settings import WhatsAppSettings
 from activities.whatsapp.store import WhatsAppStore
@@ -82,7 +85,8 @@ async def seed(ctx: DemoContext) -> str:
 
 async def conversation(ctx: DemoContext) -> Conversation:
     """Started by OpenSyte with its context; webhooks then signal it (signal-with-start finds it running)."""
-    wid = conversation_workflow_id(ctx.organization_id, PHONE_NUMBER_ID, CUSTOMER_WA_ID)
+    # The id hashes the customer with the deployment's key: no phone number in any workflow id.
+    wid = await conversation_ids.workflow_id(ctx.rt, ctx.organization_id, PHONE_NUMBER_ID, CUSTOMER_WA_ID)
     idle_hours = ctx.settings.section(WhatsAppSettings).conversation_idle_hours
     try:
         return await ctx.client.start_workflow(
@@ -97,19 +101,21 @@ async def conversation(ctx: DemoContext) -> Conversation:
         return handle
 
 
-async def until(handle: Conversation, ok: Callable[[ConversationView], bool], tries: int = 100) -> ConversationView:
-    view: ConversationView = await handle.query("view", result_type=ConversationView)
+async def until(handle: Conversation, ok: Callable[[ConversationView], bool], tries: int = 40) -> ConversationView:
+    """The conversation's view with delivery statuses (update `view_with_status`: the store owns them)."""
+    view: ConversationView = await handle.execute_update("view_with_status", ViewRequest(),
+                                                         result_type=ConversationView)
     for _ in range(tries):
         if ok(view):
             break
-        await asyncio.sleep(0.1)
-        view = await handle.query("view", result_type=ConversationView)
+        await asyncio.sleep(0.25)
+        view = await handle.execute_update("view_with_status", ViewRequest(), result_type=ConversationView)
     return view
 
 
 def timeline(view: ConversationView, message_id: str | None) -> str:
     m = next((m for m in view.messages if m.message_id == message_id), None)
-    return " → ".join(s.status for s in m.timeline) if m else "(none yet)"
+    return " → ".join(s.status for s in m.timeline) if m and m.timeline else "(none yet)"
 
 
 async def run(ctx: DemoContext) -> None:
@@ -133,7 +139,7 @@ async def run(ctx: DemoContext) -> None:
     ctx.say(f"1. SendWhatsAppMessage (OpenSyte TEMPLATE order_update) → {template.status} {template.message_id} "
             f"({template.category})\n   Temporal UI: {ctx.workflow_link(wf_id)}")
 
-    # Its status webhooks reach the conversation too (signal-with-start finds it by customer).
+    # Its status webhooks go to the store; the conversation's view asks the store for the customer's messages.
     before = await until(conv, lambda v: timeline(v, template.message_id) != "(none yet)")
     ctx.say(f"   the conversation sees it: {timeline(before, template.message_id)}")
 
@@ -147,6 +153,22 @@ async def run(ctx: DemoContext) -> None:
                                     result_type=WaitForReplyResult)
     ctx.expect(got.reply is not None, "the customer's signed reply never reached the conversation")
     ctx.say(f"2. customer reply by signed webhook → {got.reply.text if got.reply else 'timed out'!r}")
+
+    # 2b. Buttons: the customer taps one; the reply carries the button's id, so a flow can branch on it.
+    buttons = await conv.execute_update("send_reply", ConversationReply(message=OutboundMessage(
+        type="interactive", interactive=Interactive(type="button", body="Change the delivery address?", buttons=[
+            ReplyButton(id="change-address", title="Change it"), ReplyButton(id="keep-address", title="Keep it")]))),
+        result_type=ConversationReplyResult)
+    seq = (await conv.query("view", result_type=ConversationView)).seq
+    async with httpx.AsyncClient() as http:
+        (await http.post(f"{ctx.sandbox_url}/_sandbox/whatsapp/inbound", json={
+            "phone_number_id": PHONE_NUMBER_ID, "from": CUSTOMER, "type": "interactive", "reply_id": "change-address",
+            "reply_title": "Change it", "context_message_id": buttons.message_id})).raise_for_status()
+    tapped = await conv.execute_update("wait_for_reply", WaitForReply(after_seq=seq, timeout_seconds=30),
+                                       result_type=WaitForReplyResult)
+    choice = tapped.reply.content.choice if tapped.reply and tapped.reply.content else None
+    ctx.expect(choice == "change-address", f"button reply: {tapped}")
+    ctx.say(f"   buttons sent ({buttons.message_id}); the customer tapped {choice!r} → the flow branches on it")
 
     # 3. Inside the 24 h window the conversation may answer free-form.
     answer = await conv.execute_update("send_reply", ConversationReply(message=OutboundMessage(
@@ -167,12 +189,12 @@ async def run(ctx: DemoContext) -> None:
     ctx.expect(picture.status == "accepted", f"image reply: {picture}")
     ctx.say(f"   uploaded {up.size} bytes ({up.mime_type}) as media {up.media_id}; sent as an image → {picture.status}")
 
-    # 4. Statuses from Meta's webhooks, as the conversation's query shows them.
+    # 4. Statuses from Meta's webhooks, kept by the store; the conversation's `view_with_status` update asks it.
     view = await until(conv, lambda v: timeline(v, answer.message_id).endswith("read")
                        and timeline(v, template.message_id).endswith("read"))
     ctx.expect(view.opted_in and timeline(view, answer.message_id).endswith("read"),
                f"conversation view: opted in={view.opted_in}, reply {timeline(view, answer.message_id)}")
-    ctx.say(f"4. conversation query: window open={view.window_open}, opted in={view.opted_in}, "
+    ctx.say(f"4. conversation view with status: window open={view.window_open}, opted in={view.opted_in}, "
             f"context={view.context}")
     for m in view.messages[-3:]:
         arrow = "←" if m.direction == "in" else "→"

@@ -2,7 +2,8 @@
 
 Inbound messages open the window and may opt the customer out (STOP); statuses extend the message's
 timeline, the usage ledger and, once delivered, the cost; asynchronous failures count against the
-connection's health. Returns the events grouped per customer for the conversation workflows.
+connection's health. Each new fact queues its event for the organization's subscribers in its own
+transaction. Returns the inbound messages grouped per customer for the conversation workflows.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from activities.whatsapp import compliance, cost, intents
+from activities.whatsapp import compliance, conversation_ids, cost, intents
 from activities.whatsapp.errors import classify_code
-from activities.whatsapp.models import ConversationEvent, SentOrigin, WebhookBatch
-from activities.whatsapp.phone import country_calling_code
+from activities.whatsapp.models import ConversationEvent, WebhookBatch, conversation_workflow_id
+from activities.whatsapp.phone import customer_country_code
 from activities.whatsapp.store import WhatsAppStore
 from core.errors import ErrorClass
 from store.intents import IntentStore
@@ -32,27 +33,45 @@ MARKETING_OPT_OUT_CODE = 131050
 
 
 async def record(rt: Runtime, conn: Connection, batch: WebhookBatch) -> dict[tuple[str, str], list[ConversationEvent]]:
-    """Apply a delivery to the store; {(phone number id, customer wa_id): events} for signal-with-start."""
+    """Apply a delivery to the store (and queue its events for subscribers in the same transactions).
+
+    Returns {(phone number id, customer key): inbound events} for signal-with-start. Statuses are the store's
+    alone: no conversation is signalled for them (a conversation asks the store when it needs a timeline).
+    """
     ws = WhatsAppStore(rt.store)
     policy = compliance.Policy.of(conn.settings)
+    id_key = await conversation_ids.key(rt)
     events: dict[tuple[str, str], list[ConversationEvent]] = defaultdict(list)
     for m in batch.messages:
         at = datetime.fromtimestamp(m.timestamp, UTC) if m.timestamp else datetime.now(UTC)
-        await rt.store.run(ws.record_inbound, conn.organization_id, conn.id, m.phone_number_id, m.wa_id,
-                           m.message_id, at, m.type, m.profile_name)
+        customer = await rt.store.run(ws.resolve_customer, conn.organization_id, m.phone_number_id, m.wa_id,
+                                      m.user_id)
+        m = m.model_copy(update={"customer": customer})
+        data = {**_source(conn, m.phone_number_id),
+                "conversation_id": conversation_workflow_id(id_key, conn.organization_id, m.phone_number_id, customer),
+                "customer": customer, "wa_id": m.wa_id, "user_id": m.user_id, "username": m.username,
+                "profile_name": m.profile_name, "message_id": m.message_id, "timestamp": m.timestamp,
+                "message": m.content.model_dump(mode="json", exclude_none=True) if m.content else {"type": m.type}}
+        await rt.store.run(ws.record_inbound, conn.organization_id, conn.id, m.phone_number_id, customer,
+                           m.message_id, at, m.type, m.profile_name, user_id=m.user_id, event=data)
         keyword = compliance.opt_out_keyword(policy, m)
         if keyword is not None:
             word, marketing_only = keyword
-            await rt.store.run(ws.opt_out, conn.organization_id, m.phone_number_id, m.wa_id, f"keyword:{word}",
+            await rt.store.run(ws.opt_out, conn.organization_id, m.phone_number_id, customer, f"keyword:{word}",
                                marketing_only=marketing_only, at=at)
         full_opt_out = keyword is not None and not keyword[1]
-        events[(m.phone_number_id, m.wa_id)].append(ConversationEvent(inbound=m, opt_out=full_opt_out))
+        events[(m.phone_number_id, customer)].append(ConversationEvent(inbound=m, opt_out=full_opt_out))
     if batch.statuses:
         rates = await cost.current_rates(rt)
     for st in batch.statuses:
+        base = {**_source(conn, st.phone_number_id), "recipient": st.recipient_id,
+                "recipient_user_id": st.recipient_user_id,
+                "conversation_id": conversation_workflow_id(id_key, conn.organization_id, st.phone_number_id,
+                                                            st.recipient_id)}
         res = await rt.store.run(
             ws.apply_status, conn.organization_id, conn.id, st.phone_number_id, st.message_id, st.status,
-            st.timestamp, st.recipient_id, st.errors, st.pricing, rates, str(country_calling_code(st.recipient_id)))
+            st.timestamp, st.recipient_id, st.errors, st.pricing, rates, str(customer_country_code(st.recipient_id)),
+            event=base)
         if res["new"] and st.status == "failed":
             await _async_failure(rt, conn, st.recipient_id, st.phone_number_id, st.errors)
         intent_id = intents.intent_of(st.biz_opaque_callback_data)
@@ -61,11 +80,13 @@ async def record(rt: Runtime, conn: Connection, batch: WebhookBatch) -> dict[tup
             await rt.store.run(IntentStore(rt.store).accept_by_id, intent_id, st.message_id, {
                 "to": "+" + st.recipient_id, "status": "accepted", "message_id": st.message_id,
                 "wa_id": st.recipient_id, "category": (st.pricing or {}).get("category") or "service"})
-        events[(st.phone_number_id, st.recipient_id)].append(
-            ConversationEvent(status=st, origin=SentOrigin.model_validate(res["origin"])))
     for err in batch.errors:
         await _account_error(rt, conn, err)
     return dict(events)
+
+
+def _source(conn: Connection, pid: str) -> dict[str, str]:
+    return {"connection": conn.name, "connection_id": conn.id, "phone_number_id": pid}
 
 
 async def _async_failure(rt: Runtime, conn: Connection, wa_id: str, pid: str, errors: list[dict]) -> None:

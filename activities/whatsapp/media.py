@@ -1,7 +1,10 @@
-"""WhatsApp media: upload from a URL after checking Meta's types and sizes, look up, delete."""
+"""WhatsApp media: upload from a URL after checking Meta's types and sizes, look up, delete, and download
+what customers sent (Meta's URL lookup, then the download with the connection's token)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -9,7 +12,14 @@ from urllib.parse import urlsplit
 import httpx
 
 from activities.whatsapp.client import WhatsAppClient
-from activities.whatsapp.models import MediaInfo, MediaRefInput, UploadMediaInput, UploadMediaResult
+from activities.whatsapp.models import (
+    DownloadMediaInput,
+    DownloadMediaResult,
+    MediaInfo,
+    MediaRefInput,
+    UploadMediaInput,
+    UploadMediaResult,
+)
 from activities.whatsapp.provider import PROVIDER
 from core.egress import EgressRefused
 from core.errors import PermanentError, TemporaryError
@@ -127,3 +137,86 @@ async def info(rt: Runtime, inp: MediaRefInput) -> MediaInfo:
 
 async def delete(rt: Runtime, inp: MediaRefInput) -> bool:
     return bool((await _on_media(rt, inp, "DELETE", "whatsapp.delete_media")).get("success"))
+
+
+DOWNLOAD_LIMIT = 100 * MB  # Meta's largest media (documents)
+
+
+def _same_hash(meta: str | None, digest: bytes) -> bool:
+    """Meta gives sha256 as hex (media lookup) or base64 (webhooks)."""
+    if not meta:
+        return True
+    if meta.lower() == digest.hex():
+        return True
+    try:
+        return base64.b64decode(meta, validate=True) == digest
+    except (binascii.Error, ValueError):
+        return False
+
+
+def _http_error(what: str, status: int) -> TemporaryError | PermanentError:
+    if status in (408, 429) or status >= 500:
+        return TemporaryError(f"{what} answered HTTP {status}", code="media_unavailable")
+    return PermanentError(f"{what} answered HTTP {status} (media ids expire after about 30 days)",
+                          code="media_not_found", details={"status": status})
+
+
+async def _fetch_media(rt: Runtime, url: str, headers: dict[str, str], limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with rt.http.stream("GET", url, headers=headers) as resp:
+            if resp.status_code != 200:
+                raise _http_error("the media download", resp.status_code)
+            async for chunk in resp.aiter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise PermanentError(f"media is larger than {limit:,} bytes", code="media_too_large")
+                chunks.append(chunk)
+    except httpx.TimeoutException:
+        raise TemporaryError("the media download timed out", code="media_timeout") from None
+    except httpx.TransportError as exc:
+        raise TemporaryError(f"the media download failed: {type(exc).__name__}", code="media_unreachable") from None
+    return b"".join(chunks)
+
+
+async def download(rt: Runtime, inp: DownloadMediaInput) -> DownloadMediaResult:
+    """GET /{media-id} for the short-lived URL, then GET that URL with the connection's token (Meta refuses it
+    without); the bytes' SHA-256 is checked against Meta's. Inline when small, else PUT to `upload_url`."""
+    if inp.upload_url:
+        try:  # OpenSyte's URL: checked before Meta is asked, through the egress guard when used
+            await rt.egress.resolve(inp.upload_url)
+        except EgressRefused as exc:
+            raise PermanentError(f"upload_url refused: {exc}", code="egress_refused",
+                                 details={"field": "upload_url"}) from None
+    async with rt.action(PROVIDER, inp.organization_id, inp.connection, "whatsapp.download_media",
+                         target=inp.media_id) as act:
+        client = WhatsAppClient(act)
+        found = (await act.call("GET", client.url(inp.media_id),
+                                params={"phone_number_id": client.phone_number_id})).json()
+        mime = str(found.get("mime_type") or "application/octet-stream")
+        declared = int(found.get("file_size") or 0)
+        if not inp.upload_url and declared > inp.max_inline_bytes:
+            raise PermanentError(f"media {inp.media_id} has {declared:,} bytes, more than max_inline_bytes "
+                                 f"({inp.max_inline_bytes:,}): give upload_url to receive it there",
+                                 code="media_too_large", details={"field": "max_inline_bytes"})
+        headers = act.provider.auth_headers(await act.credentials())
+        limit = DOWNLOAD_LIMIT if inp.upload_url else inp.max_inline_bytes
+        content = await _fetch_media(rt, str(found["url"]), headers, limit)
+        digest = hashlib.sha256(content).digest()
+        if not _same_hash(found.get("sha256"), digest):
+            raise TemporaryError("the downloaded media does not match Meta's SHA-256", code="media_corrupt")
+        act.detail.update({"media_id": inp.media_id, "size": len(content), "mime_type": mime})
+    result = DownloadMediaResult(media_id=inp.media_id, mime_type=mime, size=len(content), sha256=digest.hex())
+    if not inp.upload_url:
+        return result.model_copy(update={"content_base64": base64.b64encode(content).decode()})
+    try:
+        put = await rt.egress.client.request("PUT", inp.upload_url, content=content, headers={"Content-Type": mime})
+    except EgressRefused as exc:
+        raise PermanentError(f"upload_url refused: {exc}", code="egress_refused",
+                             details={"field": "upload_url"}) from None
+    except httpx.HTTPError as exc:
+        raise TemporaryError(f"upload_url unreachable: {type(exc).__name__}", code="upload_unreachable") from None
+    if not 200 <= put.status_code < 300:
+        raise _http_error("upload_url", put.status_code)
+    return result.model_copy(update={"uploaded_to": inp.upload_url.split("?", 1)[0]})

@@ -8,9 +8,12 @@ sent, after `{VAR}` substitution.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from core.contract import ContractModel, WorkflowInput, listify
 
@@ -455,13 +458,158 @@ class BulkSendWhatsAppTemplateResult(BulkProgress):
     failures: list[BulkOutcome] = Field(default_factory=list, description="first 200 failures")
 
 
+# ---- inbound content (every message type Meta documents, normalized) ------------------------
+class InboundMedia(_Model):
+    """A customer's image, video, audio, document or sticker; fetch the bytes with `whatsapp.download_media`."""
+
+    id: str = Field(description="Meta's media id (valid for a limited time, about 30 days)")
+    mime_type: str | None = None
+    sha256: str | None = Field(default=None, description="as Meta sends it (base64 in webhooks)")
+    caption: str | None = None
+    filename: str | None = Field(default=None, description="documents")
+    voice: bool | None = Field(default=None, description="audio: recorded as a voice message")
+    animated: bool | None = Field(default=None, description="stickers")
+    url: str | None = Field(default=None, description="Meta's short-lived download URL when the webhook has one "
+                            "(it needs the connection's token: use whatsapp.download_media)")
+
+
+class InboundLocation(_Model):
+    latitude: float
+    longitude: float
+    name: str | None = None
+    address: str | None = None
+    url: str | None = None
+
+
+class InboundContactCard(_Model):
+    """A shared contact card (Meta's contact object; every part is optional in what customers send)."""
+
+    name: dict[str, Any] = Field(default_factory=dict)
+    phones: list[dict[str, Any]] = Field(default_factory=list)
+    emails: list[dict[str, Any]] = Field(default_factory=list)
+    addresses: list[dict[str, Any]] = Field(default_factory=list)
+    urls: list[dict[str, Any]] = Field(default_factory=list)
+    org: dict[str, Any] | None = None
+    birthday: str | None = None
+    vcard: str | None = None
+
+
+class InboundReply(_Model):
+    """The reply button or list row the customer tapped (`button_reply`, `list_reply`), or a flow's answer
+    (`nfm_reply`: `response_json` as Meta sends it)."""
+
+    type: str
+    id: str | None = None
+    title: str | None = None
+    description: str | None = None
+    name: str | None = None
+    body: str | None = None
+    response_json: str | None = None
+
+
+class InboundButton(_Model):
+    """A template's quick-reply button: its `payload` is what the template send set for that button."""
+
+    payload: str | None = None
+    text: str | None = None
+
+
+class InboundReaction(_Model):
+    """An emoji on one of our messages; no emoji means the customer removed their reaction."""
+
+    message_id: str | None = None
+    emoji: str | None = None
+
+
+class Referral(_Model):
+    """The Click-to-WhatsApp ad or post the customer came from."""
+
+    source_url: str | None = None
+    source_id: str | None = None
+    source_type: str | None = None
+    headline: str | None = None
+    body: str | None = None
+    media_type: str | None = None
+    image_url: str | None = None
+    video_url: str | None = None
+    thumbnail_url: str | None = None
+    ctwa_clid: str | None = None
+    welcome_message: dict[str, Any] | None = None
+
+
+class OrderItem(_Model):
+    product_retailer_id: str
+    quantity: int = 1
+    item_price: float | None = None
+    currency: str | None = None
+
+
+class InboundOrder(_Model):
+    """A cart sent from the catalog."""
+
+    catalog_id: str | None = None
+    text: str | None = None
+    product_items: list[OrderItem] = Field(default_factory=list)
+
+
+class InboundSystem(_Model):
+    """A system message: the customer changed number (`user_changed_number`) or BSUID (`user_changed_user_id`)."""
+
+    type: str | None = None
+    body: str | None = None
+    wa_id: str | None = Field(default=None, description="the new phone number, when it may be shared")
+    user_id: str | None = None
+    parent_user_id: str | None = None
+    customer: str | None = None
+    identity: str | None = None
+
+
+class MessageContext(_Model):
+    """What the message refers to: a message it replies to, a product it asks about, or that it was forwarded."""
+
+    message_id: str | None = None
+    sender: str | None = Field(default=None, description="context.from: our display number when replying to us")
+    forwarded: bool = False
+    frequently_forwarded: bool = False
+    referred_product: dict[str, Any] | None = None
+
+
+class InboundContent(_Model):
+    """A customer's message, normalized: only the part matching `type` is set.
+
+    `choice` is the id a workflow branches on: the tapped reply button's or list row's id, or the template
+    quick-reply button's payload. `text` is a plain summary (body, caption, title…). Types Meta may add later
+    (and `unsupported`) keep their object in `raw` with their `type`.
+    """
+
+    type: str
+    text: str | None = None
+    choice: str | None = None
+    media: InboundMedia | None = None
+    location: InboundLocation | None = None
+    contacts: list[InboundContactCard] = Field(default_factory=list)
+    reply: InboundReply | None = None
+    button: InboundButton | None = None
+    reaction: InboundReaction | None = None
+    order: InboundOrder | None = None
+    system: InboundSystem | None = None
+    referral: Referral | None = None
+    context: MessageContext | None = None
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+    raw: dict[str, Any] | None = None
+
+
 # ---- webhook events (parsed by webhooks.py, carried by signals) ---------------------------
 class StatusEvent(_Model):
+    """One outbound message status. `recipient_id` is the customer as addressed: the wa_id, or the BSUID
+    (`recipient_user_id`) for a send to a user without a shared phone number."""
+
     message_id: str
     status: str
     timestamp: int
     recipient_id: str
     phone_number_id: str
+    recipient_user_id: str | None = None
     errors: list[dict[str, Any]] = Field(default_factory=list)
     pricing: dict[str, Any] | None = None
     conversation: dict[str, Any] | None = None
@@ -470,15 +618,22 @@ class StatusEvent(_Model):
 
 
 class InboundMessage(_Model):
+    """A customer's message as delivered. `customer` is the conversation key: the wa_id (phone number) when Meta
+    shares it, else the business-scoped user id (BSUID, `user_id`); never empty."""
+
     message_id: str
-    wa_id: str
+    customer: str = Field(min_length=1)
     phone_number_id: str
     timestamp: int
     type: str
+    wa_id: str | None = None
+    user_id: str | None = None
+    parent_user_id: str | None = None
+    username: str | None = None
     text: str | None = None
     profile_name: str | None = None
     context_message_id: str | None = None
-    payload: dict[str, Any] = Field(default_factory=dict)
+    content: InboundContent | None = None
 
 
 class WebhookBatch(_Model):
@@ -501,7 +656,11 @@ class SentOrigin(_Model):
 
 
 class ConversationEvent(_Model):
-    """One webhook event for a conversation (signal payload); `opt_out` set by the gateway's keyword rule."""
+    """One webhook event for a conversation (signal payload); `opt_out` set by the gateway's keyword rule.
+
+    Only inbound messages are signalled: the store owns outbound timelines (`status` and `origin` are kept so
+    that histories recorded before still decode; the conversation ignores them).
+    """
 
     inbound: InboundMessage | None = None
     status: StatusEvent | None = None
@@ -520,18 +679,26 @@ class StatusStep(_Model):
 
 
 class ConversationMessage(_Model):
-    """A message in or out of the conversation with its status timeline."""
+    """A message in or out of the conversation.
+
+    Inbound messages carry their full `content`. Outbound delivery (`status`, `timeline`, `error`, `cost`) is
+    owned by the store: the `view` query leaves it empty for outbound messages, the `view_with_status` update
+    fills it in (and adds messages sent to this customer by other workflows, such as bulk sends).
+    """
 
     message_id: str
     direction: Literal["in", "out"]
     type: str = "text"
     text: str | None = None
     at: int = 0
-    status: str = "accepted"
+    content: InboundContent | None = None
+    status: str | None = None
     timeline: list[StatusStep] = Field(default_factory=list)
     category: str | None = None
     template: str | None = None
     error: dict[str, Any] | None = None
+    cost: float | None = None
+    currency: str | None = None
     seq: int = 0
 
 
@@ -550,8 +717,12 @@ class ConversationState(_Model):
 
 
 class ConversationInput(ConnectionRef, WorkflowInput):
+    """One customer of one business number. `wa_id` is the customer's phone number as Meta writes it (digits);
+    a customer who shares no phone number is keyed by the business-scoped user id (`user_id`, BSUID)."""
+
     phone_number_id: str
-    wa_id: str
+    wa_id: str | None = None
+    user_id: str | None = None
     context: dict[str, Any] = Field(default_factory=dict, description="OpenSyte context, e.g. contact id")
     fallback_template: Template | None = Field(
         default=None, description="sent instead of a free-form reply when the 24 h window is closed")
@@ -559,6 +730,17 @@ class ConversationInput(ConnectionRef, WorkflowInput):
     history_limit: int = Field(default=2000, description="continue-as-new after this many history events")
     keep_messages: int = 200
     state: ConversationState | None = None
+
+    @model_validator(mode="after")
+    def _one_customer_key(self) -> ConversationInput:
+        if not (self.wa_id or "").strip() and not (self.user_id or "").strip():
+            raise ValueError("wa_id or user_id: a conversation needs the customer's phone number or BSUID")
+        return self
+
+    @property
+    def customer(self) -> str:
+        """The conversation's key: the phone number when known, else the BSUID."""
+        return (self.wa_id or "").strip() or (self.user_id or "").strip()
 
 
 class ConversationReply(_Model):
@@ -593,11 +775,18 @@ class ReplySubscription(_Model):
     after_seq: int | None = None
 
 
+class ViewRequest(_Model):
+    """Update input of `view_with_status`: how many of the store's latest messages to merge in."""
+
+    limit: int = Field(default=200, ge=1, le=1000)
+
+
 class ConversationView(_Model):
     organization_id: str
     connection: str
     phone_number_id: str
-    wa_id: str
+    wa_id: str | None
+    user_id: str | None = None
     profile_name: str | None
     window_open: bool
     window_closes_at: int | None
@@ -625,12 +814,52 @@ class ContactSnapshot(_Model):
 
 class ContactLookupInput(ConnectionRef):
     phone_number_id: str
-    wa_id: str
+    wa_id: str = Field(description="the customer key: wa_id, or the BSUID of a customer without one")
 
 
-def conversation_workflow_id(organization_id: str, phone_number_id: str, wa_id: str) -> str:
-    """One conversation per (organization, business number, customer)."""
-    return f"whatsapp-conversation:{organization_id}:{phone_number_id}:{wa_id}"
+class MessageTimelinesInput(ConnectionRef):
+    """The store's delivery record of a customer's latest messages (or of the given ids)."""
+
+    phone_number_id: str
+    customer: str = Field(min_length=1, description="wa_id or BSUID, as the conversation is keyed")
+    message_ids: list[str] = Field(default_factory=list)
+    limit: int = Field(default=200, ge=1, le=1000)
+
+
+class MessageTimeline(_Model):
+    """One message as the store (the owner of delivery facts) knows it."""
+
+    message_id: str
+    direction: Literal["in", "out"]
+    type: str | None = None
+    template: str | None = None
+    category: str | None = None
+    status: str
+    timeline: list[StatusStep] = Field(default_factory=list)
+    error: dict[str, Any] | None = None
+    pricing_category: str | None = None
+    billable: bool | None = None
+    cost: float | None = None
+    currency: str | None = None
+    at: int = 0
+
+
+class MessageTimelines(_Model):
+    messages: list[MessageTimeline]
+
+
+def conversation_workflow_id(key: bytes, organization_id: str, phone_number_id: str, customer: str) -> str:
+    """One conversation per (organization, business number, customer), without the customer's number in it.
+
+    Workflow ids are visible in Temporal's UI, CLI and visibility store, unencrypted: the customer part is a
+    keyed hash (HMAC-SHA256 with the service's conversation-id key, see `conversation_ids.key`), deterministic
+    so that signal-with-start from every gateway finds the same conversation.
+    """
+    if not customer:
+        raise ValueError("a conversation needs a customer key (wa_id or BSUID)")
+    mac = hmac.new(key, "\x1f".join((organization_id, phone_number_id, customer)).encode(), hashlib.sha256)
+    digest = base64.b32encode(mac.digest()[:20]).decode().lower()
+    return f"whatsapp-conversation:{organization_id}:{phone_number_id}:{digest}"
 
 
 # ---- media -----------------------------------------------------------------------------------
@@ -662,3 +891,24 @@ class MediaInfo(_Model):
     mime_type: str
     sha256: str
     file_size: int
+
+
+class DownloadMediaInput(MediaRefInput):
+    """Fetch media a customer sent (Meta's URL lookup, then the download with the connection's token).
+
+    With `upload_url` the file is PUT there (e.g. a presigned URL of OpenSyte's storage) and only its
+    description returns; without it the bytes come back base64-encoded, up to `max_inline_bytes` (workflow
+    results must stay small).
+    """
+
+    upload_url: str | None = Field(default=None, max_length=4096)
+    max_inline_bytes: int = Field(default=1024 * 1024, ge=0, le=1536 * 1024)
+
+
+class DownloadMediaResult(_Model):
+    media_id: str
+    mime_type: str
+    size: int
+    sha256: str = Field(description="hex SHA-256 of the bytes, checked against Meta's")
+    content_base64: str | None = None
+    uploaded_to: str | None = None

@@ -31,7 +31,7 @@ from activities.whatsapp.models import (
     SendResult,
     Template,
 )
-from activities.whatsapp.phone import normalize_e164
+from activities.whatsapp.phone import recipient
 from activities.whatsapp.provider import PROVIDER
 from activities.whatsapp.settings import WhatsAppSettings
 from activities.whatsapp.store import WhatsAppStore
@@ -92,7 +92,7 @@ async def send_one(rt: Runtime, organization_id: str, connection: str, to: str, 
     """One message to one recipient through the pipeline (a classified error is raised on failure)."""
     async with rt.action(PROVIDER, organization_id, connection, action_name(msg), target=to) as act:
         payload = build_payload(msg)
-        wa_id = normalize_e164(to)
+        wa_id = recipient(to).key  # a phone number's digits, or a BSUID
         key = act.idempotency_key(idempotency_key, to)
         intents = IntentStore(rt.store)
         if key:
@@ -250,7 +250,7 @@ async def send_batch(rt: Runtime, inp: BulkBatchInput) -> BulkBatchResult:
             msg = OutboundMessage(type="template", template=Template(
                 name=inp.template_name, language=inp.language, header=r.header, body=r.body, buttons=r.buttons))
             try:
-                wa_id = normalize_e164(r.to)
+                wa_id = recipient(r.to).key
                 templates.check(tpl_def, msg.template)  # type: ignore[arg-type]
                 payload = build_payload(msg)
             except IntegrationError as err:

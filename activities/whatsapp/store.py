@@ -15,7 +15,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, func, select
 
 from store.db import Store
-from store.models import Connection, Health, UsageRecord, utcnow
+from store.events import enqueue
+from store.models import Connection, Health, UsageRecord, health_event, utcnow
 from store.types import UTCField
 
 # Outbound status order: a late "delivered" never overwrites "read"; "failed" is final.
@@ -31,7 +32,9 @@ class WhatsAppContact(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     organization_id: str = Field(index=True)
     phone_number_id: str = Field(index=True)
+    # The customer key: the phone number (wa_id) when Meta shares it, else the business-scoped user id.
     wa_id: str = Field(index=True)
+    user_id: str | None = Field(default=None, index=True)  # the BSUID, once Meta sent it
     opted_in: bool = False
     opt_in_source: str | None = None
     opted_in_at: datetime | None = UTCField(default=None)
@@ -126,6 +129,37 @@ class WhatsAppFailureCount(SQLModel, table=True):
     count: int = 0
     last_title: str = ""
     last_at: datetime = UTCField(default_factory=utcnow)
+
+
+class WhatsAppApp(SQLModel, table=True):
+    """A Meta app: every number of the app posts to its one callback URL (`/webhooks/whatsapp/app/{app_id}`).
+    Its app secret and verify token live in Vault (osi/apps/whatsapp-app-{app_id}); connections name it in
+    their `app_id` setting."""
+
+    __tablename__ = "whatsapp_app"
+
+    app_id: str = Field(primary_key=True)
+    label: str = ""
+    # Whose administrators hear of deliveries for numbers no connection owns (None: the operator's).
+    organization_id: str | None = Field(default=None, index=True)
+    created_at: datetime = UTCField(default_factory=utcnow)
+    updated_at: datetime = UTCField(default_factory=utcnow)
+
+
+class WhatsAppUnrouted(SQLModel, table=True):
+    """A verified delivery (one number's part, kept raw) that no connection may run: unknown number, a number
+    of another organization or app, or one claimed by several connections. Recorded once, alerted."""
+
+    __tablename__ = "whatsapp_unrouted"
+
+    id: int | None = Field(default=None, primary_key=True)
+    digest: str = Field(unique=True)
+    app_id: str | None = Field(default=None, index=True)
+    via_connection_id: str | None = Field(default=None, index=True)
+    phone_number_id: str = Field(index=True)
+    reason: str
+    body: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    received_at: datetime = UTCField(default_factory=utcnow, index=True)
 
 
 Rates = dict[tuple[str, str], tuple[float, str]]
@@ -231,10 +265,25 @@ class WhatsAppStore:
                 q = q.where(WhatsAppContact.opted_out == True)  # noqa: E712
             return s.exec(q.order_by(col(WhatsAppContact.id)).limit(limit)).all()
 
+    def resolve_customer(self, org: str, pid: str, wa_id: str | None, user_id: str | None) -> str:
+        """The conversation key of a sender: the phone number when given, else the one we learned for this BSUID
+        earlier, else the BSUID itself (so a customer who stops sharing the number stays one conversation)."""
+        if wa_id:
+            return wa_id
+        if not user_id:
+            raise ValueError("a customer needs a wa_id or a BSUID")
+        with self.session() as s:
+            row = s.exec(select(WhatsAppContact).where(
+                WhatsAppContact.organization_id == org, WhatsAppContact.phone_number_id == pid,
+                WhatsAppContact.user_id == user_id)).first()
+            return row.wa_id if row is not None else user_id
+
     @race_safe
     def record_inbound(self, org: str, connection_id: str, pid: str, wa_id: str, message_id: str,
-                       at: datetime, mtype: str, profile_name: str | None) -> bool:
-        """An inbound message opens/refreshes the window; False when Meta redelivered it."""
+                       at: datetime, mtype: str, profile_name: str | None, *, user_id: str | None = None,
+                       event: dict[str, Any] | None = None) -> bool:
+        """An inbound message opens/refreshes the window; False when Meta redelivered it. `event` (the data of a
+        `whatsapp.message.received` event) is queued for subscribers in the same transaction, once."""
         with self.session() as s:
             if s.get(WhatsAppMessageRecord, message_id) is not None:
                 return False
@@ -249,8 +298,12 @@ class WhatsAppStore:
                 row.last_inbound_at = at
             if profile_name:
                 row.profile_name = profile_name
+            if user_id:
+                row.user_id = user_id
             row.updated_at = utcnow()
             s.add(row)
+            if event is not None:
+                enqueue(s, org, "whatsapp.message.received", event, dedupe_key=f"in:{message_id}", at=at)
             s.commit()
             return True
 
@@ -309,6 +362,18 @@ class WhatsAppStore:
                 q = q.where(WhatsAppMessageRecord.wa_id == wa_id)
             return s.exec(q.order_by(col(WhatsAppMessageRecord.created_at)).limit(limit)).all()
 
+    def timelines(self, org: str, pid: str, customer: str, message_ids: Sequence[str] = (),
+                  limit: int = 200) -> Sequence[WhatsAppMessageRecord]:
+        """A customer's latest messages in and out (or the given ones), oldest first: the delivery record."""
+        with self.session() as s:
+            q = select(WhatsAppMessageRecord).where(WhatsAppMessageRecord.organization_id == org)
+            if message_ids:
+                q = q.where(col(WhatsAppMessageRecord.message_id).in_(list(message_ids)))
+            else:
+                q = q.where(WhatsAppMessageRecord.phone_number_id == pid, WhatsAppMessageRecord.wa_id == customer)
+            rows = s.exec(q.order_by(col(WhatsAppMessageRecord.created_at).desc()).limit(limit)).all()
+            return list(reversed(rows))
+
     def sent_by_keys(self, keys: Sequence[str]) -> dict[str, str]:
         """{idempotency key: message id} of messages already sent under these keys (bulk retries)."""
         out: dict[str, str] = {}
@@ -323,10 +388,13 @@ class WhatsAppStore:
     @race_safe
     def apply_status(self, org: str, connection_id: str, pid: str, message_id: str, status: str, ts: int,
                      recipient: str, errors: list[dict[str, Any]], pricing: dict[str, Any] | None,
-                     rates: Rates, country_code: str) -> dict[str, Any]:
-        """One status webhook, applied once: timeline, outcome, usage ledger, cost when delivered.
+                     rates: Rates, country_code: str, *, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One status webhook, applied once: timeline, outcome, usage ledger, cost when delivered. The store is
+        the only owner of these facts (conversations ask it through `whatsapp.message_timelines`).
 
-        Returns {"new": bool, "cost": float | None, "error_code": str | None, "origin": what we sent}.
+        `event` is the base data of the `whatsapp.message.status` (or `.failed`) event queued for subscribers in
+        the same transaction when the status is new. Returns {"new": bool, "cost": float | None,
+        "error_code": str | None, "origin": what we sent}.
         """
         with self.session() as s:
             row = s.get(WhatsAppMessageRecord, message_id)
@@ -371,6 +439,15 @@ class WhatsAppStore:
                 for k, v in usage_fields.items():
                     setattr(u, k, v)
                 s.add(u)
+            if event is not None:
+                data = {**event, "message_id": message_id, "status": status, "at": ts, "type": row.type,
+                        "template": row.template_name, "category": row.pricing_category or row.category,
+                        "billable": row.billable, "cost": cost, "currency": currency if cost is not None else None}
+                if err:
+                    data["error"] = {"code": err.get("code"), "title": err.get("title"),
+                                     "details": (err.get("error_data") or {}).get("details")}
+                kind = "whatsapp.message.failed" if status == "failed" else "whatsapp.message.status"
+                enqueue(s, org, kind, data, dedupe_key=f"st:{message_id}:{status}")
             s.commit()
             return {"new": True, "cost": cost, "error_code": row.error_code if err else None, "origin": origin}
 
@@ -421,8 +498,11 @@ class WhatsAppStore:
                 conn.health_detail = detail
                 conn.error_count += 1
                 if health is not None:
+                    previous = conn.health
                     conn.health = health.value
                     conn.last_health_check = utcnow()
+                    if previous != health.value:
+                        enqueue(s, conn.organization_id, "connection.health.changed", health_event(conn, previous))
                 s.add(conn)
             s.commit()
 
@@ -495,6 +575,49 @@ class WhatsAppStore:
         with self.session() as s:
             return int(s.exec(select(func.count(func.distinct(WhatsAppInitiation.wa_id))).where(
                 WhatsAppInitiation.portfolio_id == portfolio_id, WhatsAppInitiation.at > since)).one())
+
+    # ---- Meta apps and deliveries no connection may run --------------------------------------
+    def set_app(self, app_id: str, label: str, organization_id: str | None) -> WhatsAppApp:
+        with self.session() as s:
+            row = s.get(WhatsAppApp, app_id) or WhatsAppApp(app_id=app_id)
+            row.label, row.organization_id, row.updated_at = label, organization_id, utcnow()
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+            return row
+
+    def app(self, app_id: str) -> WhatsAppApp | None:
+        with self.session() as s:
+            return s.get(WhatsAppApp, app_id)
+
+    def apps(self) -> Sequence[WhatsAppApp]:
+        with self.session() as s:
+            return s.exec(select(WhatsAppApp).order_by(col(WhatsAppApp.app_id))).all()
+
+    def remove_app(self, app_id: str) -> bool:
+        with self.session() as s:
+            row = s.get(WhatsAppApp, app_id)
+            if row is None:
+                return False
+            s.delete(row)
+            s.commit()
+            return True
+
+    def record_unrouted(self, digest: str, app_id: str | None, via_connection_id: str | None, pid: str,
+                        reason: str, body: dict[str, Any]) -> bool:
+        """False when this very delivery was recorded already (Meta redelivers)."""
+        with self.session() as s:
+            s.add(WhatsAppUnrouted(digest=digest, app_id=app_id, via_connection_id=via_connection_id,
+                                   phone_number_id=pid, reason=reason, body=body))
+            try:
+                s.commit()
+            except IntegrityError:
+                return False
+            return True
+
+    def unrouted(self, limit: int = 100) -> Sequence[WhatsAppUnrouted]:
+        with self.session() as s:
+            return s.exec(select(WhatsAppUnrouted).order_by(col(WhatsAppUnrouted.id).desc()).limit(limit)).all()
 
     # ---- rates -------------------------------------------------------------------------------
     def rates(self) -> Rates:

@@ -9,7 +9,24 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from activities.whatsapp.models import InboundMessage, StatusEvent, WebhookBatch
+from activities.whatsapp.models import (
+    MEDIA_TYPES,
+    InboundButton,
+    InboundContactCard,
+    InboundContent,
+    InboundLocation,
+    InboundMedia,
+    InboundMessage,
+    InboundOrder,
+    InboundReaction,
+    InboundReply,
+    InboundSystem,
+    MessageContext,
+    OrderItem,
+    Referral,
+    StatusEvent,
+    WebhookBatch,
+)
 
 SIGNATURE_HEADER = "x-hub-signature-256"
 
@@ -85,6 +102,36 @@ def phone_number_ids(body: bytes) -> set[str]:
     return ids
 
 
+def split_by_number(body: bytes) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """One envelope per business number (`metadata.phone_number_id`) of a verified delivery, and the parts that
+    are not `messages` changes (listed, never fatal). A `messages` change without a number is keyed "".
+
+    Meta posts every number of an app to one callback URL, and one delivery may carry changes of several
+    numbers: each must run under the connection that owns its number.
+    """
+    doc = _load(body)
+    if doc.get("object") != "whatsapp_business_account":
+        return {}, [f"object:{doc.get('object')}"]
+    parts: dict[str, dict[str, Any]] = {}
+    unknown: list[str] = []
+    for entry in doc.get("entry") or []:
+        if not isinstance(entry, dict):
+            raise MalformedWebhook("entry: not an object")
+        for change in entry.get("changes") or []:
+            if not isinstance(change, dict):
+                raise MalformedWebhook("changes: not an object")
+            if change.get("field") != "messages":
+                unknown.append(f"field:{change.get('field')}")
+                continue
+            value = _dict(change.get("value"))
+            pid = str(_dict(value.get("metadata")).get("phone_number_id") or "")
+            env = parts.setdefault(pid, {"object": doc["object"], "entry": []})
+            if not env["entry"] or env["entry"][-1]["id"] != entry.get("id"):
+                env["entry"].append({"id": entry.get("id"), "changes": []})
+            env["entry"][-1]["changes"].append(change)
+    return parts, unknown
+
+
 def _load(body: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(body)
@@ -95,25 +142,152 @@ def _load(body: bytes) -> dict[str, Any]:
     return doc
 
 
-def _inbound_text(msg: dict[str, Any]) -> str | None:
-    kind = msg.get("type")
+def _text(value: Any) -> str | None:
+    """Lenient, for message content: Meta may add fields or send numbers where text is documented."""
+    return None if value is None else str(value)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _media(kind: str, part: dict[str, Any]) -> InboundMedia:
+    return InboundMedia(
+        id=str(part.get("id") or ""), mime_type=_text(part.get("mime_type")), sha256=_text(part.get("sha256")),
+        caption=_text(part.get("caption")), filename=_text(part.get("filename")),
+        voice=part.get("voice") if kind == "audio" and isinstance(part.get("voice"), bool) else None,
+        animated=part.get("animated") if kind == "sticker" and isinstance(part.get("animated"), bool) else None,
+        url=_text(part.get("url")))
+
+
+def _contact_card(card: dict[str, Any]) -> InboundContactCard:
+    lists = {k: [x for x in card.get(k) or [] if isinstance(x, dict)]
+             for k in ("phones", "emails", "addresses", "urls")}
+    org = card.get("org") if isinstance(card.get("org"), dict) else None
+    return InboundContactCard(name=_dict(card.get("name")), org=org, birthday=_text(card.get("birthday")),
+                              vcard=_text(card.get("vcard")), **lists)
+
+
+def _reply(inter: dict[str, Any]) -> InboundReply:
+    kind = str(inter.get("type") or "")
+    part = _dict(inter.get(kind))
+    return InboundReply(type=kind, id=_text(part.get("id")), title=_text(part.get("title")),
+                        description=_text(part.get("description")), name=_text(part.get("name")),
+                        body=_text(part.get("body")), response_json=_text(part.get("response_json")))
+
+
+def _context(ctx: dict[str, Any]) -> MessageContext | None:
+    if not ctx:
+        return None
+    product = ctx.get("referred_product")
+    return MessageContext(message_id=_text(ctx.get("id")), sender=_text(ctx.get("from")),
+                          forwarded=bool(ctx.get("forwarded")),
+                          frequently_forwarded=bool(ctx.get("frequently_forwarded")),
+                          referred_product=product if isinstance(product, dict) else None)
+
+
+# Message types whose part (`msg[type]`) Meta documents as an object.
+OBJECT_PARTS = frozenset({"text", "location", "interactive", "button", "reaction", "order", "system"}
+                         | set(MEDIA_TYPES))
+
+
+def content(msg: dict[str, Any]) -> InboundContent:
+    """Every inbound type Meta documents, normalized; a type we do not know keeps its object in `raw`."""
+    kind = str(msg.get("type") or "unknown")
+    part = _dict(msg.get(kind))
+    if kind in OBJECT_PARTS and msg.get(kind) is not None and not isinstance(msg.get(kind), dict):
+        # Meta always writes these as objects: anything else is not Meta's (and would lose the content).
+        raise MalformedWebhook(f"messages.{kind} is a {type(msg.get(kind)).__name__}, not an object")
+    if kind == "contacts" and not isinstance(msg.get("contacts") or [], list):
+        raise MalformedWebhook("messages.contacts is not a list")
+    out = InboundContent(type=kind, context=_context(_dict(msg.get("context"))),
+                         errors=[e for e in msg.get("errors") or [] if isinstance(e, dict)])
+    if isinstance(msg.get("referral"), dict):
+        out.referral = Referral.model_validate({k: v for k, v in msg["referral"].items()
+                                                if k in Referral.model_fields})
     if kind == "text":
-        return _obj(msg.get("text"), "message.text").get("body")
-    if kind == "button":
-        return _obj(msg.get("button"), "message.button").get("text")
-    if kind == "interactive":
-        inter = _obj(msg.get("interactive"), "message.interactive")
-        reply = _obj(inter.get("button_reply") or inter.get("list_reply"), "message.interactive reply")
-        return reply.get("title")
-    if kind in ("image", "video", "document"):
-        return _obj(msg.get(kind), f"message.{kind}").get("caption")
-    return None
+        out.text = _text(part.get("body"))
+    elif kind in MEDIA_TYPES:
+        out.media = _media(kind, part)
+        out.text = out.media.caption
+    elif kind == "location":
+        out.location = InboundLocation(latitude=float(part["latitude"]), longitude=float(part["longitude"]),
+                                       name=_text(part.get("name")), address=_text(part.get("address")),
+                                       url=_text(part.get("url")))
+        out.text = out.location.name or out.location.address
+    elif kind == "contacts":
+        out.contacts = [_contact_card(c) for c in msg.get("contacts") or [] if isinstance(c, dict)]
+        out.text = ", ".join(str(c.name.get("formatted_name")) for c in out.contacts if c.name.get("formatted_name"))
+    elif kind == "interactive":
+        out.reply = _reply(part)
+        out.choice = out.reply.id
+        out.text = out.reply.title or out.reply.body
+    elif kind == "button":
+        out.button = InboundButton(payload=_text(part.get("payload")), text=_text(part.get("text")))
+        out.choice = out.button.payload
+        out.text = out.button.text
+    elif kind == "reaction":
+        out.reaction = InboundReaction(message_id=_text(part.get("message_id")), emoji=_text(part.get("emoji")) or None)
+        out.text = out.reaction.emoji
+    elif kind == "order":
+        items = [OrderItem.model_validate({k: v for k, v in i.items() if k in OrderItem.model_fields})
+                 for i in part.get("product_items") or [] if isinstance(i, dict)]
+        out.order = InboundOrder(catalog_id=_text(part.get("catalog_id")), text=_text(part.get("text")) or None,
+                                 product_items=items)
+        out.text = out.order.text
+    elif kind == "system":
+        out.system = InboundSystem.model_validate({k: _text(v) for k, v in part.items()
+                                                   if k in InboundSystem.model_fields})
+        out.text = out.system.body
+    else:  # unsupported, or a type Meta added after this code: keep it whole
+        out.raw = {k: v for k, v in msg.items() if k not in ("id", "from", "from_user_id", "timestamp", "context")}
+    return out
 
 
-def parse(body: bytes) -> WebhookBatch:
-    """Parse a verified delivery; unknown kinds are listed, never fatal; a shape Meta does not send is a
-    MalformedWebhook naming the place (the route answers 400 and keeps the raw body for replay)."""
-    doc = _load(body)
+def _status(st: dict[str, Any], pid: str) -> StatusEvent:
+    recipient = (_str(st.get("recipient_id"), "statuses.recipient_id")
+                 or _str(st.get("recipient_user_id"), "statuses.recipient_user_id"))
+    if not recipient:
+        raise KeyError("recipient_id")
+    return StatusEvent(
+        message_id=_str(st["id"], "statuses.id"), status=_str(st["status"], "statuses.status"),
+        timestamp=_timestamp(st.get("timestamp"), "statuses.timestamp"), recipient_id=recipient,
+        recipient_user_id=_str(st.get("recipient_user_id"), "statuses.recipient_user_id") or None,
+        phone_number_id=pid,
+        errors=[_obj(e, "statuses.errors[]") for e in _list(st.get("errors"), "statuses.errors")],
+        pricing=_obj(st.get("pricing"), "statuses.pricing") or None,
+        conversation=_obj(st.get("conversation"), "statuses.conversation") or None,
+        biz_opaque_callback_data=_str(st.get("biz_opaque_callback_data"), "statuses.biz_opaque_callback_data")
+        or None)
+
+
+def _inbound(msg: dict[str, Any], pid: str, people: dict[str, dict[str, Any]]) -> InboundMessage:
+    """A customer is their phone number (`from` / `wa_id`) when Meta shares it, else their BSUID
+    (`from_user_id` / `user_id`); a message with neither is malformed (never an empty key)."""
+    wa_id = _text(msg.get("from")) or None
+    user_id = _text(msg.get("from_user_id")) or None
+    person = people.get(wa_id or "") or people.get(user_id or "") or {}
+    wa_id = wa_id or _text(person.get("wa_id")) or None
+    user_id = user_id or _text(person.get("user_id")) or None
+    customer = wa_id or user_id
+    if not customer:
+        raise KeyError("from / from_user_id")
+    profile = _dict(person.get("profile"))
+    body = content(msg)
+    return InboundMessage(
+        message_id=_str(msg["id"], "messages.id"), customer=customer, wa_id=wa_id, user_id=user_id,
+        parent_user_id=_str(person.get("parent_user_id") or msg.get("from_parent_user_id"), "parent_user_id")
+        or None,
+        username=_text(profile.get("username")) or None, phone_number_id=pid,
+        timestamp=_timestamp(msg.get("timestamp"), "messages.timestamp"), type=body.type, text=body.text,
+        profile_name=_text(profile.get("name")),
+        context_message_id=body.context.message_id if body.context else None, content=body)
+
+
+def parse(body: bytes | dict[str, Any]) -> WebhookBatch:
+    """Parse a verified delivery (raw bytes, or one envelope of `split_by_number`); unknown kinds are listed,
+    never fatal."""
+    doc = body if isinstance(body, dict) else _load(body)
     if doc.get("object") != "whatsapp_business_account":
         return WebhookBatch(unknown=[f"object:{str(doc.get('object'))[:60]}"])
     batch = WebhookBatch()
@@ -136,33 +310,16 @@ def parse(body: bytes) -> WebhookBatch:
 
 def _messages_change(batch: WebhookBatch, value: dict[str, Any]) -> None:
     pid = _str(_obj(value.get("metadata"), "value.metadata").get("phone_number_id"), "metadata.phone_number_id")
-    names: dict[Any, Any] = {}
+    people: dict[str, dict[str, Any]] = {}
     for c in _list(value.get("contacts"), "value.contacts"):
         c = _obj(c, "contacts[]")
-        names[c.get("wa_id")] = _obj(c.get("profile"), "contacts.profile").get("name")
+        for key in (c.get("wa_id"), c.get("user_id")):
+            if key:
+                people[_str(key, "contacts.wa_id")] = c
     for st in _list(value.get("statuses"), "value.statuses"):
-        st = _obj(st, "statuses[]")
-        errors = [_obj(e, "statuses.errors[]") for e in _list(st.get("errors"), "statuses.errors")]
-        batch.statuses.append(StatusEvent(
-            message_id=_str(st["id"], "statuses.id"), status=_str(st["status"], "statuses.status"),
-            timestamp=_timestamp(st.get("timestamp"), "statuses.timestamp"),
-            recipient_id=_str(st.get("recipient_id"), "statuses.recipient_id"), phone_number_id=pid,
-            errors=errors, pricing=_obj(st.get("pricing"), "statuses.pricing") or None,
-            conversation=_obj(st.get("conversation"), "statuses.conversation") or None,
-            biz_opaque_callback_data=_str(st.get("biz_opaque_callback_data"), "statuses.biz_opaque_callback_data")
-            or None,
-        ))
+        batch.statuses.append(_status(_obj(st, "statuses[]"), pid))
     for msg in _list(value.get("messages"), "value.messages"):
-        msg = _obj(msg, "messages[]")
-        wa_id = _str(msg.get("from"), "messages.from")
-        batch.messages.append(InboundMessage(
-            message_id=_str(msg["id"], "messages.id"), wa_id=wa_id, phone_number_id=pid,
-            timestamp=_timestamp(msg.get("timestamp"), "messages.timestamp"),
-            type=_str(msg.get("type") or "unknown", "messages.type"),
-            text=_inbound_text(msg), profile_name=names.get(wa_id),
-            context_message_id=_obj(msg.get("context"), "messages.context").get("id"),
-            payload={k: v for k, v in msg.items() if k not in ("id", "from", "timestamp", "type", "context")},
-        ))
+        batch.messages.append(_inbound(_obj(msg, "messages[]"), pid, people))
     for err in _list(value.get("errors"), "value.errors"):
         batch.errors.append({**_obj(err, "value.errors[]"), "phone_number_id": pid})
     known = {"messaging_product", "metadata", "contacts", "statuses", "messages", "errors"}

@@ -23,6 +23,21 @@ path "secret/metadata/osi/alerts/*" {
   capabilities = ["delete"]
 }
 
+# Event subscriptions managed through the admin API: a subscription's signing secret is created with it,
+# replaced on rotation and destroyed with it.
+path "secret/data/osi/events/*" {
+  capabilities = ["create", "read", "update"]
+}
+path "secret/metadata/osi/events/*" {
+  capabilities = ["delete"]
+}
+
+# The key that hashes customers out of WhatsApp conversation workflow ids: made once by whichever process
+# needs it first (check-and-set create), never changed.
+path "secret/data/osi/apps/whatsapp-conversation-ids" {
+  capabilities = ["create", "read"]
+}
+
 # Provider applications: the OAuth client (install links and code exchange) and signing secrets
 # (Slack request verification). Read only: operators store them with the CLI.
 path "secret/data/osi/apps/*" {

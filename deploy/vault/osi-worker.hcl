@@ -16,6 +16,16 @@ path "secret/data/osi/alerts/*" {
   capabilities = ["read"]
 }
 
+# Event subscriptions: the signing secret of each, read to sign every delivery.
+path "secret/data/osi/events/*" {
+  capabilities = ["read"]
+}
+
+# The key that hashes customers out of WhatsApp conversation workflow ids (made once, never changed).
+path "secret/data/osi/apps/whatsapp-conversation-ids" {
+  capabilities = ["create", "read"]
+}
+
 # Provider applications (OAuth client id/secret) used to refresh user tokens.
 path "secret/data/osi/apps/*" {
   capabilities = ["read"]

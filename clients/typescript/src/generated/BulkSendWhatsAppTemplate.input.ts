@@ -37,6 +37,10 @@ export interface BulkSendWhatsAppTemplateInput1 {
    */
   created_by_id?: unknown;
   /**
+   * seconds: recipients not accepted by then (a provider outage) fail with their last cause; default 12 h
+   */
+  deliver_within?: number | null;
+  /**
    * OpenSyte row metadata: accepted and ignored
    */
   executionId?: unknown;
@@ -235,6 +239,10 @@ export interface BulkSendWhatsAppTemplateInputCamel {
    * OpenSyte row metadata: accepted and ignored
    */
   createdById?: unknown;
+  /**
+   * seconds: recipients not accepted by then (a provider outage) fail with their last cause; default 12 h
+   */
+  deliverWithin?: number | null;
   /**
    * OpenSyte row metadata: accepted and ignored
    */

@@ -14,6 +14,14 @@ export interface BulkSendWhatsAppTemplateResult {
    */
   failures: BulkOutcome[];
   held: number;
+  /**
+   * waiting to be retried after a temporary failure
+   */
+  pending: number;
+  /**
+   * sent again after an attempt whose answer was lost (each a possible duplicate; 0 when status webhooks reconcile them)
+   */
+  resent: number;
   sent: number;
   /**
    * sent messages Meta did not simply accept: held_for_quality_assessment (Meta may still deliver or drop them) or paused
@@ -25,7 +33,7 @@ export interface BulkSendWhatsAppTemplateResult {
   skipped_by_reason: {
     [k: string]: number | undefined;
   };
-  state: "running" | "pausing" | "paused" | "held" | "cancelling" | "completed" | "cancelled" | "failed";
+  state: "running" | "pausing" | "paused" | "held" | "retrying" | "cancelling" | "completed" | "cancelled" | "failed";
   total: number;
 }
 export interface BulkOutcome {
@@ -36,6 +44,10 @@ export interface BulkOutcome {
    * Meta's send status when not `accepted` (held_for_quality_assessment, paused)
    */
   message_status: string | null;
+  /**
+   * sent again after an attempt whose answer was lost
+   */
+  resent: boolean;
   resume_at: string | null;
-  status: "sent" | "failed" | "skipped" | "held";
+  status: "sent" | "failed" | "skipped" | "held" | "pending";
 }

@@ -32,6 +32,10 @@ export interface CancelCalendarEventInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   created_by_id?: unknown;
+  /**
+   * seconds to keep retrying through a provider outage before the change fails; default 1 day
+   */
+  deliver_within?: number | null;
   etag?: string | null;
   event_id: string;
   /**
@@ -145,6 +149,10 @@ export interface CancelCalendarEventInputCamel {
    * OpenSyte row metadata: accepted and ignored
    */
   createdById?: unknown;
+  /**
+   * seconds to keep retrying through a provider outage before the change fails; default 1 day
+   */
+  deliverWithin?: number | null;
   etag?: string | null;
   eventId: string;
   /**

@@ -40,6 +40,10 @@ export interface CalendarActionInput {
    * OpenSyte row metadata: accepted and ignored
    */
   created_by_id?: unknown;
+  /**
+   * seconds to keep retrying through a provider outage before the change fails; default 1 day
+   */
+  deliver_within?: number | null;
   description?: string | null;
   dst_gap_policy?: ("reject" | "shift") | null;
   end_time: string;
@@ -209,6 +213,10 @@ export interface CalendarActionInputCamel {
    * OpenSyte row metadata: accepted and ignored
    */
   createdById?: unknown;
+  /**
+   * seconds to keep retrying through a provider outage before the change fails; default 1 day
+   */
+  deliverWithin?: number | null;
   description?: string | null;
   dstGapPolicy?: ("reject" | "shift") | null;
   endTime: string;

@@ -49,6 +49,10 @@ export interface SendSlackMessageInput1 {
    */
   created_by_id?: unknown;
   /**
+   * seconds to keep retrying through a Slack outage before the fallback routes run; default 1 h
+   */
+  deliver_within?: number | null;
+  /**
    * OpenSyte row metadata: accepted and ignored
    */
   executionId?: unknown;
@@ -229,6 +233,10 @@ export interface SendSlackMessageInputCamel {
    * OpenSyte row metadata: accepted and ignored
    */
   createdById?: unknown;
+  /**
+   * seconds to keep retrying through a Slack outage before the fallback routes run; default 1 h
+   */
+  deliverWithin?: number | null;
   /**
    * OpenSyte row metadata: accepted and ignored
    */

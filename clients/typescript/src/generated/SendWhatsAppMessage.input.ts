@@ -50,6 +50,10 @@ export interface SendWhatsAppMessageInput1 {
    */
   created_by_id?: unknown;
   /**
+   * seconds to keep retrying through provider outages before a recipient fails; default 6 h
+   */
+  deliver_within?: number | null;
+  /**
    * OpenSyte row metadata: accepted and ignored
    */
   executionId?: unknown;
@@ -360,6 +364,10 @@ export interface SendWhatsAppMessageInputCamel {
    * OpenSyte row metadata: accepted and ignored
    */
   createdById?: unknown;
+  /**
+   * seconds to keep retrying through provider outages before a recipient fails; default 6 h
+   */
+  deliverWithin?: number | null;
   /**
    * OpenSyte row metadata: accepted and ignored
    */

@@ -33,6 +33,10 @@ export interface UpdateCalendarEventInput1 {
    * OpenSyte row metadata: accepted and ignored
    */
   created_by_id?: unknown;
+  /**
+   * seconds to keep retrying through a provider outage before the change fails; default 1 day
+   */
+  deliver_within?: number | null;
   dst_gap_policy?: ("reject" | "shift") | null;
   etag?: string | null;
   event_id: string;
@@ -199,6 +203,10 @@ export interface UpdateCalendarEventInputCamel {
    * OpenSyte row metadata: accepted and ignored
    */
   createdById?: unknown;
+  /**
+   * seconds to keep retrying through a provider outage before the change fails; default 1 day
+   */
+  deliverWithin?: number | null;
   dstGapPolicy?: ("reject" | "shift") | null;
   etag?: string | null;
   eventId: string;

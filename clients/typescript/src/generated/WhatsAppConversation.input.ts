@@ -5,6 +5,10 @@
  */
 export type WhatsAppConversationInput = ConversationInput | ConversationInputCamel;
 
+/**
+ * One customer of one business number. `wa_id` is the customer's phone number as Meta writes it (digits);
+ * a customer who shares no phone number is keyed by the business-scoped user id (`user_id`, BSUID).
+ */
 export interface ConversationInput {
   /**
    * OpenSyte row metadata: accepted and ignored
@@ -118,7 +122,8 @@ export interface ConversationInput {
    * OpenSyte row metadata: accepted and ignored
    */
   updated_by_id?: unknown;
-  wa_id: string;
+  user_id?: string | null;
+  wa_id?: string | null;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
@@ -231,22 +236,209 @@ export interface ConversationState {
   seq?: number;
 }
 /**
- * A message in or out of the conversation with its status timeline.
+ * A message in or out of the conversation.
+ *
+ * Inbound messages carry their full `content`. Outbound delivery (`status`, `timeline`, `error`, `cost`) is
+ * owned by the store: the `view` query leaves it empty for outbound messages, the `view_with_status` update
+ * fills it in (and adds messages sent to this customer by other workflows, such as bulk sends).
  */
 export interface ConversationMessage {
   at?: number;
   category?: string | null;
+  content?: InboundContent | null;
+  cost?: number | null;
+  currency?: string | null;
   direction: "in" | "out";
   error?: {
     [k: string]: unknown | undefined;
   } | null;
   message_id: string;
   seq?: number;
-  status?: string;
+  status?: string | null;
   template?: string | null;
   text?: string | null;
   timeline?: StatusStep[];
   type?: string;
+}
+/**
+ * A customer's message, normalized: only the part matching `type` is set.
+ *
+ * `choice` is the id a workflow branches on: the tapped reply button's or list row's id, or the template
+ * quick-reply button's payload. `text` is a plain summary (body, caption, title…). Types Meta may add later
+ * (and `unsupported`) keep their object in `raw` with their `type`.
+ */
+export interface InboundContent {
+  button?: InboundButton | null;
+  choice?: string | null;
+  contacts?: InboundContactCard[];
+  context?: MessageContext | null;
+  errors?: {
+    [k: string]: unknown | undefined;
+  }[];
+  location?: InboundLocation | null;
+  media?: InboundMedia | null;
+  order?: InboundOrder | null;
+  raw?: {
+    [k: string]: unknown | undefined;
+  } | null;
+  reaction?: InboundReaction | null;
+  referral?: Referral | null;
+  reply?: InboundReply | null;
+  system?: InboundSystem | null;
+  text?: string | null;
+  type: string;
+}
+/**
+ * A template's quick-reply button: its `payload` is what the template send set for that button.
+ */
+export interface InboundButton {
+  payload?: string | null;
+  text?: string | null;
+}
+/**
+ * A shared contact card (Meta's contact object; every part is optional in what customers send).
+ */
+export interface InboundContactCard {
+  addresses?: {
+    [k: string]: unknown | undefined;
+  }[];
+  birthday?: string | null;
+  emails?: {
+    [k: string]: unknown | undefined;
+  }[];
+  name?: {
+    [k: string]: unknown | undefined;
+  };
+  org?: {
+    [k: string]: unknown | undefined;
+  } | null;
+  phones?: {
+    [k: string]: unknown | undefined;
+  }[];
+  urls?: {
+    [k: string]: unknown | undefined;
+  }[];
+  vcard?: string | null;
+}
+/**
+ * What the message refers to: a message it replies to, a product it asks about, or that it was forwarded.
+ */
+export interface MessageContext {
+  forwarded?: boolean;
+  frequently_forwarded?: boolean;
+  message_id?: string | null;
+  referred_product?: {
+    [k: string]: unknown | undefined;
+  } | null;
+  /**
+   * context.from: our display number when replying to us
+   */
+  sender?: string | null;
+}
+export interface InboundLocation {
+  address?: string | null;
+  latitude: number;
+  longitude: number;
+  name?: string | null;
+  url?: string | null;
+}
+/**
+ * A customer's image, video, audio, document or sticker; fetch the bytes with `whatsapp.download_media`.
+ */
+export interface InboundMedia {
+  /**
+   * stickers
+   */
+  animated?: boolean | null;
+  caption?: string | null;
+  /**
+   * documents
+   */
+  filename?: string | null;
+  /**
+   * Meta's media id (valid for a limited time, about 30 days)
+   */
+  id: string;
+  mime_type?: string | null;
+  /**
+   * as Meta sends it (base64 in webhooks)
+   */
+  sha256?: string | null;
+  /**
+   * Meta's short-lived download URL when the webhook has one (it needs the connection's token: use whatsapp.download_media)
+   */
+  url?: string | null;
+  /**
+   * audio: recorded as a voice message
+   */
+  voice?: boolean | null;
+}
+/**
+ * A cart sent from the catalog.
+ */
+export interface InboundOrder {
+  catalog_id?: string | null;
+  product_items?: OrderItem[];
+  text?: string | null;
+}
+export interface OrderItem {
+  currency?: string | null;
+  item_price?: number | null;
+  product_retailer_id: string;
+  quantity?: number;
+}
+/**
+ * An emoji on one of our messages; no emoji means the customer removed their reaction.
+ */
+export interface InboundReaction {
+  emoji?: string | null;
+  message_id?: string | null;
+}
+/**
+ * The Click-to-WhatsApp ad or post the customer came from.
+ */
+export interface Referral {
+  body?: string | null;
+  ctwa_clid?: string | null;
+  headline?: string | null;
+  image_url?: string | null;
+  media_type?: string | null;
+  source_id?: string | null;
+  source_type?: string | null;
+  source_url?: string | null;
+  thumbnail_url?: string | null;
+  video_url?: string | null;
+  welcome_message?: {
+    [k: string]: unknown | undefined;
+  } | null;
+}
+/**
+ * The reply button or list row the customer tapped (`button_reply`, `list_reply`), or a flow's answer
+ * (`nfm_reply`: `response_json` as Meta sends it).
+ */
+export interface InboundReply {
+  body?: string | null;
+  description?: string | null;
+  id?: string | null;
+  name?: string | null;
+  response_json?: string | null;
+  title?: string | null;
+  type: string;
+}
+/**
+ * A system message: the customer changed number (`user_changed_number`) or BSUID (`user_changed_user_id`).
+ */
+export interface InboundSystem {
+  body?: string | null;
+  customer?: string | null;
+  identity?: string | null;
+  parent_user_id?: string | null;
+  type?: string | null;
+  user_id?: string | null;
+  /**
+   * the new phone number, when it may be shared
+   */
+  wa_id?: string | null;
 }
 export interface StatusStep {
   at: number;
@@ -255,6 +447,10 @@ export interface StatusStep {
   } | null;
   status: string;
 }
+/**
+ * One customer of one business number. `wa_id` is the customer's phone number as Meta writes it (digits);
+ * a customer who shares no phone number is keyed by the business-scoped user id (`user_id`, BSUID).
+ */
 export interface ConversationInputCamel {
   /**
    * OpenSyte row metadata: accepted and ignored
@@ -324,7 +520,8 @@ export interface ConversationInputCamel {
    * OpenSyte row metadata: accepted and ignored
    */
   updatedById?: unknown;
-  waId: string;
+  userId?: string | null;
+  waId?: string | null;
   /**
    * OpenSyte row metadata: accepted and ignored
    */
@@ -407,20 +604,168 @@ export interface ConversationStateCamel {
   seq?: number;
 }
 /**
- * A message in or out of the conversation with its status timeline.
+ * A message in or out of the conversation.
+ *
+ * Inbound messages carry their full `content`. Outbound delivery (`status`, `timeline`, `error`, `cost`) is
+ * owned by the store: the `view` query leaves it empty for outbound messages, the `view_with_status` update
+ * fills it in (and adds messages sent to this customer by other workflows, such as bulk sends).
  */
 export interface ConversationMessageCamel {
   at?: number;
   category?: string | null;
+  content?: InboundContentCamel | null;
+  cost?: number | null;
+  currency?: string | null;
   direction: "in" | "out";
   error?: {
     [k: string]: unknown | undefined;
   } | null;
   messageId: string;
   seq?: number;
-  status?: string;
+  status?: string | null;
   template?: string | null;
   text?: string | null;
   timeline?: StatusStep[];
   type?: string;
+}
+/**
+ * A customer's message, normalized: only the part matching `type` is set.
+ *
+ * `choice` is the id a workflow branches on: the tapped reply button's or list row's id, or the template
+ * quick-reply button's payload. `text` is a plain summary (body, caption, title…). Types Meta may add later
+ * (and `unsupported`) keep their object in `raw` with their `type`.
+ */
+export interface InboundContentCamel {
+  button?: InboundButton | null;
+  choice?: string | null;
+  contacts?: InboundContactCard[];
+  context?: MessageContextCamel | null;
+  errors?: {
+    [k: string]: unknown | undefined;
+  }[];
+  location?: InboundLocation | null;
+  media?: InboundMediaCamel | null;
+  order?: InboundOrderCamel | null;
+  raw?: {
+    [k: string]: unknown | undefined;
+  } | null;
+  reaction?: InboundReactionCamel | null;
+  referral?: ReferralCamel | null;
+  reply?: InboundReplyCamel | null;
+  system?: InboundSystemCamel | null;
+  text?: string | null;
+  type: string;
+}
+/**
+ * What the message refers to: a message it replies to, a product it asks about, or that it was forwarded.
+ */
+export interface MessageContextCamel {
+  forwarded?: boolean;
+  frequentlyForwarded?: boolean;
+  messageId?: string | null;
+  referredProduct?: {
+    [k: string]: unknown | undefined;
+  } | null;
+  /**
+   * context.from: our display number when replying to us
+   */
+  sender?: string | null;
+}
+/**
+ * A customer's image, video, audio, document or sticker; fetch the bytes with `whatsapp.download_media`.
+ */
+export interface InboundMediaCamel {
+  /**
+   * stickers
+   */
+  animated?: boolean | null;
+  caption?: string | null;
+  /**
+   * documents
+   */
+  filename?: string | null;
+  /**
+   * Meta's media id (valid for a limited time, about 30 days)
+   */
+  id: string;
+  mimeType?: string | null;
+  /**
+   * as Meta sends it (base64 in webhooks)
+   */
+  sha256?: string | null;
+  /**
+   * Meta's short-lived download URL when the webhook has one (it needs the connection's token: use whatsapp.download_media)
+   */
+  url?: string | null;
+  /**
+   * audio: recorded as a voice message
+   */
+  voice?: boolean | null;
+}
+/**
+ * A cart sent from the catalog.
+ */
+export interface InboundOrderCamel {
+  catalogId?: string | null;
+  productItems?: OrderItemCamel[];
+  text?: string | null;
+}
+export interface OrderItemCamel {
+  currency?: string | null;
+  itemPrice?: number | null;
+  productRetailerId: string;
+  quantity?: number;
+}
+/**
+ * An emoji on one of our messages; no emoji means the customer removed their reaction.
+ */
+export interface InboundReactionCamel {
+  emoji?: string | null;
+  messageId?: string | null;
+}
+/**
+ * The Click-to-WhatsApp ad or post the customer came from.
+ */
+export interface ReferralCamel {
+  body?: string | null;
+  ctwaClid?: string | null;
+  headline?: string | null;
+  imageUrl?: string | null;
+  mediaType?: string | null;
+  sourceId?: string | null;
+  sourceType?: string | null;
+  sourceUrl?: string | null;
+  thumbnailUrl?: string | null;
+  videoUrl?: string | null;
+  welcomeMessage?: {
+    [k: string]: unknown | undefined;
+  } | null;
+}
+/**
+ * The reply button or list row the customer tapped (`button_reply`, `list_reply`), or a flow's answer
+ * (`nfm_reply`: `response_json` as Meta sends it).
+ */
+export interface InboundReplyCamel {
+  body?: string | null;
+  description?: string | null;
+  id?: string | null;
+  name?: string | null;
+  responseJson?: string | null;
+  title?: string | null;
+  type: string;
+}
+/**
+ * A system message: the customer changed number (`user_changed_number`) or BSUID (`user_changed_user_id`).
+ */
+export interface InboundSystemCamel {
+  body?: string | null;
+  customer?: string | null;
+  identity?: string | null;
+  parentUserId?: string | null;
+  type?: string | null;
+  userId?: string | null;
+  /**
+   * the new phone number, when it may be shared
+   */
+  waId?: string | null;
 }

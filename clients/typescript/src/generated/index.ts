@@ -23,6 +23,10 @@ export type { DeliverAdminNotificationsInput } from "./DeliverAdminNotifications
 export type * as DeliverAdminNotificationsInputTypes from "./DeliverAdminNotifications.input.js";
 export type { DeliverAdminNotificationsResult } from "./DeliverAdminNotifications.result.js";
 export type * as DeliverAdminNotificationsResultTypes from "./DeliverAdminNotifications.result.js";
+export type { EventDeliveryInput } from "./EventDelivery.input.js";
+export type * as EventDeliveryInputTypes from "./EventDelivery.input.js";
+export type { EventDeliveryResult } from "./EventDelivery.result.js";
+export type * as EventDeliveryResultTypes from "./EventDelivery.result.js";
 export type { ScheduleMeetingInput } from "./ScheduleMeeting.input.js";
 export type * as ScheduleMeetingInputTypes from "./ScheduleMeeting.input.js";
 export type { ScheduleMeetingResult } from "./ScheduleMeeting.result.js";
@@ -43,6 +47,10 @@ export type { SlackStatusCommandInput } from "./SlackStatusCommand.input.js";
 export type * as SlackStatusCommandInputTypes from "./SlackStatusCommand.input.js";
 export type { SlackStatusCommandResult } from "./SlackStatusCommand.result.js";
 export type * as SlackStatusCommandResultTypes from "./SlackStatusCommand.result.js";
+export type { SweepEventOutboxInput } from "./SweepEventOutbox.input.js";
+export type * as SweepEventOutboxInputTypes from "./SweepEventOutbox.input.js";
+export type { SweepEventOutboxResult } from "./SweepEventOutbox.result.js";
+export type * as SweepEventOutboxResultTypes from "./SweepEventOutbox.result.js";
 export type { UpdateCalendarEventInput } from "./UpdateCalendarEvent.input.js";
 export type * as UpdateCalendarEventInputTypes from "./UpdateCalendarEvent.input.js";
 export type { UpdateCalendarEventResult } from "./UpdateCalendarEvent.result.js";
@@ -60,11 +68,13 @@ export const WORKFLOW_NAMES = [
   "ConnectionHealthSweep",
   "CreateCalendarEvent",
   "DeliverAdminNotifications",
+  "EventDelivery",
   "ScheduleMeeting",
   "SendSlackMessage",
   "SendWhatsAppMessage",
   "SlackApproval",
   "SlackStatusCommand",
+  "SweepEventOutbox",
   "UpdateCalendarEvent",
   "WhatsAppConversation"
 ] as const;

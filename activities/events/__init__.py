@@ -1,0 +1,1 @@
+"""Events to OpenSyte: per-organization subscriptions receiving signed JSON events, delivered durably."""
