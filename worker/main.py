@@ -15,7 +15,8 @@ from temporalio.worker import Worker
 from core.logs import configure_logging
 from core.runtime import Runtime
 from core.settings import Settings, get_settings
-from core.temporal import connect
+from core.temporal import connect, ensure_search_attributes
+from core.visibility import VisibilityInterceptor
 from worker import registry
 from worker.migrate import upgrade
 
@@ -23,9 +24,12 @@ log = logging.getLogger("osi.worker")
 
 
 def build_worker(client: Client, rt: Runtime, task_queue: str | None = None,
-                 registrations: Sequence[registry.Registration] = registry.REGISTRATIONS) -> Worker:
+                 registrations: Sequence[registry.Registration] = registry.REGISTRATIONS, *,
+                 search_attributes: bool = True) -> Worker:
     """A worker with every registered plugin's activities (bound to `rt`, whose registry lists the plugins)
-    and workflows; activity names must be unique (the SDK enforces it)."""
+    and workflows; activity names must be unique (the SDK enforces it). Every workflow gets our search
+    attributes, summary memo and typed failures (`core.visibility`); `search_attributes=False` when the
+    namespace lacks them."""
     return Worker(
         client,
         task_queue=task_queue or rt.settings.task_queue,
@@ -36,6 +40,8 @@ def build_worker(client: Client, rt: Runtime, task_queue: str | None = None,
         # An input that fails validation fails the workflow at once with the field named, instead of
         # retrying the first workflow task forever (a start from plain JSON can carry anything).
         workflow_failure_exception_types=[ValidationError],
+        interceptors=[VisibilityInterceptor(registry.workflow_integrations(registrations),
+                                            upsert_attributes=search_attributes)],
     )
 
 
@@ -46,7 +52,7 @@ async def run_worker(settings: Settings | None = None) -> None:
     upgrade(settings.database_url)
     client = await connect(settings)
     rt = Runtime(settings, registry=registry.registry())
-    worker = build_worker(client, rt)
+    worker = build_worker(client, rt, search_attributes=await ensure_search_attributes(client))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -18,6 +18,8 @@ from typing import Any
 
 import uvicorn
 
+from core.visibility import SEARCH_ATTRIBUTES
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -73,6 +75,8 @@ class Stack:
             args.append("--headless")
         if codec_endpoint:
             args += ["--ui-codec-endpoint", codec_endpoint]
+        for name, kind in SEARCH_ATTRIBUTES.items():  # what every workflow upserts (core.visibility)
+            args += ["--search-attribute", f"{name}={kind}"]
         if db_file is not None:
             db_file.parent.mkdir(parents=True, exist_ok=True)
             args += ["--db-filename", str(db_file)]

@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from core.errors import ErrorClass
     from core.policies import LOOKUP, SEND
+    from core.visibility import raise_if_all_failed
 
 
 def _refuse(message: str, code: str, details: dict[str, Any]) -> ApplicationError:
@@ -169,7 +170,8 @@ class ScheduleMeeting:
 class BulkCreateCalendarEvents:
     """Many events in one calendar, in chunks: Graph batches 20 creates per request, Google creates
     concurrently within its quota. Every event is idempotent under `{key}:{chunk}:{index}`, so a retried chunk
-    or a re-run workflow with the same key creates nothing twice; a refused event is reported, not fatal."""
+    or a re-run workflow with the same key creates nothing twice; a refused event is reported, not fatal, unless
+    every event was refused: then the workflow ends Failed (the result in the error's details)."""
 
     @workflow.run
     async def run(self, inp: BulkCreateCalendarEventsInput) -> BulkCreateCalendarEventsResult:
@@ -193,8 +195,11 @@ class BulkCreateCalendarEvents:
             results += [o.model_copy(update={"index": start + o.index}) for o in res.results]
             provider = res.provider
         created = sum(1 for o in results if o.event_id)
-        return BulkCreateCalendarEventsResult(provider=provider, created=created, failed=len(results) - created,
-                                              results=results)
+        result = BulkCreateCalendarEventsResult(provider=provider, created=created, failed=len(results) - created,
+                                                results=results)
+        raise_if_all_failed(reached=created, failed=result.failed, errors=[o.error for o in results],
+                            what="BulkCreateCalendarEvents: no event created", result=result)
+        return result
 
 
 CALENDAR_WORKFLOWS: tuple[type, ...] = (CreateCalendarEvent, UpdateCalendarEvent, CancelCalendarEvent, ScheduleMeeting,
