@@ -10,9 +10,11 @@ import typer
 from rich.console import Console
 from temporalio.exceptions import ApplicationError
 
+from core.alerting import lazy_waker
 from core.plugin import Registry
 from core.runtime import Runtime
 from core.settings import get_settings
+from core.temporal import connect
 
 T = TypeVar("T")
 # soft_wrap: long lines (links, ids) are printed whole, so they can be copied or captured with $(…).
@@ -37,7 +39,9 @@ def run_with_runtime(fn: Callable[[Runtime], Awaitable[T]]) -> T:
     """Build one Runtime for this command, run `fn(rt)`, close it."""
 
     async def main() -> T:
-        rt = Runtime(get_settings(), registry=registry())
+        settings = get_settings()
+        rt = Runtime(settings, registry=registry())
+        rt.alert_hook = lazy_waker(settings, connect)  # an alert this command raises wakes its delivery
         try:
             return await fn(rt)
         finally:

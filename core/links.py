@@ -7,7 +7,7 @@ import hmac
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from core.settings import Settings
 
@@ -48,3 +48,16 @@ def link_allowed(settings: Settings, path: str, organization_id: str, name: str,
     sig = query.get("sig", "")
     return exp > time.time() and bool(sig) and hmac.compare_digest(
         sig, _signature(secret, path, organization_id, name, exp))
+
+
+def workflow_link(settings: Settings, workflow_id: str, run_id: str | None = None) -> str:
+    """A workflow's page in the Temporal Web UI."""
+    ui = settings.temporal_ui_url.rstrip("/")
+    link = f"{ui}/namespaces/{quote(settings.temporal_namespace, safe='')}/workflows/{quote(workflow_id, safe='')}"
+    return f"{link}/{quote(run_id, safe='')}/history" if run_id else link
+
+
+def workflows_link(settings: Settings, query: str) -> str:
+    """The Web UI's workflow list filtered by a visibility query (e.g. `core.visibility.search_query(...)`)."""
+    ui = settings.temporal_ui_url.rstrip("/")
+    return f"{ui}/namespaces/{quote(settings.temporal_namespace, safe='')}/workflows?{urlencode({'query': query})}"

@@ -63,9 +63,9 @@ SEND = ActivityOptions(start_to_close_timeout=timedelta(seconds=30), retry_polic
 LOOKUP = ActivityOptions(start_to_close_timeout=timedelta(seconds=30), retry_policy=_policy(5))
 # Store-only bookkeeping (audit, health, notifications): our own database, retried generously.
 BOOKKEEPING = ActivityOptions(start_to_close_timeout=timedelta(seconds=30), retry_policy=_policy(20, 10))
-# A round of alert deliveries: each route's failures are recorded and retried by the next scheduled
-# round, so the activity itself retries little; 5 minutes covers Slack's 1 message/s per channel.
-DELIVERY = ActivityOptions(start_to_close_timeout=timedelta(minutes=5), retry_policy=_policy(3))
+# One alert on one route (a Slack post or a signed webhook): retried by Temporal with backoff up to 5 minutes
+# apart, then given up and recorded (the delivery workflow may set fewer attempts or a shorter interval).
+ALERT = ActivityOptions(start_to_close_timeout=timedelta(seconds=60), retry_policy=_policy(8, 300))
 # Long batch activities (bulk sends) heartbeat their progress.
 BATCH = ActivityOptions(
     start_to_close_timeout=timedelta(hours=2),

@@ -4,6 +4,7 @@ limiter, breakers. Built once per worker (or CLI/gateway) process."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ from core.pipeline import Action, AppAction
 from core.plugin import Provider, Registry
 from core.settings import S, Settings
 from store.db import Store
-from store.models import Connection, ConnectionStatus, Health
+from store.models import AdminNotification, Connection, ConnectionStatus, Health
 from vault.client import VaultClient
 from vault.credentials import Credentials, OAuth2Credentials
 from vault.oauth import TokenRefresher
@@ -60,6 +61,9 @@ class Runtime:
         self.breakers = Breakers(settings.breaker_failure_threshold, settings.breaker_reset_seconds)
         self.refresher = TokenRefresher(self.vault)
         self.extras: dict[str, Any] = {}  # per-plugin caches (e.g. WhatsApp templates)
+        # Called with the organization after an alert is recorded: the worker, gateway and CLI wire it to wake
+        # the organization's alert delivery workflow (core.alerting); None delivers on the next wake instead.
+        self.alert_hook: Callable[[str], Awaitable[None]] | None = None
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -107,6 +111,19 @@ class Runtime:
 
         return await self.refresher.ensure_fresh(path, do_refresh, stale_access_token=stale_access_token)
 
+    async def notify_admins(self, organization_id: str, kind: str, message: str, *, connection_id: str | None = None,
+                            severity: str = "error", action_url: str | None = None) -> AdminNotification:
+        """Record an alert for the organization's administrators (deduplicated by the store), then wake its
+        delivery. A failed wake is logged, never raised: the alert is recorded and a later wake delivers it."""
+        note = await self.store.run(self.store.notify_admins, organization_id, kind, message,
+                                    connection_id=connection_id, severity=severity, action_url=action_url)
+        if self.alert_hook is not None:
+            try:
+                await self.alert_hook(organization_id)
+            except Exception as exc:
+                log.warning("alert %s recorded; waking its delivery failed: %s", note.id, exc)
+        return note
+
     async def mark_unhealthy(
         self, connection: Connection, err: IntegrationError, *, reauth: bool = False, reauth_url: str | None = None
     ) -> None:
@@ -120,10 +137,8 @@ class Runtime:
         message = f"{connection.integration_type} connection {connection.name!r}: {err.message}"
         if reauth and reauth_url:
             message += f" — re-authenticate at {reauth_url}"
-        await self.store.run(
-            self.store.notify_admins, connection.organization_id, kind, message,
-            connection_id=connection.id, action_url=reauth_url if reauth else None,
-        )
+        await self.notify_admins(connection.organization_id, kind, message, connection_id=connection.id,
+                                 action_url=reauth_url if reauth else None)
 
     async def retries_exhausted(
         self, connection: Connection, action: str, err: IntegrationError, attempts: int
@@ -133,9 +148,7 @@ class Runtime:
             {"error_class": err.error_class.value, "code": err.code, "message": err.message,
              "action": action, "attempts": attempts},
         )
-        await self.store.run(
-            self.store.notify_admins, connection.organization_id, "retries_exhausted",
+        await self.notify_admins(
+            connection.organization_id, "retries_exhausted",
             f"{action} on {connection.integration_type}/{connection.name} failed after {attempts} attempts: "
-            f"{err.message}",
-            connection_id=connection.id,
-        )
+            f"{err.message}", connection_id=connection.id)

@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
+from core.alerting import waker
 from core.plugin import Registry
 from core.runtime import Runtime
 from core.settings import Settings, get_settings
@@ -40,6 +41,8 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None,
         app.state.rt = rt or Runtime(settings, registry=plugins)
         # One Temporal client per process, connected at start-up (never per request).
         app.state.temporal = temporal or await connect(settings)
+        if app.state.rt.alert_hook is None:  # alerts raised here (connection tests) wake their delivery
+            app.state.rt.alert_hook = waker(app.state.temporal, settings.task_queue)
         yield
         if own_rt:
             await app.state.rt.close()

@@ -12,6 +12,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from core.alerting import waker
 from core.runtime import Runtime
 from core.settings import Settings
 from core.temporal import connect
@@ -105,6 +106,7 @@ async def client(settings: Settings, runtime: Runtime) -> Client:
 
 @pytest.fixture(scope="session")
 async def worker(client: Client, runtime: Runtime) -> AsyncIterator[Worker]:
+    runtime.alert_hook = waker(client, runtime.settings.task_queue)
     w = build_worker(client, runtime)
     async with w:
         yield w

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from core.alerting import waker
 from core.demo import DemoContext, run_all
 from core.runtime import Runtime, make_vault
 from core.settings import Settings, get_settings
@@ -96,12 +97,13 @@ async def demo(s: Settings) -> dict[str, str]:
     upgrade(s.database_url)
     rt = Runtime(s, registry=registry())
     client = await connect(s)
+    rt.alert_hook = waker(client, s.task_queue)
     try:
         ctx = DemoContext(settings=s, client=client, rt=rt, sandbox_url=f"http://{s.host}:{s.sandbox_port}",
                           gateway_url=s.gateway_public_url)
         created = await ensure_schedules(client, s)
         if created:
-            ctx.say(f"created Temporal schedule(s): {', '.join(created)} (hourly connection health sweep)")
+            ctx.say(f"created the Temporal schedule {', '.join(created)} (hourly connection health sweep)")
         return await run_all(ctx, rt.registry)
     finally:
         await rt.close()

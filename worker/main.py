@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from core.alerting import waker
 from core.logs import configure_logging
 from core.runtime import Runtime
 from core.settings import Settings, get_settings
@@ -52,6 +53,7 @@ async def run_worker(settings: Settings | None = None) -> None:
     upgrade(settings.database_url)
     client = await connect(settings)
     rt = Runtime(settings, registry=registry.registry())
+    rt.alert_hook = waker(client, settings.task_queue)  # a recorded alert wakes its organization's delivery
     worker = build_worker(client, rt, search_attributes=await ensure_search_attributes(client))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

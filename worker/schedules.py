@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
-from pydantic import BaseModel
 from temporalio.client import (
     Client,
     Schedule,
@@ -13,34 +13,31 @@ from temporalio.client import (
     ScheduleIntervalSpec,
     ScheduleSpec,
 )
+from temporalio.service import RPCError
 
-from activities.admin.alerts import DeliverInput
 from activities.admin.maintenance import SweepInput
 from core.settings import Settings
 
 HEALTH_SWEEP_ID = "connection-health-sweep"
-ALERT_DELIVERY_ID = "admin-notification-delivery"
+# Alerts used to be delivered by this per-minute schedule; a signal now wakes each organization's
+# AdminAlertDelivery workflow. An older stack's schedule is deleted so it stops starting runs.
+RETIRED_SCHEDULES = ("admin-notification-delivery",)
 
 
-async def ensure_schedules(client: Client, settings: Settings, every: timedelta = timedelta(hours=1),
-                           alerts_every: timedelta = timedelta(minutes=1)) -> list[str]:
-    """Create the health sweep and alert delivery schedules where missing; return the ids created."""
-    wanted: list[tuple[str, str, BaseModel, timedelta]] = [
-        (HEALTH_SWEEP_ID, "ConnectionHealthSweep", SweepInput(), every),
-        (ALERT_DELIVERY_ID, "DeliverAdminNotifications", DeliverInput(), alerts_every),
-    ]
-    created = []
-    for schedule_id, workflow_name, arg, interval in wanted:
-        try:
-            await client.create_schedule(
-                schedule_id,
-                Schedule(
-                    action=ScheduleActionStartWorkflow(workflow_name, arg, id=schedule_id,
-                                                       task_queue=settings.task_queue),
-                    spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=interval)]),
-                ),
-            )
-        except ScheduleAlreadyRunningError:
-            continue
-        created.append(schedule_id)
-    return created
+async def ensure_schedules(client: Client, settings: Settings, every: timedelta = timedelta(hours=1)) -> list[str]:
+    """Create the health sweep schedule where missing (and delete retired ones); return the ids created."""
+    for retired in RETIRED_SCHEDULES:
+        with contextlib.suppress(RPCError):  # not found: nothing to retire
+            await client.get_schedule_handle(retired).delete()
+    try:
+        await client.create_schedule(
+            HEALTH_SWEEP_ID,
+            Schedule(
+                action=ScheduleActionStartWorkflow("ConnectionHealthSweep", SweepInput(), id=HEALTH_SWEEP_ID,
+                                                   task_queue=settings.task_queue),
+                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+            ),
+        )
+    except ScheduleAlreadyRunningError:
+        return []
+    return [HEALTH_SWEEP_ID]
