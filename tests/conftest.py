@@ -146,3 +146,5 @@ def task_queue(settings: Settings) -> str:
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("OSI_PAYLOAD_ENCRYPTION", "true")
+    # A developer's `make run` stack file (.data/stack.env) must not leak into the tests' settings.
+    os.environ["OSI_STACK_FILE"] = ""
