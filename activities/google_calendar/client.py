@@ -145,9 +145,10 @@ class GoogleCalendarClient:
             if gone_ok and status in (404, 410):
                 return None
             if err.code == "notFound" and self._final_not_found():
-                raise PermanentError(f"{err.message}: not found after "
-                                     f"{self._not_found_attempts()} attempts", code="notFound",
-                                     details=err.details) from None
+                # Outside an activity (a CLI or dashboard test) there was one attempt: say so, not the policy's.
+                tries = activity.info().attempt if activity.in_activity() else 1
+                raise PermanentError(f"{err.message}: not found" + (f" after {tries} attempts" if tries > 1 else ""),
+                                     code="notFound", details=err.details) from None
             raise
 
     def _not_found_attempts(self) -> int:
