@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 from core.errors import IntegrationError
 from core.plugin import Plugin
-from core.runtime import Runtime
+from core.runtime import ON_TRIAL, Runtime
 from store.db import ConnectionExists, ConnectionNotFound
 from store.models import Connection, ConnectionStatus, Health
 from vault.client import CredentialsMissing
@@ -81,6 +81,34 @@ async def add_connection(
                        connection_id=conn.id, target=f"{itype}/{name}",
                        detail={"settings": sorted(settings), "credential_kind": credentials.kind})
     return conn
+
+
+class ConnectionTestFailed(Exception):
+    """The new connection's test failed, so it was not kept (`result` says why)."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        err = result.get("error") or {}
+        super().__init__(f"{err.get('error_class', 'error')}: {err.get('message', 'the test failed')}"
+                         + (f" (code {err.get('code')})" if err.get("code") is not None else ""))
+        self.result = result
+
+
+async def add_tested_connection(
+    rt: Runtime, organization_id: str, integration_type: str, name: str, settings: dict[str, Any],
+    credentials: Credentials, *, actor: str = "operator", keep_untested: bool = False,
+) -> tuple[Connection, dict[str, Any]]:
+    """Add a connection, test it for real, and keep it only when the test passes (or `keep_untested`). A
+    discarded one leaves its audit trail (added, tested, removed) and raises no alert."""
+    conn = await add_connection(rt, organization_id, integration_type, name, settings, credentials, actor=actor)
+    token = ON_TRIAL.set(not keep_untested)
+    try:
+        result = await test_connection(rt, organization_id, conn.integration_type, name, actor=actor)
+    finally:
+        ON_TRIAL.reset(token)
+    if not result.get("ok") and not keep_untested:
+        await remove_connection(rt, organization_id, conn.integration_type, name, actor=actor, revoke=False)
+        raise ConnectionTestFailed(result)
+    return conn, result
 
 
 async def update_settings(rt: Runtime, organization_id: str, integration_type: str, name: str,

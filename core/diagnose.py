@@ -170,8 +170,9 @@ async def _one(rt: Runtime, conn: Connection, temporal: Client | None,
 
     # Breaker and limiter: in the worker process, read from its metrics.
     if metrics is None:
-        report.checks.append(Check("breaker", True, f"worker metrics not reachable at {metrics_url}: breaker and "
-                                   "limiter state unknown (is the worker up? OSI_WORKER_METRICS_PORT)"))
+        where = f"not reachable at {metrics_url}" if metrics_url else "not configured (OSI_WORKER_METRICS_PORT=0)"
+        report.checks.append(Check("breaker", True, f"worker metrics {where}: breaker and limiter state unknown "
+                                   "(is the worker up? OSI_WORKER_METRICS_PORT)"))
     else:
         state = metrics.get(("osi_breaker_state", frozenset({("provider", spec.name), ("connection", conn.id)})))
         name = STATE_NAMES.get(int(state), "open") if state is not None else "closed"
@@ -211,8 +212,9 @@ async def _one(rt: Runtime, conn: Connection, temporal: Client | None,
                                        "workflows unknown"))
     if report.failed_workflows:
         report.checks.append(Check("workflows", False, f"{len(report.failed_workflows)} failed workflows in 24 h"))
-    if conn.status == ConnectionStatus.NEEDS_REAUTH.value and reconnect:
-        report.fixes.insert(0, f"reconnect (the provider refused the credentials): {reconnect}")
+    if conn.status == ConnectionStatus.NEEDS_REAUTH.value:
+        report.fixes.insert(0, f"reconnect (the provider refused the credentials): {reconnect}" if reconnect else
+                            f"replace the credentials (the provider refused them): {rotate}")
     elif conn.status == ConnectionStatus.DISABLED.value:
         report.fixes.insert(0, "the connection is disabled")
     report.fixes = list(dict.fromkeys(report.fixes))

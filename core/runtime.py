@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
@@ -23,6 +24,10 @@ from vault.credentials import Credentials, OAuth2Credentials
 from vault.oauth import TokenRefresher
 
 log = logging.getLogger("osi.runtime")
+
+# Set while a connection is tried out before it is kept (the dashboard's "test, then save"): a failing test
+# must not alert administrators about a connection that is about to be discarded.
+ON_TRIAL: ContextVar[bool] = ContextVar("osi_connection_on_trial", default=False)
 
 
 def make_vault(settings: Settings) -> VaultClient:
@@ -115,6 +120,10 @@ class Runtime:
                             severity: str = "error", action_url: str | None = None) -> AdminNotification:
         """Record an alert for the organization's administrators (deduplicated by the store), then wake its
         delivery. A failed wake is logged, never raised: the alert is recorded and a later wake delivers it."""
+        if ON_TRIAL.get():
+            log.info("no alert for a connection on trial: %s", message)
+            return AdminNotification(organization_id=organization_id, kind=kind, message=message,
+                                     connection_id=connection_id, severity=severity, action_url=action_url)
         note = await self.store.run(self.store.notify_admins, organization_id, kind, message,
                                     connection_id=connection_id, severity=severity, action_url=action_url)
         if self.alert_hook is not None:

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
@@ -23,7 +24,7 @@ from core.plugin import Registry
 from core.runtime import Runtime
 from core.settings import Settings, get_settings
 from core.temporal import connect
-from gateway import admin, codec
+from gateway import admin, codec, dashboard
 from worker.migrate import upgrade
 from worker.registry import registry
 
@@ -103,9 +104,9 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None,
     app.include_router(codec.router(), prefix="/codec")
     app.include_router(admin.router(), prefix="/admin")
 
-    @app.get("/dashboard", response_class=HTMLResponse)
-    async def dashboard() -> HTMLResponse:
-        return HTMLResponse((Path(__file__).parent / "static" / "dashboard.html").read_text())
+    app.include_router(dashboard.router())
+    app.add_exception_handler(dashboard.SignInRequired, dashboard.sign_in_redirect)
+    app.mount("/dashboard/static", StaticFiles(directory=Path(__file__).parent / "static"), name="dashboard-static")
 
     @app.get("/metrics")
     async def metrics() -> Response:

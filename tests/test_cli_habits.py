@@ -115,14 +115,39 @@ async def test_update_settings_in_place_and_structured_secrets(cli_env, runtime,
     assert creds.scopes == ["chat:write", "channels:read"] and creds.account == {"team_id": ws.team_id}
 
 
-async def test_diagnose_names_the_problem_and_the_fix(cli_env, client, worker, runtime, sandbox, task_queue) -> None:
+async def test_diagnose_names_the_problem_and_the_fix(cli_env, client, worker, runtime, sandbox, task_queue,
+                                                      monkeypatch) -> None:
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from core import settings as settings_mod
+    from core.metrics import BreakerCollector
+    from worker.stack import free_port
+
     wa = await seed.whatsapp_connection(runtime, sandbox.url)
-    ok = await ainvoke("diagnose", wa.organization_id, "--json")
-    assert ok.exit_code == 0, ok.output
-    (report,) = json.loads(ok.output)
-    checks = {c["name"]: c for c in report["checks"]}
-    assert checks["connectivity"]["ok"] and checks["credentials"]["data"]["kind"] == "bearer"
-    assert "not reachable" in checks["breaker"]["detail"]  # no worker metrics endpoint in the tests
+    # The breaker lives in the worker process: diagnose reads it from the worker's metrics endpoint.
+    registry = CollectorRegistry()
+    registry.register(BreakerCollector(runtime.breakers.snapshot))
+    port = free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    monkeypatch.setenv("OSI_WORKER_METRICS_PORT", str(port))
+    settings_mod.get_settings.cache_clear()
+    breaker = runtime.breakers.get("whatsapp", wa.connection_id)
+    try:
+        ok = await ainvoke("diagnose", wa.organization_id, "--json")
+        assert ok.exit_code == 0, ok.output
+        (report,) = json.loads(ok.output)
+        checks = {c["name"]: c for c in report["checks"]}
+        assert checks["connectivity"]["ok"] and checks["credentials"]["data"]["kind"] == "bearer"
+        assert checks["breaker"]["ok"] and checks["breaker"]["data"] == {"state": "closed"}
+        for _ in range(breaker.failure_threshold):
+            breaker.record(healthy=False)
+        opened = json.loads((await ainvoke("diagnose", wa.organization_id, "--json")).output)[0]
+        assert {c["name"]: c for c in opened["checks"]}["breaker"]["data"] == {"state": "open"}
+        assert any("circuit to close" in f for f in opened["fixes"])
+    finally:
+        breaker.record(healthy=True)
+        server.shutdown()
+        thread.join(timeout=5)
     # The token is revoked at Meta: the test fails, and the fix is to replace it.
     async with httpx.AsyncClient() as http:
         await http.post(f"{sandbox.url}/_sandbox/whatsapp/tokens/expire", json={"token": wa.token})
