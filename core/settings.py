@@ -79,9 +79,10 @@ def section_config(prefix: str) -> SettingsConfigDict:
 
 
 # Default ports of the local stack, and their offsets from `OSI_PORT_BASE` (one setting moves them all).
+# OpenBao also listens on its port + 1 (cluster traffic), hence the gap after it.
 DEFAULT_PORTS: dict[str, tuple[int, int]] = {
-    "temporal_port": (7233, 0), "temporal_ui_port": (8233, 1), "vault_port": (8200, 2), "gateway_port": (8080, 3),
-    "sandbox_port": (8099, 4), "worker_metrics_port": (9464, 5), "worker_sdk_metrics_port": (9465, 6),
+    "temporal_port": (7233, 0), "temporal_ui_port": (8233, 1), "gateway_port": (8080, 2), "sandbox_port": (8099, 3),
+    "worker_metrics_port": (9464, 4), "worker_sdk_metrics_port": (9465, 5), "vault_port": (8200, 6),
 }
 
 

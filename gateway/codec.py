@@ -12,10 +12,24 @@ from temporalio.api.common.v1 import Payloads
 from vault.codec import VaultEnvelopeCodec
 
 
+def _allowed_origins(ui_url: str) -> set[str]:
+    """The Web UI's origin, in both loopback spellings: a UI opened at localhost:8233 is the same local UI as
+    127.0.0.1:8233 (a browser sends whichever the operator typed)."""
+    origin = ui_url.rstrip("/")
+    out = {origin}
+    for a, b in (("//127.0.0.1:", "//localhost:"), ("//localhost:", "//127.0.0.1:")):
+        if a in origin:
+            out.add(origin.replace(a, b))
+    return out
+
+
 def _cors(request: Request) -> dict[str, str]:
-    origin = request.app.state.settings.temporal_ui_url.rstrip("/")
+    allowed = _allowed_origins(request.app.state.settings.temporal_ui_url)
+    given = request.headers.get("origin", "")
+    origin = given if given in allowed else request.app.state.settings.temporal_ui_url.rstrip("/")
     return {
         "Access-Control-Allow-Origin": origin,
+        "Vary": "Origin",
         "Access-Control-Allow-Methods": "POST, OPTIONS",
         "Access-Control-Allow-Headers": "Content-Type, X-Namespace, Authorization",
         "Access-Control-Allow-Credentials": "true",

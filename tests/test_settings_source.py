@@ -34,10 +34,10 @@ def test_urls_follow_their_ports_and_one_base_moves_every_port(clean_env, monkey
     monkeypatch.delenv("OSI_GATEWAY_PORT")
     monkeypatch.setenv("OSI_PORT_BASE", "19100")
     s = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert (s.temporal_address, s.temporal_ui_url, s.vault_addr, s.gateway_public_url, s.sandbox_port,
-            s.worker_metrics_port, s.worker_sdk_metrics_port) == (
-        "127.0.0.1:19100", "http://127.0.0.1:19101", "http://127.0.0.1:19102", "http://127.0.0.1:19103", 19104,
-        19105, 19106)
+    assert (s.temporal_address, s.temporal_ui_url, s.gateway_public_url, s.sandbox_port, s.worker_metrics_port,
+            s.worker_sdk_metrics_port, s.vault_addr) == (
+        "127.0.0.1:19100", "http://127.0.0.1:19101", "http://127.0.0.1:19102", 19103, 19104, 19105,
+        "http://127.0.0.1:19106")
     # An explicit URL (a proxy in front of the gateway) is kept.
     monkeypatch.setenv("OSI_GATEWAY_PUBLIC_URL", "https://osi.example.com")
     assert Settings(_env_file=None).gateway_public_url == "https://osi.example.com"  # type: ignore[call-arg]
@@ -70,10 +70,10 @@ def test_osi_reads_the_stack_file_of_make_run_and_the_environment_wins(clean_env
     assert stack_file() == data / "stack.env"
     s = Settings(_env_file=None)  # type: ignore[call-arg]
     assert (s.gateway_port, s.gateway_public_url, s.database_url) == (
-        19203, "http://127.0.0.1:19203", f"sqlite:///{data.resolve() / 'osi.db'}")
+        19202, "http://127.0.0.1:19202", f"sqlite:///{data.resolve() / 'osi.db'}")
     # Provider sections point at the stack's sandbox, exactly like make run's children.
     assert s.section(WhatsAppSettings).base_url == env["OSI_WHATSAPP_BASE_URL"]
-    assert "127.0.0.1:19204" in s.section(SlackSettings).base_url
+    assert "127.0.0.1:19203" in s.section(SlackSettings).base_url
     # The environment still wins over the file.
     monkeypatch.setenv("OSI_GATEWAY_PORT", "19999")
     assert Settings(_env_file=None).gateway_port == 19999  # type: ignore[call-arg]

@@ -63,6 +63,30 @@ def test_search_query_quotes_values() -> None:
     assert search_query(organization="o'brien") == "OsiOrganization = 'o\\'brien'"
 
 
+class _Nested(BaseModel):
+    required_maybe: str | None  # required, may be None: must stay in the JSON
+    note: str | None = None
+    kind: str | None = "text"  # a non-None default: None must stay explicit
+
+
+class _Outer(BaseModel):
+    items: list[_Nested]
+    by_key: dict[str, _Nested] = {}
+    extra: dict[str, Any] | None = None
+
+
+def test_payloads_keep_required_and_non_default_nones() -> None:
+    conv = CompactJSONPayloadConverter()
+    value = _Outer(items=[_Nested(required_maybe=None, kind=None), _Nested(required_maybe="x", note="n")],
+                   by_key={"a": _Nested(required_maybe=None)})
+    payload = conv.to_payload(value)
+    assert isinstance(payload, Payload)
+    assert json.loads(payload.data) == {"items": [{"required_maybe": None, "kind": None},
+                                                  {"required_maybe": "x", "note": "n", "kind": "text"}],
+                                        "by_key": {"a": {"required_maybe": None, "kind": "text"}}}
+    assert conv.from_payload(payload, _Outer) == value
+
+
 def test_payloads_leave_out_nulls_and_read_back_the_same() -> None:
     conv = CompactJSONPayloadConverter()
     inp = SendWhatsAppMessageInput(organization_id="acme", to="+16505551234", text="hi",
@@ -136,6 +160,9 @@ async def test_partial_whatsapp_send_and_no_null_padding(client, worker, runtime
     attrs, summary = await _described(client, wf_id)
     assert attrs["OsiOutcome"] == "partial" and attrs["OsiIntegration"] == "WHATSAPP_BUSINESS"
     assert summary.endswith("partial (1 sent, 1 failed)")
+    # The README's "everything that went wrong" query.
+    assert wf_id in await _listed(client, f"OsiOrganization = '{wa.organization_id}' AND OsiOutcome IN "
+                                          "('failed', 'partial')", wf_id)
     hist = await client.get_workflow_handle(wf_id).fetch_history()
     started = hist.events[0].workflow_execution_started_event_attributes.input.payloads
     codec = client.data_converter.payload_codec

@@ -82,6 +82,7 @@ def port_plan(s: Settings) -> list[tuple[int, str]]:
     plan = [(_port(s.temporal_address), "OSI_TEMPORAL_PORT (or OSI_TEMPORAL_ADDRESS)"),
             (s.temporal_ui_port, "OSI_TEMPORAL_UI_PORT"),
             (_port(s.vault_addr), "OSI_VAULT_PORT (or OSI_VAULT_ADDR)"),
+            (_port(s.vault_addr) + 1, "OSI_VAULT_PORT (OpenBao also listens on the next port)"),
             (s.gateway_port, "OSI_GATEWAY_PORT")]
     if s.sandbox_enabled:
         plan.append((s.sandbox_port, "OSI_SANDBOX_PORT"))
