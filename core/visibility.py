@@ -85,7 +85,10 @@ def raise_if_all_failed(*, reached: int, failed: int, errors: Sequence[Mapping[s
     else:
         kind = ErrorClass.PERMANENT.value
     first = found[0] if found else {}
-    message = f"{what}: all {failed} failed" + (f"; first: {first.get('message')}" if first.get("message") else "")
+    if failed == 1:
+        message = f"{what}: {first.get('message') or 'failed'}"
+    else:
+        message = f"{what}: all {failed} failed" + (f"; first: {first.get('message')}" if first.get("message") else "")
     details: dict[str, Any] = {"error_class": kind, "code": first.get("code"), "message": message,
                                "failed": failed, "errors": found[:10]}
     if result is not None:

@@ -43,7 +43,9 @@ db = typer.Typer(help="The store's schema (Alembic migrations)", no_args_is_help
 
 def build_cli(plugins: Registry) -> typer.Typer:
     """The `osi` command tree: the core groups, then each plugin's own group (found through `plugins`)."""
-    root = typer.Typer(help="OpenSyte Integrations operator CLI", no_args_is_help=True, cls=OsiGroup)
+    # Plain usage errors ("Error: Invalid value for --type: …"), not a box wrapped at 80 columns.
+    root = typer.Typer(help="OpenSyte Integrations operator CLI", no_args_is_help=True, cls=OsiGroup,
+                       rich_markup_mode=None)
 
     @root.callback()
     def main(debug: bool = typer.Option(False, "--debug", help="show the traceback of an error")) -> None:
