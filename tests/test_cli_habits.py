@@ -44,9 +44,10 @@ async def test_everyday_mistakes_are_one_line(cli_env, runtime, sandbox) -> None
                           EXIT_USAGE)
     assert line.startswith("error: invalid input: channel:") and "XNOPE" in line
     # An unknown organization: an empty list says so and names the organizations there are.
-    empty = await ainvoke("connections", "list", "--org", "org_typo")
-    assert empty.exit_code == 0 and "no connections in organization 'org_typo'" in empty.output
-    assert org in empty.output
+    typo = org[:-1] + ("x" if org[-1] != "x" else "y")
+    empty = await ainvoke("connections", "list", "--org", typo)
+    assert empty.exit_code == 0 and f"no connections in organization '{typo}'" in empty.output
+    assert f"did you mean {org}" in empty.output
 
 
 async def test_vault_down_is_one_line_naming_the_setting_and_debug_shows_the_traceback(

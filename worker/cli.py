@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 import sys
 from typing import Any
@@ -142,7 +143,10 @@ def connections_list(
 
         known = run_with_runtime(orgs)
         where = f"in organization {org!r}" if org else "at all"
-        hint = f"; organizations with connections: {', '.join(known[:20])}" if known and org else ""
+        close = difflib.get_close_matches(org, known, n=3, cutoff=0.6) if org else []
+        hint = (f"; did you mean {', '.join(close)}?" if close else
+                f"; organizations with connections: {', '.join(known[:10])}{', …' if len(known) > 10 else ''}"
+                if known and org else "")
         errors.print(f"no connections {where}{hint} (add one with `osi connections add`)", markup=False)
         return
     table = Table("organization", "type", "name", "status", "health", "requests", "errors", "id")

@@ -93,7 +93,8 @@ def post(
         client = await connect(settings)
         try:
             return await client.execute_workflow("SendSlackMessage", inp, id=wf_id, task_queue=settings.task_queue,
-                                                 result_type=SendSlackMessageResult)
+                                                 result_type=SendSlackMessageResult,
+                                                 static_summary="`osi slack post`")
         except WorkflowFailureError as exc:
             cause = exc.cause
             if not isinstance(cause, ApplicationError) or not cause.details:

@@ -362,7 +362,8 @@ def send(org: str = ORG, name: str = NAME,
 
     async def go() -> Any:
         client = await connect(settings)
-        handle = await client.start_workflow("SendWhatsAppMessage", inp, id=wf_id, task_queue=settings.task_queue)
+        handle = await client.start_workflow("SendWhatsAppMessage", inp, id=wf_id, task_queue=settings.task_queue,
+                                             static_summary=f"`osi whatsapp send`: {len(numbers)} recipient(s)")
         if not as_json:
             errors.print(f"started {wf_id}: {workflow_link(settings, wf_id)}", markup=False)
         if not wait:
@@ -430,7 +431,9 @@ def bulk_send(org: str = ORG, name: str = NAME,
     async def go() -> Any:
         client = await connect(settings)
         handle = await client.start_workflow("BulkSendWhatsAppTemplate", inp, id=wf_id,
-                                             task_queue=settings.task_queue)
+                                             task_queue=settings.task_queue,
+                                             static_summary=f"`osi whatsapp bulk send`: template {template}, "
+                                                            f"{len(people)} recipients")
         return await _watch(handle, f"bulk {template}", len(people)) if watch else None
 
     errors.print(f"started {wf_id} ({len(people)} recipients): {workflow_link(settings, wf_id)}", markup=False)
