@@ -93,3 +93,19 @@ def test_a_busy_port_is_named_with_its_variable_before_anything_starts(clean_env
             dev.check_ports(Settings(_env_file=None))  # type: ignore[call-arg]
     message = str(exc.value)
     assert f"port {port} is in use: set OSI_GATEWAY_PORT" in message and "OSI_PORT_BASE" in message
+
+
+def test_a_child_that_dies_is_reported_with_its_log(tmp_path: Path) -> None:
+    """`make run` stops with the dead child's exit code and last log lines instead of waiting on it silently."""
+    import sys
+
+    from worker.stack import Stack
+
+    stack = Stack()
+    log = tmp_path / "worker.log"
+    proc = stack.spawn([sys.executable, "-c", "import sys; print('metrics port 9464 is busy'); sys.exit(3)"], log)
+    proc.wait(timeout=30)
+    report = stack.dead()
+    assert report is not None and "exited with code 3" in report and "metrics port 9464 is busy" in report
+    stack.stop()
+    assert stack.dead() is None  # stopping on purpose is not a death to report
