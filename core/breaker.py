@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from core.errors import TemporaryError
-from core.metrics import BREAKER_STATE
 
 log = logging.getLogger("osi.breaker")
 
@@ -84,7 +83,6 @@ class Breaker:
     def _set(self, state: BreakerState) -> None:
         old, self.state = self.state, state
         self.transitions.append(f"{old.value}->{state.value}")
-        BREAKER_STATE.labels(self.provider, self.connection_id).set(STATE_VALUE[state])
         level = logging.WARNING if state is BreakerState.OPEN else logging.INFO
         log.log(level, "circuit %s -> %s", old.value, state.value, extra={"osi": {
             "provider": self.provider, "connection_id": self.connection_id, "breaker": state.value,

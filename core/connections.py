@@ -3,17 +3,42 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+import json
+from typing import Any, get_args
 
+from pydantic import SecretStr, TypeAdapter
 from temporalio.exceptions import ApplicationError
 
 from core.errors import IntegrationError
 from core.plugin import Plugin
-from core.runtime import Runtime
+from core.runtime import ON_TRIAL, Runtime
 from store.db import ConnectionExists, ConnectionNotFound
 from store.models import Connection, ConnectionStatus, Health
 from vault.client import CredentialsMissing
 from vault.credentials import Credentials, OAuth2Credentials
+
+_CREDENTIALS: TypeAdapter[Credentials] = TypeAdapter(Credentials)
+
+
+def credentials_from(kind: str, secrets: dict[str, Any]) -> Credentials:
+    """Credentials of `kind` from what an operator gave, structure kept: a JSON object or list for a secret
+    field (a service account key) is stored as its JSON text, and a JSON text given for a structured field
+    (`scopes`, `account`) is parsed. Raises pydantic's ValidationError naming the fields, never their values."""
+    model = next((m for m in get_args(get_args(Credentials)[0])
+                  if m.model_fields["kind"].default == kind), None)
+    out: dict[str, Any] = {"kind": kind}
+    for key, value in secrets.items():
+        field = model.model_fields.get(key) if model is not None else None
+        secret_field = field is not None and SecretStr in (field.annotation, *get_args(field.annotation))
+        if secret_field and not isinstance(value, str):
+            value = json.dumps(value)
+        elif field is not None and not secret_field and isinstance(value, str) and value[:1] in "[{":
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        out[key] = value
+    return _CREDENTIALS.validate_python(out)
 
 
 def _plugin(rt: Runtime, integration_type: str) -> Plugin:
@@ -55,6 +80,55 @@ async def add_connection(
     await rt.store.run(rt.store.audit, organization_id, actor, "connection.add", "ok",
                        connection_id=conn.id, target=f"{itype}/{name}",
                        detail={"settings": sorted(settings), "credential_kind": credentials.kind})
+    return conn
+
+
+class ConnectionTestFailed(Exception):
+    """The new connection's test failed, so it was not kept (`result` says why)."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        err = result.get("error") or {}
+        super().__init__(f"{err.get('error_class', 'error')}: {err.get('message', 'the test failed')}"
+                         + (f" (code {err.get('code')})" if err.get("code") is not None else ""))
+        self.result = result
+
+
+async def add_tested_connection(
+    rt: Runtime, organization_id: str, integration_type: str, name: str, settings: dict[str, Any],
+    credentials: Credentials, *, actor: str = "operator", keep_untested: bool = False,
+) -> tuple[Connection, dict[str, Any]]:
+    """Add a connection, test it for real, and keep it only when the test passes (or `keep_untested`). A
+    discarded one leaves its audit trail (added, tested, removed) and raises no alert."""
+    conn = await add_connection(rt, organization_id, integration_type, name, settings, credentials, actor=actor)
+    token = ON_TRIAL.set(not keep_untested)
+    try:
+        result = await test_connection(rt, organization_id, conn.integration_type, name, actor=actor)
+    finally:
+        ON_TRIAL.reset(token)
+    if not result.get("ok") and not keep_untested:
+        await remove_connection(rt, organization_id, conn.integration_type, name, actor=actor, revoke=False)
+        raise ConnectionTestFailed(result)
+    return conn, result
+
+
+async def update_settings(rt: Runtime, organization_id: str, integration_type: str, name: str,
+                          changes: dict[str, Any], unset: list[str] | None = None, *,
+                          actor: str = "operator") -> Connection:
+    """Change a connection's non-secret settings in place (no revocation, no new secret); audited with the keys
+    changed. A required setting cannot be removed."""
+    provider = _plugin(rt, integration_type).provider
+    assert provider is not None
+    conn = await rt.store.run(rt.store.find_connection, organization_id, provider.integration_type, name)
+    settings = {**conn.settings, **changes}
+    for key in unset or []:
+        settings.pop(key, None)
+    missing = [k for k in provider.spec.required_settings if not settings.get(k)]
+    if missing:
+        raise ValueError(f"{provider.integration_type} connection needs settings: {', '.join(missing)}")
+    conn = await rt.store.run(rt.store.update_connection, conn.id, settings=settings)
+    await rt.store.run(rt.store.audit, organization_id, actor, "connection.update", "ok", connection_id=conn.id,
+                       target=f"{provider.integration_type}/{name}",
+                       detail={"set": sorted(changes), "unset": sorted(unset or [])})
     return conn
 
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, ClassVar
 
 from pydantic import AliasGenerator, BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic.alias_generators import to_camel, to_snake
 from temporalio.api.failure.v1 import Failure
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverter, PayloadConverter
 
 from core.errors import PermanentError
+from core.payloads import CompactPayloadConverter
 
 # OpenSyte's action rows (WhatsAppAction, SlackAction, CalendarAction) and the WorkflowNode/WorkflowExecution
 # rows around them carry these bookkeeping columns; a row handed over as it is must not fail on them.
@@ -123,5 +122,6 @@ class EncodedContractFailureConverter(ContractFailureConverter):
 
 
 # pydantic JSON payloads (snake_case, see ContractModel) and our failure shape; core.temporal adds the codec.
-contract_data_converter: DataConverter = dataclasses.replace(
-    pydantic_data_converter, failure_converter_class=ContractFailureConverter)
+# Payloads as pydantic JSON without null padding (core/payloads.py), failures in our shape.
+contract_data_converter: DataConverter = DataConverter(
+    payload_converter_class=CompactPayloadConverter, failure_converter_class=ContractFailureConverter)

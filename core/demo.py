@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 from rich.console import Console
 from temporalio.client import Client
 
+from core.links import workflow_link
 from core.plugin import Registry
 from core.runtime import Runtime
 from core.settings import Settings
@@ -28,7 +28,7 @@ class DemoContext:
     sandbox_url: str
     gateway_url: str
     organization_id: str = DEMO_ORG
-    console: Console = field(default_factory=Console)
+    console: Console = field(default_factory=lambda: Console(soft_wrap=True))
     results: dict[str, Any] = field(default_factory=dict)
 
     def say(self, text: str) -> None:
@@ -40,8 +40,7 @@ class DemoContext:
             raise DemoFailed(what)
 
     def workflow_link(self, workflow_id: str) -> str:
-        ui = self.settings.temporal_ui_url.rstrip("/")
-        return f"{ui}/namespaces/{self.client.namespace}/workflows/{quote(workflow_id, safe='')}"
+        return workflow_link(self.settings, workflow_id)
 
 
 async def run_all(ctx: DemoContext, plugins: Registry) -> dict[str, str]:

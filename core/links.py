@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from core.settings import Settings
 from core.vaults import make_vault
@@ -78,3 +78,16 @@ def link_requester(settings: Settings, path: str, organization_id: str, name: st
 def link_allowed(settings: Settings, path: str, organization_id: str, name: str, query: Mapping[str, str],
                  authorization: str | None = None) -> bool:
     return link_requester(settings, path, organization_id, name, query, authorization) is not None
+
+
+def workflow_link(settings: Settings, workflow_id: str, run_id: str | None = None) -> str:
+    """A workflow's page in the Temporal Web UI."""
+    ui = settings.temporal_ui_url.rstrip("/")
+    link = f"{ui}/namespaces/{quote(settings.namespace(), safe='')}/workflows/{quote(workflow_id, safe='')}"
+    return f"{link}/{quote(run_id, safe='')}/history" if run_id else link
+
+
+def workflows_link(settings: Settings, query: str) -> str:
+    """The Web UI's workflow list filtered by a visibility query (e.g. `core.visibility.search_query(...)`)."""
+    ui = settings.temporal_ui_url.rstrip("/")
+    return f"{ui}/namespaces/{quote(settings.namespace(), safe='')}/workflows?{urlencode({'query': query})}"

@@ -87,8 +87,13 @@ CALENDAR_SEND = ActivityOptions(start_to_close_timeout=ATTEMPT, deadline=timedel
 LOOKUP = ActivityOptions(start_to_close_timeout=ATTEMPT, deadline=timedelta(minutes=30))
 # Store-only bookkeeping (audit, health, notifications): our own database.
 BOOKKEEPING = ActivityOptions(start_to_close_timeout=timedelta(seconds=30), deadline=timedelta(hours=1))
-# A round of alert deliveries.
-DELIVERY = ActivityOptions(start_to_close_timeout=timedelta(minutes=5), deadline=timedelta(hours=1))
+# One alert on one route (a Slack post or a signed webhook): attempts up to 5 minutes apart, at most 8 (the
+# delivery workflow may set fewer or a shorter interval), then given up and recorded as failed.
+ALERT = ActivityOptions(start_to_close_timeout=ATTEMPT, deadline=timedelta(hours=1),
+                        retry_policy=RetryPolicy(initial_interval=timedelta(seconds=BACKOFF_BASE_SECONDS),
+                                                 backoff_coefficient=2.0, maximum_interval=timedelta(minutes=5),
+                                                 maximum_attempts=8,
+                                                 non_retryable_error_types=list(NON_RETRYABLE_TYPES)))
 # A bulk batch: long, heartbeating; it pauses on temporary errors and resumes where it stopped.
 BATCH = ActivityOptions(start_to_close_timeout=timedelta(hours=2), deadline=timedelta(hours=12),
                         heartbeat_timeout=timedelta(seconds=10))

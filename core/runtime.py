@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,13 +22,17 @@ from core.plugin import Provider, Registry
 from core.settings import S, Settings
 from core.vaults import make_vault
 from store.db import Store
-from store.models import Connection, ConnectionStatus, Health
+from store.models import AdminNotification, Connection, ConnectionStatus, Health
 from vault.client import VaultClient
 from vault.credentials import Credentials, OAuth2Credentials
 from vault.oauth import TokenRefresher
 
 log = logging.getLogger("osi.runtime")
 AUDIT_KEY = "audit-chain"  # Vault `osi/keys/audit-chain`: the audit log's HMAC key, generated on first use
+
+# Set while a connection is tried out before it is kept (the dashboard's "test, then save"): a failing test
+# must not alert administrators about a connection that is about to be discarded.
+ON_TRIAL: ContextVar[bool] = ContextVar("osi_connection_on_trial", default=False)
 
 
 class Runtime:
@@ -57,6 +63,9 @@ class Runtime:
         self._background: set[asyncio.Task[Any]] = set()
         self.refresher = TokenRefresher(self.vault)
         self.extras: dict[str, Any] = {}  # per-plugin caches (e.g. WhatsApp templates)
+        # Called with the organization after an alert is recorded: the worker, gateway and CLI wire it to wake
+        # the organization's alert delivery workflow (core.alerting); None delivers on the next wake instead.
+        self.alert_hook: Callable[[str], Awaitable[None]] | None = None
         # User-supplied URLs (alert webhooks, media sources) go through this guard's own pinned client.
         self.egress = EgressGuard.from_settings(settings)
 
@@ -74,8 +83,8 @@ class Runtime:
                              {"breaker": "open", "provider": provider, "since": datetime.now(UTC).isoformat()})
         conn = await self.store.run(self.store.get_connection, connection_id)
         if conn is not None:
-            await self.store.run(
-                self.store.notify_admins, conn.organization_id, "provider_unavailable",
+            await self.notify_admins(
+                conn.organization_id, "provider_unavailable",
                 f"{conn.integration_type} connection {conn.name!r}: {provider} is failing (circuit open); sends "
                 "are held and retried until their delivery deadline", connection_id=connection_id,
                 severity="warning")
@@ -137,6 +146,23 @@ class Runtime:
 
         return await self.refresher.ensure_fresh(path, do_refresh, stale_access_token=stale_access_token)
 
+    async def notify_admins(self, organization_id: str, kind: str, message: str, *, connection_id: str | None = None,
+                            severity: str = "error", action_url: str | None = None) -> AdminNotification:
+        """Record an alert for the organization's administrators (deduplicated by the store), then wake its
+        delivery. A failed wake is logged, never raised: the alert is recorded and a later wake delivers it."""
+        if ON_TRIAL.get():
+            log.info("no alert for a connection on trial: %s", message)
+            return AdminNotification(organization_id=organization_id, kind=kind, message=message,
+                                     connection_id=connection_id, severity=severity, action_url=action_url)
+        note = await self.store.run(self.store.notify_admins, organization_id, kind, message,
+                                    connection_id=connection_id, severity=severity, action_url=action_url)
+        if self.alert_hook is not None:
+            try:
+                await self.alert_hook(organization_id)
+            except Exception as exc:
+                log.warning("alert %s recorded; waking its delivery failed: %s", note.id, exc)
+        return note
+
     async def mark_unhealthy(
         self, connection: Connection, err: IntegrationError, *, reauth: bool = False, reauth_url: str | None = None
     ) -> None:
@@ -150,10 +176,8 @@ class Runtime:
         message = f"{connection.integration_type} connection {connection.name!r}: {err.message}"
         if reauth and reauth_url:
             message += f" — re-authenticate at {reauth_url}"
-        await self.store.run(
-            self.store.notify_admins, connection.organization_id, kind, message,
-            connection_id=connection.id, action_url=reauth_url if reauth else None,
-        )
+        await self.notify_admins(connection.organization_id, kind, message, connection_id=connection.id,
+                                 action_url=reauth_url if reauth else None)
 
     async def retries_exhausted(
         self, connection: Connection, action: str, err: IntegrationError, attempts: int, elapsed: float = 0.0
@@ -165,9 +189,7 @@ class Runtime:
             {"error_class": err.error_class.value, "code": err.code, "message": err.message,
              "action": action, "attempts": attempts, "elapsed_seconds": round(elapsed)},
         )
-        await self.store.run(
-            self.store.notify_admins, connection.organization_id, "retries_exhausted",
+        await self.notify_admins(
+            connection.organization_id, "retries_exhausted",
             f"{action} on {connection.integration_type}/{connection.name} gave up at its delivery deadline: "
-            f"{err.message}",
-            connection_id=connection.id,
-        )
+            f"{err.message}", connection_id=connection.id)

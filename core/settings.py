@@ -2,15 +2,51 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, DotEnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+# `make run` writes the settings of the stack it started here (under the data folder), so that `osi`, run from
+# any shell afterwards, targets that stack: its sandbox, store, Vault and Temporal. Environment variables win.
+STACK_FILE_NAME = "stack.env"
+# Where this source checkout keeps `make run`'s data (an editable install; absent in a wheel install).
+_CHECKOUT_DATA = Path(__file__).resolve().parents[1] / ".data"
 
 
-class ProviderSettings(BaseSettings):
+def stack_file() -> Path | None:
+    """The stack settings file to read: `OSI_STACK_FILE` (empty: none), else `$OSI_DATA_DIR/stack.env`, else
+    `./.data/stack.env`, else the source checkout's `.data/stack.env`."""
+    explicit = os.environ.get("OSI_STACK_FILE")
+    if explicit is not None:
+        return Path(explicit) if explicit else None
+    data_dir = os.environ.get("OSI_DATA_DIR")
+    if data_dir:
+        return Path(data_dir) / STACK_FILE_NAME
+    for candidate in (Path(".data") / STACK_FILE_NAME, _CHECKOUT_DATA / STACK_FILE_NAME):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+class _StackFileSettings(BaseSettings):
+    """Adds the stack file (`make run`'s settings) below the environment and above `.env`."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = stack_file()
+        stack = (DotEnvSettingsSource(settings_cls, env_file=path),) if path is not None and path.is_file() else ()
+        return (init_settings, env_settings, *stack, dotenv_settings, file_secret_settings)
+
+
+class ProviderSettings(_StackFileSettings):
     """A provider's own settings section: its fields read from `OSI_<SECTION>_…` variables.
 
     Subclasses set `section_name` and `model_config = section_config("OSI_<SECTION>_")`.
@@ -42,7 +78,15 @@ def section_config(prefix: str) -> SettingsConfigDict:
     return SettingsConfigDict(env_prefix=prefix, env_file=".env", extra="ignore", populate_by_name=True)
 
 
-class Settings(BaseSettings):
+# Default ports of the local stack, and their offsets from `OSI_PORT_BASE` (one setting moves them all).
+# OpenBao also listens on its port + 1 (cluster traffic), hence the gap after it.
+DEFAULT_PORTS: dict[str, tuple[int, int]] = {
+    "temporal_port": (7233, 0), "temporal_ui_port": (8233, 1), "gateway_port": (8080, 2), "sandbox_port": (8099, 3),
+    "worker_metrics_port": (9464, 4), "worker_sdk_metrics_port": (9465, 5), "vault_port": (8200, 6),
+}
+
+
+class Settings(_StackFileSettings):
     """Every knob of the service; defaults are the embedded local stack."""
 
     model_config = SettingsConfigDict(env_prefix="OSI_", env_file=".env", extra="ignore", populate_by_name=True)
@@ -55,18 +99,25 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".data")
     host: str = "127.0.0.1"
 
+    # Ports of the local stack: each defaults to OSI_PORT_BASE + its offset when OSI_PORT_BASE is set (see
+    # DEFAULT_PORTS); a URL below that is not set derives from its port.
+    port_base: int | None = None
+    temporal_port: int = 7233
+    vault_port: int = 8200
+
     # Temporal: the client configuration comes from temporalio.envconfig (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
     # TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE / TEMPORAL_CONFIG_FILE); these two, when set, win
     # over it (core/temporal.py, docs/deploy.md "Temporal"). Unset everywhere: 127.0.0.1:7233, "default".
+    # OSI_PORT_BASE or OSI_TEMPORAL_PORT set the address to {host}:{temporal_port} (the local stack).
     temporal_address: str | None = None
     temporal_namespace: str | None = None
-    temporal_ui_url: str = "http://127.0.0.1:8233"
+    temporal_ui_url: str = "http://127.0.0.1:8233"  # default: http://{host}:{temporal_ui_port}
     task_queue: str = "integrations"
     temporal_ui_port: int = 8233
     payload_encryption: bool = True
 
     # Vault / OpenBao
-    vault_addr: str = "http://127.0.0.1:8200"
+    vault_addr: str = "http://127.0.0.1:8200"  # default: http://{host}:{vault_port}
     vault_token: SecretStr | None = None  # dev mode only: defaults to the dev server's "root"
     # Vault/OpenBao Agent token file (re-read when it changes; wins over AppRole and the token).
     vault_token_file: Path | None = None
@@ -84,7 +135,7 @@ class Settings(BaseSettings):
     # One Vault request may take this long before it fails (and the cached secret is served instead).
     vault_timeout_seconds: float = 5.0
 
-    # Store
+    # Store (default: SQLite in the data folder)
     database_url: str = "sqlite:///.data/osi.db"
     # Threads for blocking store queries (their own pool: a slow query or a hanging Vault stalls nothing else).
     store_threads: int = Field(default=16, ge=1)
@@ -107,8 +158,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 
-    # Prometheus metrics of the worker process (0 disables the endpoint)
+    # Prometheus metrics of the worker process (0 disables the endpoint): ours, and the Temporal SDK's own
+    # (its Rust core serves them on a port of its own)
     worker_metrics_port: int = 9464
+    worker_sdk_metrics_port: int = 9465
     # Worker /readyz (polling its task queue, Vault and store reachable) and /healthz (0 disables them)
     worker_health_port: int = 0
     # Worker Versioning: with both set the worker joins the Worker Deployment `worker_deployment_name` as
@@ -120,7 +173,7 @@ class Settings(BaseSettings):
 
     # Gateway and sandbox
     gateway_port: int = 8080
-    gateway_public_url: str = "http://127.0.0.1:8080"
+    gateway_public_url: str = "http://127.0.0.1:8080"  # default: http://{host}:{gateway_port}
     admin_api_key: SecretStr | None = None
     sandbox_port: int = 8099
     sandbox_enabled: bool = True
@@ -146,6 +199,32 @@ class Settings(BaseSettings):
     sections: dict[str, dict[str, Any]] = Field(default_factory=dict)
     _section_cache: dict[str, ProviderSettings] = PrivateAttr(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _derive(cls, data: Any) -> Any:
+        """Ports from OSI_PORT_BASE, URLs from their ports, the store under the data folder: what is not given
+        follows what is, so moving one port never leaves a URL pointing at the old one."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        base = out.get("port_base")
+        # Without them Temporal's own configuration (envconfig) decides the address: see temporal_address.
+        local_temporal = base not in (None, "") or out.get("temporal_port") not in (None, "")
+        for name, (default, offset) in DEFAULT_PORTS.items():
+            if out.get(name) in (None, ""):
+                out[name] = int(base) + offset if base not in (None, "") else default
+        host = out.get("host") or "127.0.0.1"
+        host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # a bind-all address is not a URL to call
+        derived = {"temporal_address": f"{host}:{out['temporal_port']}" if local_temporal else None,
+                   "temporal_ui_url": f"http://{host}:{out['temporal_ui_port']}",
+                   "vault_addr": f"http://{host}:{out['vault_port']}",
+                   "gateway_public_url": f"http://{host}:{out['gateway_port']}",
+                   "database_url": f"sqlite:///{Path(out.get('data_dir') or '.data') / 'osi.db'}"}
+        for name, value in derived.items():
+            if out.get(name) in (None, "") and value is not None:
+                out[name] = value
+        return out
+
     @model_validator(mode="after")
     def _dev_defaults(self) -> Settings:
         if self.dev_mode and not (self.vault_token or self.vault_token_file or self.vault_role_id):
@@ -170,6 +249,11 @@ class Settings(BaseSettings):
         if missing:
             raise SystemExit(f"osi {process}: refusing to start outside development mode (OSI_DEV_MODE): "
                              f"missing {'; '.join(missing)}")
+
+    def namespace(self) -> str:
+        """The Temporal namespace this process uses: OSI_TEMPORAL_NAMESPACE, else TEMPORAL_NAMESPACE (envconfig),
+        else "default" (a temporal.toml profile's namespace reaches the client only: core/temporal.py)."""
+        return self.temporal_namespace or os.environ.get("TEMPORAL_NAMESPACE") or "default"
 
     def section(self, cls: type[S]) -> S:
         """A provider's settings section, built once per Settings object."""

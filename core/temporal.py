@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfigProfile, ClientConnectConfig
+from temporalio.runtime import Runtime as TemporalRuntime
 
 from core.contract import EncodedContractFailureConverter, contract_data_converter
-from core.runtime import make_vault
 from core.settings import Settings
+from core.vaults import make_vault
+from core.visibility import SEARCH_ATTRIBUTES
 from vault.codec import VaultEnvelopeCodec
+
+log = logging.getLogger("osi.temporal")
 
 DEFAULT_ADDRESS = "127.0.0.1:7233"
 DEFAULT_NAMESPACE = "default"
@@ -25,8 +32,8 @@ class TemporalConfigError(ValueError):
 
 
 def data_converter(settings: Settings) -> DataConverter:
-    """pydantic JSON payloads and our failure shape (core.contract), encrypted by the Vault envelope codec when
-    enabled; failure messages and stack traces then travel encrypted too (history shows "Encoded failure")."""
+    """pydantic JSON payloads without null padding and our failure shape (core.contract), encrypted by the Vault
+    envelope codec when enabled; failure messages and stack traces then travel encrypted too."""
     if not settings.payload_encryption:
         return contract_data_converter
 
@@ -74,6 +81,39 @@ def describe(config: ClientConnectConfig) -> str:
     return f"{config.get('target_host')} namespace {config.get('namespace')} ({', '.join(how)})"
 
 
-async def connect(settings: Settings, environ: Mapping[str, str] | None = None) -> Client:
-    """Connect once per process (worker, gateway, CLI); never per request."""
-    return await Client.connect(**client_config(settings, environ), data_converter=data_converter(settings))
+async def connect(settings: Settings, environ: Mapping[str, str] | None = None, *,
+                  runtime: TemporalRuntime | None = None) -> Client:
+    """Connect once per process (worker, gateway, CLI); never per request. `runtime`: the SDK runtime whose
+    telemetry (Prometheus) the worker configures."""
+    return await Client.connect(**client_config(settings, environ), data_converter=data_converter(settings),
+                                runtime=runtime)
+
+
+async def ensure_search_attributes(client: Client) -> bool:
+    """Register our custom search attributes (Keyword) on the client's namespace where missing.
+
+    False when they are missing and cannot be added here (Temporal Cloud: `tcld namespace search-attributes
+    add`; a self-hosted cluster without operator rights: `temporal operator search-attribute create`); the
+    worker then leaves search attributes alone instead of failing every workflow task.
+    """
+    try:
+        have = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace))
+        missing = {n: t for n, t in SEARCH_ATTRIBUTES.items() if n not in have.custom_attributes}
+        if missing:
+            await client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+                namespace=client.namespace,
+                search_attributes={n: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for n in missing}))
+            log.info("registered search attributes %s on namespace %s", sorted(missing), client.namespace)
+    except Exception as exc:
+        log.error("search attributes %s are not registered on namespace %s and could not be added (%s); "
+                  "workflows run without them. Register them: %s", sorted(SEARCH_ATTRIBUTES), client.namespace,
+                  exc, register_command(client.namespace))
+        return False
+    return True
+
+
+def register_command(namespace: str) -> str:
+    """The `temporal` CLI command that registers our search attributes (production setup)."""
+    names = " ".join(f"--name {n}" for n in SEARCH_ATTRIBUTES)  # all Keyword
+    return f"temporal operator search-attribute create --namespace {namespace} {names} --type Keyword"

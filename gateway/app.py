@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
+from core.alerting import waker
+from core.metrics import HTTP_REQUESTS, SIGNATURE_FAILURES, WEBHOOKS, ConnectionHealthCollector, webhook_outcome
 from core.plugin import Registry
 from core.runtime import Runtime
 from core.settings import Settings, get_settings
 from core.temporal import connect
-from gateway import admin, codec
+from gateway import admin, codec, dashboard
 from gateway.limits import LimitsMiddleware
 from worker.migrate import on_start
 from worker.registry import registry
@@ -44,6 +49,8 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None,
         # One Temporal client per process, connected at start-up (never per request).
         app.state.temporal = temporal or await connect(settings)
         app.state.rt.attach_temporal(app.state.temporal)
+        if app.state.rt.alert_hook is None:  # alerts raised here (connection tests) wake their delivery
+            app.state.rt.alert_hook = waker(app.state.temporal, settings.task_queue)
         yield
         if own_rt:
             await app.state.rt.close()
@@ -51,6 +58,29 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None,
     app = FastAPI(title="OpenSyte Integrations gateway", lifespan=lifespan)
     app.state.settings = settings
     app.add_middleware(LimitsMiddleware, settings=settings)  # sizes and depth checked before any route runs
+    # This app's own collectors (connection health from its store); process-wide metrics live in REGISTRY.
+    own_metrics = CollectorRegistry()
+    own_metrics.register(ConnectionHealthCollector(lambda: app.state.rt.store.list_connections()))
+    webhook_routes: dict[str, str] = {}  # route path template -> provider, for POSTs to plugin routes
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """Request duration by route template (bounded labels); webhooks by provider and outcome."""
+        t0 = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = request.scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            HTTP_REQUESTS.labels(template, request.method, str(status)).observe(time.perf_counter() - t0)
+            provider = webhook_routes.get(template)
+            if provider is not None and request.method == "POST":
+                WEBHOOKS.labels(provider, webhook_outcome(status)).inc()
+                if status == 401:
+                    SIGNATURE_FAILURES.labels(provider).inc()
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -79,15 +109,20 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None,
     app.include_router(codec.router(), prefix="/codec")
     app.include_router(admin.router(), prefix="/admin")
 
-    @app.get("/dashboard", response_class=HTMLResponse)
-    async def dashboard() -> HTMLResponse:
-        return HTMLResponse((Path(__file__).parent / "static" / "dashboard.html").read_text())
+    app.include_router(dashboard.router())
+    app.add_exception_handler(dashboard.SignInRequired, dashboard.sign_in_redirect)
+    app.mount("/dashboard/static", StaticFiles(directory=Path(__file__).parent / "static"), name="dashboard-static")
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        body = generate_latest(REGISTRY) + await asyncio.to_thread(generate_latest, own_metrics)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     for plugin in plugins:
         if plugin.routes is not None:
-            app.include_router(plugin.routes())
+            router = plugin.routes()
+            for r in router.routes:
+                if isinstance(r, APIRoute) and "POST" in (r.methods or ()):
+                    webhook_routes[r.path] = plugin.name
+            app.include_router(router)
     return app

@@ -20,15 +20,28 @@ from vault.codec import CodecError, VaultEnvelopeCodec, organization_of
 ALLOWED_HEADERS = "Content-Type, X-Namespace, Authorization, Authorization-Extras"
 
 
+def _allowed_origins(ui_url: str) -> set[str]:
+    """The Web UI's origin, in both loopback spellings: a UI opened at localhost:8233 is the same local UI as
+    127.0.0.1:8233 (a browser sends whichever the operator typed)."""
+    origin = ui_url.rstrip("/")
+    out = {origin}
+    for a, b in (("//127.0.0.1:", "//localhost:"), ("//localhost:", "//127.0.0.1:")):
+        if a in origin:
+            out.add(origin.replace(a, b))
+    return out
+
+
 def _cors(request: Request) -> dict[str, str]:
-    origin = request.app.state.settings.temporal_ui_url.rstrip("/")
+    allowed = _allowed_origins(request.app.state.settings.temporal_ui_url)
+    given = request.headers.get("origin", "")
+    origin = given if given in allowed else request.app.state.settings.temporal_ui_url.rstrip("/")
     return {
         "Access-Control-Allow-Origin": origin,
+        "Vary": "Origin",
         "Access-Control-Allow-Methods": "POST, OPTIONS",
         "Access-Control-Allow-Headers": ALLOWED_HEADERS,
         "Access-Control-Allow-Credentials": "true",
         "Access-Control-Max-Age": "600",
-        "Vary": "Origin",
     }
 
 
@@ -65,7 +78,8 @@ def router() -> APIRouter:
         except HTTPException as exc:
             return _error(request, exc.status_code, str(exc.detail))
         namespace = request.headers.get("x-namespace")
-        expected = request.app.state.settings.temporal_namespace
+        client = getattr(request.app.state, "temporal", None)
+        expected = client.namespace if client is not None else request.app.state.settings.namespace()
         if namespace and namespace != expected:
             return _error(request, 400, f"this codec serves namespace {expected!r}, not {namespace[:100]!r}")
         raw = await request.body()

@@ -41,8 +41,8 @@ class AlertDelivery(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     notification_id: int = Field(index=True)
     route_id: str = Field(index=True)
-    status: str = "pending"  # pending | delivered | failed (gave up)
-    attempts: int = 0
+    status: str = "pending"  # pending (Temporal is retrying it) | delivered | failed (gave up)
+    attempts: int = 0  # attempts seen so far (display only: Temporal's retry policy decides)
     last_error: str | None = None
     delivered_at: datetime | None = UTCField(default=None)
     updated_at: datetime = UTCField(default_factory=utcnow)
@@ -80,10 +80,12 @@ class AlertStore:
             s.commit()
             return True
 
-    def due(self, max_attempts: int, max_age: timedelta, limit: int,
-            organization_id: str | None = None) -> list[tuple[AdminNotification, AlertRoute]]:
-        """(notification, route) pairs still to deliver: unacknowledged, recent, severe enough, not given up."""
+    def due(self, max_age: timedelta, limit: int, organization_id: str | None = None,
+            exclude: Sequence[tuple[int, str]] = ()) -> list[tuple[AdminNotification, AlertRoute]]:
+        """(notification, route) pairs still to deliver: unacknowledged, recent, severe enough, neither
+        delivered nor given up, and not in `exclude` (the deliveries already in flight)."""
         since = utcnow() - max_age
+        skip = set(exclude)
         with self.store.session() as s:
             q = select(AlertRoute).where(AlertRoute.enabled == True)  # noqa: E712
             if organization_id is not None:
@@ -111,27 +113,34 @@ class AlertStore:
                     if n.at < r.created_at - timedelta(minutes=5):
                         continue
                     d = done.get((n.id or 0, r.id))
-                    if d is not None and (d.status != "pending" or d.attempts >= max_attempts):
+                    if (d is not None and d.status != "pending") or (n.id or 0, r.id) in skip:
                         continue
                     out.append((n, r))
                     if len(out) >= limit:
                         return out
             return out
 
-    def record(self, notification_id: int, route_id: str, *, ok: bool, error: str | None,
-               max_attempts: int) -> AlertDelivery:
+    def pending_organizations(self, max_age: timedelta) -> list[str]:
+        """Organizations with alerts still to deliver (the hourly sweep wakes their delivery workflows)."""
+        return sorted({n.organization_id for n, _ in self.due(max_age, 10_000)})
+
+    def record(self, notification_id: int, route_id: str, *, status: str, error: str | None = None,
+               attempts: int | None = None) -> AlertDelivery:
+        """What one delivery did, for display: `pending` while Temporal retries it (with the last error and
+        attempt), then `delivered` or `failed` (given up). Temporal owns the retries; this is no ledger."""
         with self.store.session() as s:
             d = s.exec(select(AlertDelivery).where(AlertDelivery.notification_id == notification_id,
                                                    AlertDelivery.route_id == route_id)).first()
             if d is None:
                 d = AlertDelivery(notification_id=notification_id, route_id=route_id)
-            d.attempts += 1
+            d.status = status
             d.updated_at = utcnow()
-            if ok:
-                d.status, d.delivered_at, d.last_error = "delivered", utcnow(), None
-            else:
-                d.last_error = (error or "")[:500]
-                d.status = "failed" if d.attempts >= max_attempts else "pending"
+            if attempts is not None:
+                d.attempts = max(d.attempts, attempts)
+            if status == "delivered":
+                d.delivered_at, d.last_error = utcnow(), None
+            elif error is not None:
+                d.last_error = error[:500]
             s.add(d)
             s.commit()
             s.refresh(d)

@@ -12,6 +12,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from core.alerting import waker
 from core.runtime import Runtime
 from core.settings import Settings
 from core.temporal import connect
@@ -108,6 +109,7 @@ async def client(settings: Settings, runtime: Runtime) -> Client:
 
 @pytest.fixture(scope="session")
 async def worker(client: Client, runtime: Runtime) -> AsyncIterator[Worker]:
+    runtime.alert_hook = waker(client, runtime.settings.task_queue)
     w = build_worker(client, runtime)
     async with w:
         yield w
@@ -148,6 +150,9 @@ def task_queue(settings: Settings) -> str:
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("OSI_PAYLOAD_ENCRYPTION", "true")
     os.environ.setdefault("OSI_DEV_MODE", "true")  # tests and the processes they start run in development mode
+    # A developer's `make run` stack file (.data/stack.env) must not leak into the tests' settings.
+    os.environ["OSI_STACK_FILE"] = ""
+
 
 
 # Figures the fault suite measures (attempted, lost, sent twice…), printed after the run.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -10,10 +11,11 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from activities.admin.alerts import DeliverInput, DeliverResult, RouteSpec, add_route, remove_route, sign, verify
+from activities.admin.alerts import AlertDeliveryInput, RouteSpec, add_route, remove_route, sign, verify
 from activities.slack.seed import channel_state, create_workspace, direct_connection, ensure_app
+from core.alerting import ALERT_WORKFLOW, WAKE_SIGNAL, alert_workflow_id
 from core.errors import PermanentError
-from store.alerts import AlertStore
+from store.alerts import AlertDelivery, AlertStore
 from store.db import ConnectionNotFound
 from store.models import AdminNotification
 from tests.test_cli import ainvoke
@@ -47,27 +49,43 @@ async def sink_answers(sandbox, name: str, status: int) -> None:
         (await http.put(f"{sink_url(sandbox, name)}/status/{status}")).raise_for_status()
 
 
-async def deliver(client, task_queue, org: str, **kw) -> DeliverResult:
-    return await client.execute_workflow("DeliverAdminNotifications", DeliverInput(organization_id=org, **kw),
-                                         id=f"alerts-{uuid.uuid4().hex[:10]}", task_queue=task_queue,
-                                         result_type=DeliverResult)
+async def start_delivery(client, task_queue, org: str, **kw) -> None:
+    """Start the organization's delivery workflow with test-sized retries (later wakes signal this one)."""
+    await client.start_workflow(ALERT_WORKFLOW, AlertDeliveryInput(organization_id=org, **kw),
+                                id=alert_workflow_id(org), task_queue=task_queue, start_signal=WAKE_SIGNAL)
+
+
+async def delivery(runtime, notification_id: int, route_id: str, *statuses: str,
+                   min_attempts: int = 0) -> AlertDelivery:
+    """Wait until the delivery of this alert on this route reaches one of `statuses`."""
+    for _ in range(300):
+        found = {d.route_id: d for d in AlertStore(runtime.store).deliveries(notification_id)}.get(route_id)
+        if found is not None and found.status in statuses and found.attempts >= min_attempts:
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"delivery of {notification_id} on {route_id} never reached {statuses}: {found}")
 
 
 async def test_alerts_reach_slack_and_a_signed_webhook_once(client, worker, runtime, sandbox, slack_app, task_queue):
     org, team, ch = await slack_org(runtime, sandbox)
     sink = f"ops-{uuid.uuid4().hex[:8]}"
-    await add_route(runtime, org, RouteSpec(kind="slack", connection="default", channel=ch["ops"]), actor="t")
+    slack, _ = await add_route(runtime, org, RouteSpec(kind="slack", connection="default", channel=ch["ops"]),
+                               actor="t")
     hook, secret = await add_route(runtime, org, RouteSpec(kind="webhook", url=sink_url(sandbox, sink),
                                                            min_severity="error"), actor="t")
     assert secret and secret.startswith("whsec_")
-    err = runtime.store.notify_admins(org, "reauth_required", "SLACK connection 'crm': token_revoked",
+    # Recording an alert wakes the organization's AdminAlertDelivery workflow (signal-with-start): no schedule.
+    err = await runtime.notify_admins(org, "reauth_required", "SLACK connection 'crm': token_revoked",
                                       action_url="https://osi.example/slack/install?o=1")
-    runtime.store.notify_admins(org, "credentials_expiring", "key expires Friday", severity="warning")
-    runtime.store.notify_admins(org, "note", "nothing to do", severity="info")
+    warn = await runtime.notify_admins(org, "credentials_expiring", "key expires Friday", severity="warning")
+    info = await runtime.notify_admins(org, "note", "nothing to do", severity="info")
 
-    res = await deliver(client, task_queue, org)
     # error → Slack and the webhook; warning → Slack only; info → below both routes' thresholds.
-    assert (res.delivered, res.failed) == (3, 0), res.errors
+    await delivery(runtime, err.id, slack.id, "delivered")
+    await delivery(runtime, err.id, hook.id, "delivered")
+    await delivery(runtime, warn.id, slack.id, "delivered")
+    assert list(AlertStore(runtime.store).deliveries(info.id)) == []
+    assert [d.route_id for d in AlertStore(runtime.store).deliveries(warn.id)] == [slack.id]
     texts = [m["text"] for m in (await channel_state(sandbox.url, team, ch["ops"]))["messages"]]
     assert any("token_revoked" in t and "<https://osi.example/slack/install?o=1|Fix it here>" in t for t in texts)
     assert any("key expires Friday" in t for t in texts) and not any("nothing to do" in t for t in texts)
@@ -81,51 +99,60 @@ async def test_alerts_reach_slack_and_a_signed_webhook_once(client, worker, runt
     assert (doc["id"], doc["kind"], doc["severity"], doc["organization_id"]) == (err.id, "reauth_required", "error",
                                                                                   org)
 
-    again = await deliver(client, task_queue, org)
-    assert (again.delivered, again.failed) == (0, 0)  # delivered alerts are never sent twice
-    assert len(await received(sandbox, sink)) == 1
-    assert len((await channel_state(sandbox.url, team, ch["ops"]))["messages"]) == len(texts)
+    # One long-lived workflow per organization: a later alert wakes the same run, and what was delivered is
+    # never sent again.
+    runs = {runtime_run async for runtime_run in _runs(client, org)}
+    later = await runtime.notify_admins(org, "configuration_error", "a second problem")
+    await delivery(runtime, later.id, hook.id, "delivered")
+    await delivery(runtime, later.id, slack.id, "delivered")
+    assert [json.loads(g["body"])["id"] for g in await received(sandbox, sink)] == [err.id, later.id]
+    assert {r async for r in _runs(client, org)} == runs and len(runs) == 1
+    state = await client.get_workflow_handle(alert_workflow_id(org)).query("state")
+    assert state["delivered"] == 5 and state["failed"] == 0
 
 
-async def test_a_failing_route_is_retried_then_given_up_without_blocking_others(
+async def _runs(client, org: str):
+    async for w in client.list_workflows(f"WorkflowId = '{alert_workflow_id(org)}'"):
+        yield w.run_id
+
+
+async def test_a_failing_route_is_retried_by_temporal_and_never_blocks_another(
         client, worker, runtime, sandbox, slack_app, task_queue):
     org, _team, ch = await slack_org(runtime, sandbox)
     sink = f"flaky-{uuid.uuid4().hex[:8]}"
     await sink_answers(sandbox, sink, 503)
     archived, _ = await add_route(runtime, org, RouteSpec(kind="slack", connection="default", channel=ch["old"]),
                                   actor="t")
-    await add_route(runtime, org, RouteSpec(kind="webhook", url=sink_url(sandbox, sink)), actor="t")
-    n = runtime.store.notify_admins(org, "retries_exhausted", "whatsapp.send_text failed after 8 attempts")
+    hook, _ = await add_route(runtime, org, RouteSpec(kind="webhook", url=sink_url(sandbox, sink)), actor="t")
+    await start_delivery(client, task_queue, org, max_attempts=5, max_interval_seconds=1)
     before = len(runtime.store.notifications(org))
+    n = await runtime.notify_admins(org, "retries_exhausted", "whatsapp.send_text failed after 8 attempts")
 
-    first = await deliver(client, task_queue, org, max_attempts=3)
-    assert (first.delivered, first.failed, first.gave_up) == (0, 2, 0)
-    assert any("503" in e for e in first.errors) and any("is_archived" in e for e in first.errors)
+    # The archived channel is a permanent refusal: given up at once, with Slack's reason.
+    gone = await delivery(runtime, n.id, archived.id, "failed")
+    assert "is_archived" in (gone.last_error or "")
+    # The webhook answers 503: Temporal retries it; each attempt shows on the delivery.
+    retrying = await delivery(runtime, n.id, hook.id, "pending", min_attempts=1)
+    assert "503" in (retrying.last_error or "")
     await sink_answers(sandbox, sink, 200)
-    second = await deliver(client, task_queue, org, max_attempts=3)
-    assert (second.delivered, second.failed, second.gave_up) == (1, 1, 0)  # the webhook recovered
-    third = await deliver(client, task_queue, org, max_attempts=3)
-    assert (third.delivered, third.failed, third.gave_up) == (0, 1, 1)  # Slack: third strike
-    fourth = await deliver(client, task_queue, org, max_attempts=3)
-    assert (fourth.delivered, fourth.failed) == (0, 0)
-    states = {d.route_id: d for d in AlertStore(runtime.store).deliveries(n.id)}
-    assert states[archived.id].status == "failed" and "is_archived" in (states[archived.id].last_error or "")
-    assert len(await received(sandbox, sink)) == 2  # one refused (503), one accepted
+    done = await delivery(runtime, n.id, hook.id, "delivered")
+    assert done.attempts >= 1 and done.last_error is None
+    assert len(await received(sandbox, sink)) >= 2  # refused (503) at least once, then accepted
     # Failing deliveries raise no alerts about themselves.
-    assert len(runtime.store.notifications(org)) == before
+    assert len(runtime.store.notifications(org)) == before + 1
 
 
 async def test_an_unreachable_receiver_fails_its_route_only(client, worker, runtime, sandbox, task_queue) -> None:
     org = f"org_{uuid.uuid4().hex[:10]}"
     sink = f"ok-{uuid.uuid4().hex[:8]}"
     dead, _ = await add_route(runtime, org, RouteSpec(kind="webhook", url="http://127.0.0.1:9/hook"), actor="t")
-    await add_route(runtime, org, RouteSpec(kind="webhook", url=sink_url(sandbox, sink)), actor="t")
-    n = runtime.store.notify_admins(org, "configuration_error", "the receiver of one route is down")
-    res = await deliver(client, task_queue, org)
-    assert (res.delivered, res.failed) == (1, 1) and "unreachable" in res.errors[0]
+    ok, _ = await add_route(runtime, org, RouteSpec(kind="webhook", url=sink_url(sandbox, sink)), actor="t")
+    await start_delivery(client, task_queue, org, max_attempts=2, max_interval_seconds=1)
+    n = await runtime.notify_admins(org, "configuration_error", "the receiver of one route is down")
+    await delivery(runtime, n.id, ok.id, "delivered")
     assert len(await received(sandbox, sink)) == 1
-    states = {d.route_id: d for d in AlertStore(runtime.store).deliveries(n.id)}
-    assert states[dead.id].status == "pending" and states[dead.id].attempts == 1
+    failed = await delivery(runtime, n.id, dead.id, "failed")
+    assert failed.attempts == 2 and "unreachable" in (failed.last_error or "")
 
 
 async def test_acknowledged_and_pre_existing_alerts_are_not_delivered(client, worker, runtime, sandbox, task_queue):
@@ -137,14 +164,14 @@ async def test_acknowledged_and_pre_existing_alerts_are_not_delivered(client, wo
         s.add(row)
         s.commit()
     sink = f"quiet-{uuid.uuid4().hex[:8]}"
-    await add_route(runtime, org, RouteSpec(kind="webhook", url=sink_url(sandbox, sink)), actor="t")
+    route, _ = await add_route(runtime, org, RouteSpec(kind="webhook", url=sink_url(sandbox, sink)), actor="t")
     acked = runtime.store.notify_admins(org, "configuration_error", "acknowledged before delivery")
     runtime.store.acknowledge_notification(org, acked.id)
-    res = await deliver(client, task_queue, org)
-    assert (res.delivered, res.failed) == (0, 0) and await received(sandbox, sink) == []
-    fresh = runtime.store.notify_admins(org, "configuration_error", "raised now")
-    res = await deliver(client, task_queue, org)
-    assert res.delivered == 1 and json.loads((await received(sandbox, sink))[0]["body"])["id"] == fresh.id
+    fresh = await runtime.notify_admins(org, "configuration_error", "raised now")
+    await delivery(runtime, fresh.id, route.id, "delivered")
+    assert [json.loads(g["body"])["id"] for g in await received(sandbox, sink)] == [fresh.id]
+    assert list(AlertStore(runtime.store).deliveries(old.id)) == []
+    assert list(AlertStore(runtime.store).deliveries(acked.id)) == []
 
 
 def test_the_same_unacknowledged_alert_is_recorded_once(runtime) -> None:
@@ -223,9 +250,15 @@ async def test_cli_adds_lists_delivers_and_removes(cli_env, client, worker, runt
     route_id = added.output.split()[1].rstrip(":")
     listed = await ainvoke("alerts", "list", org, "--json")
     assert [r["id"] for r in json.loads(listed.output)] == [route_id] and secret not in listed.output
+    # Recorded while nothing woke the delivery workflow (Temporal down, say): `osi alerts deliver` wakes it.
     n = runtime.store.notify_admins(org, "retries_exhausted", "calendar quota exhausted")
     done = await ainvoke("alerts", "deliver", "--org", org)
-    assert done.exit_code == 0 and json.loads(done.output)["delivered"] == 1
+    assert done.exit_code == 0, done.output
+    woken = json.loads(done.output)
+    assert woken["woken"] == [alert_workflow_id(org)] and woken["links"][0].endswith(f"/workflows/osi-alerts-{org}")
+    await delivery(runtime, n.id, route_id, "delivered")
+    status = json.loads((await ainvoke("alerts", "status", org, "--json")).output)
+    assert [(r["alert"], r["route"], r["status"]) for r in status] == [(n.id, route_id, "delivered")]
     got = (await received(sandbox, sink))[0]
     assert verify(secret, got["headers"]["x-osi-timestamp"], got["body"].encode(), got["headers"]["x-osi-signature"])
     assert json.loads(got["body"])["id"] == n.id

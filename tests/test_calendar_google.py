@@ -233,7 +233,7 @@ async def test_free_busy_and_slots_across_time_zones(runtime, sandbox):
                for s in res.slots if s.start.date() == first.start.date())
     # Tokyo's working day (09:00-17:00 JST = 20:00-04:00 New York) does not meet it: optional, so not a blocker.
     assert res.slots[0].optional_free == []
-    assert by[berlin].working_hours_source == "default" and by[berlin].working_hours.time_zone == "Europe/Berlin"
+    assert by[berlin].working_hours_source == "time_zone" and by[berlin].working_hours.time_zone == "Europe/Berlin"
     req = [q for q in sandbox.state.recorder.dump("google") if q["path"].endswith("/freeBusy")][-1]
     assert req["body"]["timeMin"] == "2030-05-06T04:00:00Z"
 

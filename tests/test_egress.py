@@ -9,10 +9,13 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from fastapi import FastAPI, Request
+from temporalio.exceptions import ApplicationError
 
-from activities.admin.alerts import AlertActivities, DeliverInput, RouteSpec, add_route
+from activities.admin.alerts import AlertActivities, DueInput, RouteSpec, add_route
 from core.egress import EgressGuard, EgressRefused
 from core.errors import PermanentError
+from core.policies import ALERT
+from tests.activity_env import activity_env
 from tests.servers import ServerThread
 from worker.stack import free_port
 
@@ -173,8 +176,12 @@ async def test_alert_routes_use_the_guard(runtime, stack) -> None:
 
         runtime.egress = EgressGuard.from_settings(prod, resolver=inside, transport=Recorder())
         runtime.store.notify_admins("egress-org", "configuration_error", "something broke")
-        res = await AlertActivities(runtime).deliver(DeliverInput(organization_id="egress-org"))
-        assert res.delivered == 0 and res.failed == 1 and "egress_refused" in res.errors[0]
+        acts = AlertActivities(runtime)
+        jobs = await acts.due(DueInput(organization_id="egress-org"))
+        assert [j.kind for j in jobs] == ["webhook"]
+        with pytest.raises(ApplicationError) as failed:
+            await activity_env(options=ALERT).run(acts.deliver_webhook, jobs[0])
+        assert failed.value.non_retryable and "egress_refused" in str(failed.value.details)
         assert runtime.egress._transport.seen == []  # type: ignore[union-attr]
     finally:
         await runtime.egress.aclose()

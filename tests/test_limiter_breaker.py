@@ -163,7 +163,10 @@ def test_breaker_reopens_when_trial_fails() -> None:
 
 
 def test_breaker_transitions_are_bounded_and_exported() -> None:
-    from prometheus_client import REGISTRY
+    from prometheus_client import CollectorRegistry
+
+    from core.breaker import Breakers
+    from core.metrics import BreakerCollector
 
     clock = FakeClock()
     seen: list[tuple[str, str]] = []
@@ -175,7 +178,11 @@ def test_breaker_transitions_are_bounded_and_exported() -> None:
         clock.t += 2
     assert len(br.transitions) == 20  # a flapping provider does not grow memory
     assert seen[0] == ("closed", "open") and len(seen) == 59
-    assert REGISTRY.get_sample_value("osi_breaker_state", {"provider": "p", "connection": "c-bounded"}) == 2
+    breakers = Breakers()
+    breakers._breakers[("p", "c-bounded")] = br
+    registry = CollectorRegistry()
+    registry.register(BreakerCollector(breakers.snapshot))
+    assert registry.get_sample_value("osi_breaker_state", {"provider": "p", "connection": "c-bounded"}) == 2
 
 
 async def test_a_cancelled_trial_call_releases_the_breaker(runtime, sandbox) -> None:

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from pydantic import SecretStr
 
 from activities.admin.maintenance import SweepInput, SweepResult
@@ -54,17 +55,31 @@ async def test_rotation_replaces_the_secret_and_revives_the_connection(runtime, 
     assert any(e.action == "connection.rotate" for e in runtime.store.audit_log(wa.organization_id))
 
 
-async def test_schedules_are_created_once(client, settings):
-    from worker.schedules import ALERT_DELIVERY_ID, EVENT_SWEEP_ID, HEALTH_SWEEP_ID, ensure_schedules
+async def test_schedules_are_created_once_and_the_per_minute_alert_schedule_retired(client, settings):
+    from temporalio.client import (
+        Schedule,
+        ScheduleActionStartWorkflow,
+        ScheduleIntervalSpec,
+        ScheduleSpec,
+        ScheduleState,
+    )
+    from temporalio.service import RPCError
 
+    from worker.schedules import EVENT_SWEEP_ID, HEALTH_SWEEP_ID, RETIRED_SCHEDULES, ensure_schedules
+
+    # What an older stack left behind: alert delivery started every minute by a schedule.
+    await client.create_schedule(RETIRED_SCHEDULES[0], Schedule(
+        action=ScheduleActionStartWorkflow("DeliverAdminNotifications", {}, id="old", task_queue="nowhere"),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(minutes=1))]), state=ScheduleState(
+            paused=True)))
     first = await ensure_schedules(client, settings)
     try:
         second = await ensure_schedules(client, settings)
-        assert first == [HEALTH_SWEEP_ID, ALERT_DELIVERY_ID, EVENT_SWEEP_ID] and second == []
+        assert first == [HEALTH_SWEEP_ID, EVENT_SWEEP_ID] and second == []
         sweep = await client.get_schedule_handle(HEALTH_SWEEP_ID).describe()
         assert sweep.schedule.spec.intervals[0].every.total_seconds() == 3600
-        alerts = await client.get_schedule_handle(ALERT_DELIVERY_ID).describe()
-        assert alerts.schedule.spec.intervals[0].every.total_seconds() == 60
+        with pytest.raises(RPCError):
+            await client.get_schedule_handle(RETIRED_SCHEDULES[0]).describe()
     finally:
         # Left running, they would fire in the middle of other tests (the whole suite shares one server).
         for schedule_id in first:

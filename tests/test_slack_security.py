@@ -6,8 +6,10 @@ import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import text
+from temporalio.client import WorkflowFailureError
 
 from activities.slack.models import (
     SendSlackMessageInput,
@@ -45,9 +47,11 @@ async def test_slack_secrets_never_leak(client, worker, runtime, sandbox, gatewa
     await client.execute_workflow("SendSlackMessage", SendSlackMessageInput(
         organization_id=org, channel=ws.channels["general"], message="hello"), id=ids[0], task_queue=task_queue,
         result_type=SendSlackMessageResult)
-    await client.execute_workflow("SendSlackMessage", SendSlackMessageInput(
-        organization_id=org, channel=ws.channels["old"], message="fails", fallback=[{"kind": "admin"}]),
-        id=ids[1], task_queue=task_queue, result_type=SendSlackMessageResult)
+    # Only the administrators hear of this one: the workflow ends Failed (its error details carry the result).
+    with pytest.raises(WorkflowFailureError):
+        await client.execute_workflow("SendSlackMessage", SendSlackMessageInput(
+            organization_id=org, channel=ws.channels["old"], message="fails", fallback=[{"kind": "admin"}]),
+            id=ids[1], task_queue=task_queue, result_type=SendSlackMessageResult)
     handle = await client.start_workflow("SlackApproval", SlackApprovalInput(
         organization_id=org, channel=ws.channels["general"], title="ok?", approvers=[ws.users["ann"]]),
         id=ids[2], task_queue=task_queue, result_type=SlackApprovalResult)

@@ -53,6 +53,7 @@ async def test_permanent_failure_falls_back_to_another_channel(client, worker, r
     res = await send(client, task_queue, organization_id=org, channel=ws.channels["old"], message="Deal lost",
                      fallback=[{"kind": "channel", "channel": ws.channels["ops"]}])
     assert res.delivered and res.route == "fallback[0]:channel" and res.channel == ws.channels["ops"]
+    assert res.fallback and res.outcome == "partial"
     first = res.attempts[0]
     assert first.route == "slack" and not first.ok
     assert first.error and (first.error["error_class"], first.error["code"]) == ("PermanentError", "is_archived")
@@ -86,13 +87,27 @@ async def test_fallback_to_whatsapp(client, worker, runtime, sandbox, slack_app,
     assert sent["body"]["text"]["body"] == "Contract renewal due\nAcme renews on May 3"
 
 
+async def failed_send(client: Client, task_queue: str, **kw) -> tuple[ApplicationError, SendSlackMessageResult]:
+    """The send must end Failed; its typed error and the result carried in the error's details."""
+    with pytest.raises(WorkflowFailureError) as exc:
+        await send(client, task_queue, **kw)
+    cause = exc.value.cause
+    assert isinstance(cause, ApplicationError), cause
+    return cause, SendSlackMessageResult.model_validate(cause.details[0]["result"])
+
+
 async def test_needs_reauth_falls_back_to_an_admin_notification(client, worker, runtime, sandbox, slack_app,
                                                                 task_queue):
+    """Only the administrators heard of it: not delivered, so the workflow ends Failed (typed by the
+    configuration error) with the notification in the result."""
     org, ws, conn = await setup(runtime, sandbox)
     runtime.store.update_connection(conn.id, status=ConnectionStatus.NEEDS_REAUTH.value)
-    res = await send(client, task_queue, organization_id=org, channel=ws.channels["general"], message="Payroll ran",
-                     fallback=[{"kind": "channel", "channel": ws.channels["ops"]}, {"kind": "admin"}])
-    assert res.delivered and res.route == "fallback[1]:admin" and res.notification_id
+    err, res = await failed_send(client, task_queue, organization_id=org, channel=ws.channels["general"],
+                                 message="Payroll ran",
+                                 fallback=[{"kind": "channel", "channel": ws.channels["ops"]}, {"kind": "admin"}])
+    assert err.type == "ConfigurationError" and err.non_retryable and "administrators notified" in err.message
+    assert not res.delivered and res.fallback and res.outcome == "failed"
+    assert res.route == "fallback[1]:admin" and res.notification_id
     assert [a.error["code"] for a in res.attempts if a.error] == ["needs_reauth", "needs_reauth"]
     note = next(n for n in runtime.store.notifications(org) if n.id == res.notification_id)
     assert note.kind == "slack_undelivered" and "Payroll ran" in note.message
@@ -100,10 +115,11 @@ async def test_needs_reauth_falls_back_to_an_admin_notification(client, worker, 
     assert note.connection_id == conn.id
 
 
-async def test_nothing_delivered_says_so(client, worker, runtime, sandbox, slack_app, task_queue):
+async def test_nothing_delivered_fails_the_workflow(client, worker, runtime, sandbox, slack_app, task_queue):
     org, ws, _ = await setup(runtime, sandbox)
-    res = await send(client, task_queue, organization_id=org, channel=ws.channels["old"], message="x")
-    assert not res.delivered and res.route is None
+    err, res = await failed_send(client, task_queue, organization_id=org, channel=ws.channels["old"], message="x")
+    assert err.type == "PermanentError" and err.details[0]["code"] == "is_archived"
+    assert not res.delivered and res.route is None and res.outcome == "failed"
     assert [(a.route, a.ok) for a in res.attempts] == [("slack", False)]
 
 

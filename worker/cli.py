@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import difflib
 import json
 import os
 import sys
@@ -15,17 +17,19 @@ import requests
 import typer
 import uvicorn
 from hvac.exceptions import VaultError as HvacError
-from pydantic import TypeAdapter
 from rich.table import Table
 
-from core.cli import console, registry, run_with_runtime, use
+from core.cli import OsiGroup, console, errors, fail, registry, run_with_runtime, use
 from core.connections import (
     add_connection,
+    credentials_from,
     masked_credentials,
     remove_connection,
     rotate_credentials,
     test_connection,
+    update_settings,
 )
+from core.diagnose import diagnose
 from core.inbox import REPLAY_SCOPE_KEY
 from core.logs import configure_logging
 from core.plugin import ProviderSpec, Registry
@@ -35,9 +39,8 @@ from gateway.app import create_app as create_gateway
 from sandbox.app import create_app as create_sandbox
 from store import audit as audit_chain
 from store import inbox
-from store.db import ConnectionExists, make_engine
+from store.db import make_engine
 from vault.bootstrap import bootstrap
-from vault.credentials import Credentials
 from worker import dev, main
 from worker.migrate import current, head, upgrade
 from worker.registry import registry as default_registry
@@ -58,11 +61,14 @@ vault_cli = typer.Typer(help="Set up Vault/OpenBao for this service", no_args_is
 
 def build_cli(plugins: Registry) -> typer.Typer:
     """The `osi` command tree: the core groups, then each plugin's own group (found through `plugins`)."""
-    root = typer.Typer(help="OpenSyte Integrations operator CLI", no_args_is_help=True)
+    # Plain usage errors ("Error: Invalid value for --type: …"), not a box wrapped at 80 columns.
+    root = typer.Typer(help="OpenSyte Integrations operator CLI", no_args_is_help=True, cls=OsiGroup,
+                       rich_markup_mode=None)
 
     @root.callback()
-    def main(ctx: typer.Context) -> None:
-        use(plugins)  # what core.cli.registry() hands to every command
+    def main(ctx: typer.Context,
+             debug: bool = typer.Option(False, "--debug", help="show the traceback of an error")) -> None:
+        use(plugins, debug=debug)  # what core.cli.registry() hands to every command
         if ctx.invoked_subcommand not in NO_CREDENTIALS:
             get_settings().require("cli")
 
@@ -74,6 +80,7 @@ def build_cli(plugins: Registry) -> typer.Typer:
     root.add_typer(audit, name="audit")
     root.add_typer(webhooks, name="webhooks")
     root.add_typer(vault_cli, name="vault")
+    root.command("diagnose")(diagnose_cmd)
     for plugin in plugins:
         if plugin.cli is not None:
             root.add_typer(plugin.cli())
@@ -84,13 +91,23 @@ def _parse_settings(pairs: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
-            raise typer.BadParameter(f"--setting expects key=value, got {pair!r}")
+            raise typer.BadParameter(f"expects key=value, got {pair!r}", param_hint="--setting")
         key, value = pair.split("=", 1)
         try:
             out[key] = json.loads(value)
         except ValueError:
             out[key] = value
     return out
+
+
+def _credentials(kind: str, secrets: dict[str, Any]) -> Any:
+    try:
+        return credentials_from(kind, secrets)
+    except ValueError as exc:  # pydantic's message names the fields, never their values
+        errs: list[Any] = getattr(exc, "errors", lambda: [])()
+        fields = ", ".join(".".join(str(x) for x in e.get("loc", ())) for e in errs) or str(exc)
+        raise typer.BadParameter(f"the secrets do not fit {kind} credentials (check: {fields})",
+                                 param_hint="--secrets-stdin") from None
 
 
 def _spec(integration_type: str) -> ProviderSpec:
@@ -100,12 +117,17 @@ def _spec(integration_type: str) -> ProviderSpec:
         raise typer.BadParameter(exc.args[0], param_hint="--type") from None
 
 
-def _read_secrets(fields: tuple[str, ...], from_stdin: bool) -> dict[str, str]:
+def _read_secrets(fields: tuple[str, ...], from_stdin: bool) -> dict[str, Any]:
+    """Secrets as a JSON object on stdin (values keep their JSON types: a service account key stays an object,
+    `scopes` a list) or prompted hidden, one per field the provider asks for."""
     if from_stdin:
-        data = json.loads(sys.stdin.read() or "{}")
+        try:
+            data = json.loads(sys.stdin.read() or "{}")
+        except ValueError as exc:
+            raise typer.BadParameter(f"stdin is not JSON: {exc}", param_hint="--secrets-stdin") from None
         if not isinstance(data, dict):
-            raise typer.BadParameter("stdin must hold a JSON object of secrets")
-        return {k: str(v) for k, v in data.items()}
+            raise typer.BadParameter("stdin must hold a JSON object of secrets", param_hint="--secrets-stdin")
+        return data
     return {f: typer.prompt(f, hide_input=True, default="", show_default=False) for f in fields}
 
 
@@ -119,17 +141,9 @@ def connections_add(
 ) -> None:
     """Add a connection; secrets are prompted (hidden) or read from stdin, never echoed."""
     spec = _spec(type_)
-    secrets = {k: v for k, v in _read_secrets(spec.secret_settings, secrets_stdin).items() if v}
-    kind = spec.auth_kind
-    try:
-        creds = TypeAdapter(Credentials).validate_python({"kind": kind, **secrets})
-    except ValueError as exc:
-        raise typer.BadParameter(f"secrets do not fit {kind} credentials: {exc}") from None
-    try:
-        conn = run_with_runtime(lambda rt: add_connection(rt, org, type_, name, _parse_settings(setting), creds))
-    except (ConnectionExists, ValueError) as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
+    secrets = {k: v for k, v in _read_secrets(spec.secret_settings, secrets_stdin).items() if v not in ("", None)}
+    creds = _credentials(spec.auth_kind, secrets)
+    conn = run_with_runtime(lambda rt: add_connection(rt, org, type_, name, _parse_settings(setting), creds))
     console.print(f"added {conn.integration_type}/{conn.name} for {conn.organization_id} (id {conn.id})")
 
 
@@ -146,6 +160,18 @@ def connections_list(
     if as_json:
         console.print_json(data=[c.model_dump(mode="json") for c in rows])
         return
+    if not rows:
+        async def orgs(rt: Any) -> list[str]:
+            return sorted({c.organization_id for c in await rt.store.run(rt.store.list_connections, None)})
+
+        known = run_with_runtime(orgs)
+        where = f"in organization {org!r}" if org else "at all"
+        close = difflib.get_close_matches(org, known, n=3, cutoff=0.6) if org else []
+        hint = (f"; did you mean {', '.join(close)}?" if close else
+                f"; organizations with connections: {', '.join(known[:10])}{', …' if len(known) > 10 else ''}"
+                if known and org else "")
+        errors.print(f"no connections {where}{hint} (add one with `osi connections add`)", markup=False)
+        return
     table = Table("organization", "type", "name", "status", "health", "requests", "errors", "id")
     for c in rows:
         table.add_row(c.organization_id, c.integration_type, c.name, c.status, c.health,
@@ -157,10 +183,13 @@ def connections_list(
 def connections_show(
     org: str = typer.Option(..., "--org"), type_: str = typer.Option(..., "--type"),
     name: str = typer.Option("default", "--name"),
+    as_json: bool = typer.Option(True, "--json", help="machine-readable output (the only format)"),
 ) -> None:
     """One connection with settings, health and masked credentials."""
+    itype = _spec(type_).integration_type
+
     async def go(rt: Any) -> dict[str, Any]:
-        conn = await rt.store.run(rt.store.find_connection, org, type_, name)
+        conn = await rt.store.run(rt.store.find_connection, org, itype, name)
         return {**conn.model_dump(mode="json"), "credentials": await masked_credentials(rt, conn)}
 
     console.print_json(data=run_with_runtime(go))
@@ -170,9 +199,16 @@ def connections_show(
 def connections_test(
     org: str = typer.Option(..., "--org"), type_: str = typer.Option(..., "--type"),
     name: str = typer.Option("default", "--name"),
+    as_json: bool = typer.Option(True, "--json", help="machine-readable output (the only format)"),
 ) -> None:
     """A real provider call through the pipeline; records the connection's health."""
-    result = run_with_runtime(lambda rt: test_connection(rt, org, type_, name))
+    itype = _spec(type_).integration_type
+
+    async def go(rt: Any) -> dict[str, Any]:
+        await rt.store.run(rt.store.find_connection, org, itype, name)  # unknown: one line, not a "test failed"
+        return await test_connection(rt, org, itype, name)
+
+    result = run_with_runtime(go)
     console.print_json(data=result)
     raise typer.Exit(0 if result.get("ok") else 1)
 
@@ -185,10 +221,32 @@ def connections_rotate(
 ) -> None:
     """Replace a connection's secrets (new Vault version); re-enables a connection that needed re-auth."""
     spec = _spec(type_)
-    secrets = {k: v for k, v in _read_secrets(spec.secret_settings, secrets_stdin).items() if v}
-    creds = TypeAdapter(Credentials).validate_python({"kind": spec.auth_kind, **secrets})
+    secrets = {k: v for k, v in _read_secrets(spec.secret_settings, secrets_stdin).items() if v not in ("", None)}
+    creds = _credentials(spec.auth_kind, secrets)
     conn = run_with_runtime(lambda rt: rotate_credentials(rt, org, type_, name, creds))
     console.print(f"rotated credentials of {conn.integration_type}/{conn.name}")
+
+
+@connections.command("update")
+def connections_update(
+    org: str = typer.Option(..., "--org"), type_: str = typer.Option(..., "--type"),
+    name: str = typer.Option("default", "--name"),
+    setting: list[str] = typer.Option([], "--setting", help="non-secret key=value to set (repeatable; JSON values "
+                                                          "kept as JSON)"),
+    unset: list[str] = typer.Option([], "--unset", help="a setting to remove (repeatable)"),
+    as_json: bool = typer.Option(False, "--json", help="print the connection as JSON"),
+) -> None:
+    """Change a connection's settings in place (secrets: `osi connections rotate`)."""
+    if not setting and not unset:
+        raise typer.BadParameter("give --setting key=value or --unset key", param_hint="--setting")
+    spec = _spec(type_)
+    conn = run_with_runtime(lambda rt: update_settings(rt, org, spec.integration_type, name,
+                                                       _parse_settings(setting), list(unset)))
+    if as_json:
+        console.print_json(data=conn.model_dump(mode="json"))
+        return
+    console.print(f"updated {conn.integration_type}/{conn.name}: settings {json.dumps(conn.settings, sort_keys=True)}",
+                  markup=False, highlight=False)
 
 
 @connections.command("remove")
@@ -198,9 +256,10 @@ def connections_remove(
     revoke: bool = typer.Option(True, "--revoke/--no-revoke", help="revoke the grant at the provider first"),
 ) -> None:
     """Revoke the grant at the provider (Slack, Google), then delete the connection and its secrets in Vault."""
+    itype = _spec(type_).integration_type
     if not yes:
-        typer.confirm(f"remove {type_}/{name} of {org} and delete its secrets?", abort=True)
-    outcome = run_with_runtime(lambda rt: remove_connection(rt, org, type_, name, revoke=revoke))
+        typer.confirm(f"remove {itype}/{name} of {org} and delete its secrets?", abort=True)
+    outcome = run_with_runtime(lambda rt: remove_connection(rt, org, itype, name, revoke=revoke))
     revoked = "revoked at the provider" if outcome.get("revoked") else "not revoked at the provider"
     why = outcome.get("note") or outcome.get("error")
     console.print(f"removed ({revoked}{': ' + why if why else ''})")
@@ -227,14 +286,18 @@ def db_upgrade(revision: str = typer.Option("head", "--revision", help="target r
 
 
 @db.command("current")
-def db_current() -> None:
+def db_current(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
     """The store's revision and the newest one this release knows."""
     engine = make_engine(get_settings().database_url)
     try:
         with engine.connect() as conn:
-            console.print(f"store at {current(conn) or 'no revision (empty)'}; newest {head()}")
+            rev = current(conn)
     finally:
         engine.dispose()
+    if as_json:
+        console.print_json(data={"revision": rev, "head": head()})
+        return
+    console.print(f"store at {rev or 'no revision (empty)'}; newest {head()}")
 
 
 @webhooks.command("list")
@@ -364,6 +427,48 @@ def schema_export(out: str = typer.Option("docs/schemas", "--out")) -> None:
     """Write a JSON Schema for every workflow input and result."""
     for path in export_schemas(out):
         console.print(str(path))
+
+
+def diagnose_cmd(
+    org: str = typer.Argument(..., help="organization id"),
+    connection: str | None = typer.Argument(None, help="a connection name, or TYPE/name (default: all of them)"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    run_test: bool = typer.Option(True, "--test/--no-test", help="make a live connection test"),
+) -> None:
+    """Why a connection is broken and how to fix it: connectivity, credentials and their expiry, scopes,
+    breaker and limiter in the worker, the last day's failed calls and workflows (Web UI links), a fix."""
+    settings = get_settings()
+
+    async def go(rt: Any) -> list[Any]:
+        try:
+            temporal = await asyncio.wait_for(connect(settings), timeout=5)
+        except Exception:  # the report says what it could not see
+            temporal = None
+        metrics = (f"http://{settings.host}:{settings.worker_metrics_port}/metrics"
+                   if settings.worker_metrics_port else None)
+        return await diagnose(rt, org, connection, temporal=temporal, metrics_url=metrics, run_test=run_test)
+
+    reports = run_with_runtime(go)
+    if not reports:
+        raise fail(f"no connection {connection or ''} in organization {org!r}".replace("  ", " ")
+                   + " — `osi connections list --org " + org + "` shows them")
+    if as_json:
+        console.print_json(data=[r.to_dict() for r in reports])
+    else:
+        for r in reports:
+            mark = "[green]ok[/]" if r.ok else "[red]needs attention[/]"
+            console.print(f"\n[bold]{r.integration_type}/{r.name}[/] ({r.status}, {r.health}) — {mark}")
+            for c in r.checks:
+                console.print(f"  {'✓' if c.ok else '✗'} {c.name}: ", end="")
+                console.print(c.detail, markup=False, highlight=False)
+            for w in r.failed_workflows:
+                console.print(f"    {w['type']} {w['workflow_id']} {w['link']}", markup=False, highlight=False)
+            if r.failed_workflows_link:
+                console.print(f"  failed workflows (24 h) in the Web UI: {r.failed_workflows_link}", markup=False,
+                              highlight=False)
+            for fix in r.fixes:
+                console.print(f"  → {fix}", markup=False, highlight=False)
+    raise typer.Exit(0 if all(r.ok for r in reports) else 1)
 
 
 @processes.command("worker")

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from temporalio import workflow
+
 from activities.admin.plugin import PLUGIN as ADMIN
 from activities.calendar.plugin import PLUGIN as CALENDAR
 from activities.events.plugin import PLUGIN as EVENTS
@@ -50,6 +52,19 @@ def workflows(registrations: Sequence[Registration] = REGISTRATIONS) -> list[typ
     out: list[type] = []
     for r in registrations:
         out += [wf for wf in r.workflows if wf not in out]
+    return out
+
+
+def workflow_integrations(registrations: Sequence[Registration] = REGISTRATIONS) -> dict[str, str]:
+    """{workflow type name: integration type} for the workflows of provider plugins (search attributes)."""
+    out: dict[str, str] = {}
+    for r in registrations:
+        if r.plugin.provider is None:
+            continue
+        for wf in r.workflows:
+            name = workflow._Definition.must_from_class(wf).name
+            if name is not None:  # a dynamic workflow has no name
+                out[name] = r.plugin.provider.integration_type
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 from pydantic import BaseModel
@@ -13,26 +14,30 @@ from temporalio.client import (
     ScheduleIntervalSpec,
     ScheduleSpec,
 )
+from temporalio.service import RPCError
 
-from activities.admin.alerts import DeliverInput
 from activities.admin.maintenance import SweepInput
 from activities.events.models import SweepInput as EventSweepInput
 from core.settings import Settings
 
 HEALTH_SWEEP_ID = "connection-health-sweep"
-ALERT_DELIVERY_ID = "admin-notification-delivery"
 EVENT_SWEEP_ID = "event-outbox-sweep"
+# Alerts used to be delivered by this per-minute schedule; a signal now wakes each organization's
+# AdminAlertDelivery workflow. An older stack's schedule is deleted so it stops starting runs.
+RETIRED_SCHEDULES = ("admin-notification-delivery",)
 
 
 async def ensure_schedules(client: Client, settings: Settings, every: timedelta = timedelta(hours=1),
-                           alerts_every: timedelta = timedelta(minutes=1)) -> list[str]:
-    """Create the health sweep, alert delivery and event outbox sweep schedules where missing; return the ids
-    created."""
+                           sweep_every: timedelta = timedelta(minutes=1)) -> list[str]:
+    """Create the health sweep and event outbox sweep schedules where missing (and delete retired ones);
+    return the ids created."""
+    for retired in RETIRED_SCHEDULES:
+        with contextlib.suppress(RPCError):  # not found: nothing to retire
+            await client.get_schedule_handle(retired).delete()
     wanted: list[tuple[str, str, BaseModel, timedelta]] = [
         (HEALTH_SWEEP_ID, "ConnectionHealthSweep", SweepInput(), every),
-        (ALERT_DELIVERY_ID, "DeliverAdminNotifications", DeliverInput(), alerts_every),
         # Events whose nudge was lost (a process died between commit and signal) start delivering within a minute.
-        (EVENT_SWEEP_ID, "SweepEventOutbox", EventSweepInput(), alerts_every),
+        (EVENT_SWEEP_ID, "SweepEventOutbox", EventSweepInput(), sweep_every),
     ]
     created = []
     for schedule_id, workflow_name, arg, interval in wanted:

@@ -18,6 +18,8 @@ from typing import Any
 
 import uvicorn
 
+from core.visibility import SEARCH_ATTRIBUTES
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -56,6 +58,8 @@ class Stack:
     """Child processes of the local stack, stopped together."""
 
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    logs: dict[int, Path] = field(default_factory=dict)
+    stopping: bool = False
 
     def spawn(self, args: Sequence[str], log: Path | None = None, env: dict[str, str] | None = None
               ) -> subprocess.Popen[bytes]:
@@ -63,7 +67,25 @@ class Stack:
         proc = subprocess.Popen(list(args), stdout=out, stderr=subprocess.STDOUT,
                                 env={**os.environ, **(env or {})}, start_new_session=True)
         self.procs.append(proc)
+        if log is not None:
+            self.logs[proc.pid] = log
         return proc
+
+    def dead(self, lines: int = 15) -> str | None:
+        """A report on the first child that exited (its command, code and last log lines), or None."""
+        if self.stopping:
+            return None
+        for proc in list(self.procs):
+            if proc.poll() is None:
+                continue
+            what = " ".join(str(a) for a in proc.args[:3]) if isinstance(proc.args, list) else str(proc.args)
+            report = f"{what} exited with code {proc.returncode}"
+            log = self.logs.get(proc.pid)
+            if log is not None and log.exists():
+                tail = log.read_text(errors="replace").splitlines()[-lines:]
+                report += f"; last lines of {log}:\n" + "\n".join(f"  {line}" for line in tail)
+            return report
+        return None
 
     def temporal(self, port: int, ui_port: int, db_file: Path | None, *, headless: bool = False,
                  log: Path | None = None, codec_endpoint: str | None = None) -> subprocess.Popen[bytes]:
@@ -73,6 +95,8 @@ class Stack:
             args.append("--headless")
         if codec_endpoint:
             args += ["--ui-codec-endpoint", codec_endpoint]
+        for name, kind in SEARCH_ATTRIBUTES.items():  # what every workflow upserts (core.visibility)
+            args += ["--search-attribute", f"{name}={kind}"]
         if db_file is not None:
             db_file.parent.mkdir(parents=True, exist_ok=True)
             args += ["--db-filename", str(db_file)]
@@ -90,6 +114,7 @@ class Stack:
         return self.spawn([sys.executable, "-m", module], log, env)
 
     def stop(self, timeout: float = 10.0) -> None:
+        self.stopping = True
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):

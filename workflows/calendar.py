@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from core.errors import ErrorClass
     from core.policies import CALENDAR_SEND, LOOKUP, deadline_of
+    from core.visibility import raise_if_all_failed
 from workflows import events
 
 
@@ -184,8 +185,9 @@ class ScheduleMeeting:
 class BulkCreateCalendarEvents:
     """Many events in one calendar, in chunks: Graph batches 20 creates per request, Google creates
     concurrently within its quota. Every event is idempotent under `{key}:{chunk}:{index}`, so a retried chunk
-    or a re-run workflow with the same key creates nothing twice; a refused event is reported, not fatal. The
-    limits (at most MAX_BULK_EVENTS events, chunk_size 1-MAX_EVENTS_PER_CALL) are the input model's."""
+    or a re-run workflow with the same key creates nothing twice; a refused event is reported, not fatal, unless
+    every event was refused: then the workflow ends Failed (the result in the error's details). The limits (at
+    most MAX_BULK_EVENTS events, chunk_size 1-MAX_EVENTS_PER_CALL) are the input model's."""
 
     @workflow.run
     async def run(self, inp: BulkCreateCalendarEventsInput) -> BulkCreateCalendarEventsResult:
@@ -208,8 +210,11 @@ class BulkCreateCalendarEvents:
             "workflow_id": wf_id, "integration_type": inp.integration_type, "connection": inp.connection,
             "calendar_id": inp.calendar_id, "event_id": o.event_id, "index": o.index, "provider": provider},
             f"{wf_id}:created:{o.index}") for o in results if o.event_id])
-        return BulkCreateCalendarEventsResult(provider=provider, created=created, failed=len(results) - created,
-                                              results=results)
+        result = BulkCreateCalendarEventsResult(provider=provider, created=created, failed=len(results) - created,
+                                                results=results)
+        raise_if_all_failed(reached=created, failed=result.failed, errors=[o.error for o in results],
+                            what="BulkCreateCalendarEvents: no event created", result=result)
+        return result
 
 
 CALENDAR_WORKFLOWS: tuple[type, ...] = (CreateCalendarEvent, UpdateCalendarEvent, CancelCalendarEvent, ScheduleMeeting,

@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.slack.webhooks import APPROVE_ACTION, BLOCK_PREFIX, REJECT_ACTION
     from core.errors import error_from_details
     from core.policies import BOOKKEEPING, LOOKUP, SLACK_SEND, deadline_of
+    from core.visibility import raise_if_all_failed
 from workflows import events
 
 # WhatsApp messages carry at most this much text.
@@ -53,7 +54,9 @@ def _failure(err: BaseException) -> dict[str, Any]:
 @workflow.defn(name="SendSlackMessage", failure_exception_types=BAD_INPUT)
 class SendSlackMessage:
     """Post a message; when that fails for good (or the connection needs re-authentication), try the
-    fallback routes in order. The result names the route that delivered it."""
+    fallback routes in order. The result names the route that delivered it; a fallback is `partial`. When no
+    route reached people (only the administrators were told, or nothing worked) the workflow ends Failed, typed
+    by the routes' failures (ConfigurationError when one needs an administrator), the result in its details."""
 
     @workflow.run
     async def run(self, inp: SendSlackMessageInput) -> SendSlackMessageResult:
@@ -77,8 +80,21 @@ class SendSlackMessage:
                 attempts.append(RouteAttempt(route=name, ok=False, error={"message": "no recipient accepted it"}))
                 continue
             attempts.append(RouteAttempt(route=name, ok=True))
-            return result.model_copy(update={"route": name, "attempts": attempts})
-        return SendSlackMessageResult(delivered=False, attempts=attempts)
+            result = result.model_copy(update={"route": name, "attempts": attempts, "fallback": True,
+                                               "outcome": "partial" if result.delivered else "failed"})
+            if result.delivered:
+                return result
+            self._fail(result)
+        self._fail(SendSlackMessageResult(delivered=False, outcome="failed", attempts=attempts))
+        raise AssertionError("unreachable")  # pragma: no cover - _fail raises
+
+    @staticmethod
+    def _fail(result: SendSlackMessageResult) -> None:
+        """Nobody got the message: the workflow ends Failed (`core.visibility.raise_if_all_failed`)."""
+        errors = [a.error for a in result.attempts if not a.ok]
+        where = "administrators notified" if result.notification_id else "no fallback route delivered it"
+        raise_if_all_failed(reached=0, failed=max(1, len(errors)), errors=errors,
+                            what=f"Slack message not delivered ({where})", result=result)
 
     async def _fallback(self, inp: SendSlackMessageInput, i: int, route: Any,
                         attempts: list[RouteAttempt]) -> SendSlackMessageResult | None:
@@ -124,7 +140,8 @@ class SendSlackMessage:
                                          f"Message: {text[:2000]}"),
                 **BOOKKEEPING.kwargs(),
             )
-            return SendSlackMessageResult(delivered=True, notification_id=note.notification_id)
+            # Administrators were told; the message itself reached nobody.
+            return SendSlackMessageResult(delivered=False, notification_id=note.notification_id)
         raise ApplicationError(f"unknown fallback route {route!r}", type="PermanentError", non_retryable=True)
 
 

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import uuid
+from datetime import timedelta
 from typing import Any
 
 import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from activities.admin.alerts import DeliverInput, DeliverResult, RouteSpec, add_route, remove_route
+from activities.admin.alerts import RouteSpec, add_route, remove_route
+from core.alerting import wake
 from core.cli import console, run_with_runtime
 from core.errors import IntegrationError
+from core.links import workflow_link
 from core.settings import get_settings
 from core.temporal import connect
 from store.alerts import AlertStore
@@ -86,14 +87,39 @@ def remove(org: str = typer.Argument(...), route_id: str = typer.Argument(...)) 
 
 @app.command("deliver")
 def deliver(org: str | None = typer.Option(None, "--org", help="only this organization")) -> None:
-    """Run one delivery round on Temporal now (the schedule runs one every minute)."""
-    async def go() -> DeliverResult:
+    """Wake the alert delivery workflow of the organization (or of every organization with alerts still due).
+
+    A recorded alert wakes it by itself; this is for an alert recorded while Temporal was unreachable."""
+    async def go(rt: Any) -> list[str]:
+        orgs = [org] if org else await rt.store.run(AlertStore(rt.store).pending_organizations, timedelta(hours=24))
         settings = get_settings()
         client = await connect(settings)
-        return await client.execute_workflow(
-            "DeliverAdminNotifications", DeliverInput(organization_id=org),
-            id=f"cli-alerts-{uuid.uuid4().hex[:12]}", task_queue=settings.task_queue, result_type=DeliverResult)
+        return [await wake(client, settings.task_queue, o) for o in orgs]
 
-    res = asyncio.run(go())
-    console.print_json(data=res.model_dump(mode="json"))
-    raise typer.Exit(0 if not res.failed else 1)
+    woken = run_with_runtime(go)
+    console.print_json(data={"woken": woken, "links": [workflow_link(get_settings(), w) for w in woken]})
+
+
+@app.command("status")
+def status(org: str = typer.Argument(..., help="organization id"),
+           as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """Recent alerts and what each route did with them (delivered, retrying with its last error, given up)."""
+    async def go(rt: Any) -> list[dict[str, Any]]:
+        alerts = AlertStore(rt.store)
+        rows = []
+        for n in list(await rt.store.run(rt.store.notifications, org))[-50:]:
+            for d in await rt.store.run(alerts.deliveries, n.id or 0):
+                rows.append({"alert": n.id, "at": n.at.isoformat(timespec="seconds"), "kind": n.kind,
+                             "route": d.route_id, "status": d.status, "attempts": d.attempts,
+                             "last_error": d.last_error})
+        return rows
+
+    rows = run_with_runtime(go)
+    if as_json:
+        console.print_json(data=rows)
+        return
+    table = Table("alert", "raised", "kind", "route", "status", "attempts", "last error")
+    for r in rows:
+        table.add_row(str(r["alert"]), r["at"], r["kind"], r["route"], r["status"], str(r["attempts"]),
+                      r["last_error"] or "")
+    console.print(table)

@@ -74,8 +74,8 @@ class MaintenanceActivities:
             # Refreshable OAuth tokens renew themselves; only credentials nobody can renew need a human.
             if not await self._refreshable(conn) and exp - datetime.now(UTC) < timedelta(days=inp.expiry_warning_days):
                 expiring = True
-                await self.rt.store.run(
-                    self.rt.store.notify_admins, ref.organization_id, "credentials_expiring",
+                await self.rt.notify_admins(
+                    ref.organization_id, "credentials_expiring",
                     f"{ref.integration_type} connection {ref.name!r}: credentials expire {exp.isoformat()}; "
                     "rotate them with `osi connections rotate`", connection_id=ref.connection_id,
                     severity="warning",

@@ -1,8 +1,8 @@
 """Free/busy arithmetic: working hours in each attendee's zone, free-slot search, conflicts (pure functions).
 
 Intervals are half-open [start, end): a meeting ending at 10:00 does not conflict with one starting at
-10:00. Participants whose calendars could not be read (`error`) do not constrain the search; callers
-report them as unchecked.
+10:00. Participants whose calendars could not be read (`error`) are unchecked (callers report them): their busy
+times are unknown, but the working hours given for them (or their given time zone) still bound the search.
 """
 
 from __future__ import annotations
@@ -114,8 +114,12 @@ def find_slots(participants: Sequence[ParticipantAvailability], lo: datetime, hi
     optional: list[tuple[str, list[Interval]]] = []
     for p in participants:
         if p.error:
-            continue
-        free = free_of(p, lo, hi, working_hours_only, tentative_is_busy)
+            # Unreadable calendar: when the caller said when (or in which zone) they work, respect that.
+            if not (working_hours_only and p.working_hours and p.working_hours_source in ("input", "time_zone")):
+                continue
+            free = working_intervals(p.working_hours, lo, hi)
+        else:
+            free = free_of(p, lo, hi, working_hours_only, tentative_is_busy)
         if p.required:
             common = intersect(common, free)
         else:

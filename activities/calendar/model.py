@@ -371,7 +371,9 @@ class ParticipantAvailability(_Model):
     required: bool = True
     busy: list[BusyInterval] = Field(default_factory=list)
     working_hours: WorkingHours | None = None
-    working_hours_source: Literal["provider", "input", "default", "none"] = "none"
+    # provider: the calendar's own; input: given; time_zone: 09:00-17:00 in the zone given for the person;
+    # default: 09:00-17:00 in the organizer's zone
+    working_hours_source: Literal["provider", "input", "time_zone", "default", "none"] = "none"
     availability_view: str | None = None
     error: str | None = None
 

@@ -40,7 +40,7 @@ from activities.calendar.model import (
 from activities.calendar.resolve import apply_patch, resolve_event
 from activities.calendar.settings import CalendarSettings
 from activities.calendar.tz import UTC, midnight, parse_datetime, zone
-from core.errors import ErrorClass, IntegrationError, PermanentError
+from core.errors import ConfigurationError, ErrorClass, IntegrationError, PermanentError
 
 if TYPE_CHECKING:
     from core.pipeline import Action
@@ -270,7 +270,7 @@ class CalendarService:
                 a.working_hours, a.working_hours_source = p.working_hours, "input"
             elif a.working_hours is None:
                 a.working_hours = WorkingHours(time_zone=zone(p.time_zone or default_tz, "time_zone").key)
-                a.working_hours_source = "default"
+                a.working_hours_source = "time_zone" if p.time_zone else "default"
         return found
 
     async def find_availability(self, inp: AvailabilityInput) -> AvailabilityResult:
@@ -305,11 +305,23 @@ class CalendarService:
                 if email and email.lower() not in seen:
                     seen.add(email.lower())
                     people.append(Participant(email=email, time_zone=event.time_zone))
+            if not people:
+                raise ConfigurationError(
+                    "conflict check: this connection has no calendar identity and the event names no required "
+                    "attendee, so no calendar can be checked; give the connection its account (setting `user`) "
+                    "or use conflict_policy ignore", code="calendar_identity_unknown",
+                    details={"field": "conflict_policy"})
             hi = end if inp.policy != "next_free_slot" else start + timedelta(days=inp.horizon_days)
             tz = zone(event.time_zone)
             found = await self._availability(be, be.default_calendar(inp.calendar_id or inp.event.calendar_id),
                                               people, start, hi, event.time_zone)
             unchecked = [a.email for a in found if a.error]
+            if len(unchecked) == len(found):
+                # Reporting "free" here would create the event on top of whatever is there.
+                raise ConfigurationError(
+                    f"conflict check: no calendar could be read ({'; '.join(f'{a.email}: {a.error}' for a in found)})"
+                    "; grant free/busy access to them or use conflict_policy ignore", code="calendar_unreadable",
+                    details={"unchecked": unchecked})
             clashes = av.conflicts(found, start, end)
             result = ConflictCheckResult(decision="conflict" if clashes else "free", conflicts=clashes,
                                          start=start.astimezone(tz).isoformat(), end=end.astimezone(tz).isoformat(),

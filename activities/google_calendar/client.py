@@ -40,6 +40,9 @@ def rfc3339(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+PRIMARY_CACHE = "google_calendar.primary_id"
+
+
 class GoogleCalendarClient:
     """Calendar calls for one connection. Connection settings: `calendar_id` (default "primary"), `user`
     (the account's email: organizer and quota key), `project_id` (the Cloud project: quota key),
@@ -61,6 +64,8 @@ class GoogleCalendarClient:
             return self.subject
         known = self.settings.get("user") or (creds.account.get("email") if isinstance(creds, OAuth2Credentials)
                                               else None)
+        if not known and not organizer:
+            known = await self.own_calendar_id()
         if organizer and known and organizer.lower() != str(known).lower():
             raise PermanentError(f"organizer: Google makes the calendar's owner the organizer; this connection acts "
                                  f"as {known}, not {organizer}", code="organizer_mismatch",
@@ -69,6 +74,15 @@ class GoogleCalendarClient:
 
     def default_calendar(self, requested: str | None) -> str:
         return requested or str(self.settings.get("calendar_id") or "primary")
+
+    async def own_calendar_id(self) -> str | None:
+        """The id (the account's email) of the connection's own primary calendar, for a connection added by token
+        without a `user` setting; looked up once per connection and process."""
+        cache: dict[str, str | None] = self.act.rt.extras.setdefault(PRIMARY_CACHE, {})
+        key = self.act.connection.id or ""
+        if key not in cache:
+            cache[key] = (await self.primary_calendar()).get("id")
+        return cache[key]
 
     def google_domains(self) -> list[str]:
         domains = list(self.settings.get("google_domains") or [])
@@ -145,9 +159,10 @@ class GoogleCalendarClient:
             if gone_ok and status in (404, 410):
                 return None
             if err.code == "notFound" and self._final_not_found():
-                raise PermanentError(f"{err.message}: not found after "
-                                     f"{self._not_found_attempts()} attempts", code="notFound",
-                                     details=err.details) from None
+                # Outside an activity (a CLI or dashboard test) there was one attempt: say so, not the policy's.
+                tries = activity.info().attempt if activity.in_activity() else 1
+                raise PermanentError(f"{err.message}: not found" + (f" after {tries} attempts" if tries > 1 else ""),
+                                     code="notFound", details=err.details) from None
             raise
 
     def _not_found_attempts(self) -> int:

@@ -232,8 +232,8 @@ class SlackActivities:
             conns = await self.rt.store.run(self.rt.store.list_connections, inp.organization_id,
                                             SPEC.integration_type)
             connection_id = next((c.id for c in conns if c.name == inp.connection), None)
-        note = await self.rt.store.run(self.rt.store.notify_admins, inp.organization_id, inp.kind, inp.message,
-                                       connection_id=connection_id, severity="warning")
+        note = await self.rt.notify_admins(inp.organization_id, inp.kind, inp.message,
+                                           connection_id=connection_id, severity="warning")
         assert note.id is not None
         return AdminNotified(notification_id=note.id)
 

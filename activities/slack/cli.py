@@ -11,11 +11,14 @@ from typing import Any
 
 import typer
 from pydantic import SecretStr
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 
 from activities.slack.models import SendSlackMessageInput, SendSlackMessageResult
 from activities.slack.oauth import APP
 from activities.slack.routes import install_link
-from core.cli import console
+from core.cli import console, errors, fail
+from core.links import workflow_link
 from core.runtime import make_vault
 from core.settings import get_settings
 from core.temporal import connect
@@ -79,16 +82,31 @@ def post(
     fallback_admin: bool = typer.Option(True, "--fallback-admin/--no-fallback-admin",
                                         help="record an admin notification if Slack refuses the message"),
 ) -> None:
-    """Run SendSlackMessage on Temporal and print which route delivered the message."""
+    """Run SendSlackMessage on Temporal and print which route delivered it. Exit 0 when the channel got it;
+    when only the administrators were notified (the admin fallback) it was not delivered: exit 1."""
     inp = SendSlackMessageInput(organization_id=org, connection=name, channel=channel, message=text,
                                 fallback=[{"kind": "admin"}] if fallback_admin else [])
+    settings = get_settings()
+    wf_id = f"cli-slack-{uuid.uuid4().hex[:12]}"
 
     async def go() -> SendSlackMessageResult:
-        settings = get_settings()
         client = await connect(settings)
-        return await client.execute_workflow("SendSlackMessage", inp, id=f"cli-slack-{uuid.uuid4().hex[:12]}",
-                                             task_queue=settings.task_queue, result_type=SendSlackMessageResult)
+        try:
+            return await client.execute_workflow("SendSlackMessage", inp, id=wf_id, task_queue=settings.task_queue,
+                                                 result_type=SendSlackMessageResult,
+                                                 static_summary="`osi slack post`")
+        except WorkflowFailureError as exc:
+            cause = exc.cause
+            if not isinstance(cause, ApplicationError) or not cause.details:
+                raise
+            info = cause.details[0]
+            if not isinstance(info, dict) or "result" not in info:
+                raise
+            res = SendSlackMessageResult.model_validate(info["result"])
+            console.print_json(data=res.model_dump(mode="json", exclude_none=True))
+            raise fail(f"not delivered: {cause.message} — {workflow_link(settings, wf_id)}") from None
 
     res = asyncio.run(go())
-    console.print_json(data=res.model_dump(mode="json"))
-    raise typer.Exit(0 if res.delivered else 1)
+    console.print_json(data=res.model_dump(mode="json", exclude_none=True))
+    if res.fallback:
+        errors.print(f"delivered through the fallback route {res.route}, not to {channel}", markup=False)

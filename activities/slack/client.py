@@ -83,6 +83,10 @@ class SlackClient:
         except IntegrationError as err:
             if err.code == "missing_scope" and (link := self.act.reauth_url()):
                 err.message += f" — re-install the app to grant it: {link}"
+            # Name the Web API method: "unexpected HTTP 404 from Slack" alone does not say which call.
+            if not err.message.startswith(f"{method}:"):
+                err.message = f"{method}: {err.message}"
+            err.details.setdefault("method", method)
             raise
         return resp.json()
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 import httpx
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 
-from activities.admin.alerts import DeliverInput, DeliverResult, RouteSpec, add_route
+from activities.admin.alerts import RouteSpec, add_route
 from activities.slack.models import (
     SendSlackMessageInput,
     SendSlackMessageResult,
@@ -26,8 +29,9 @@ from activities.slack.seed import (
     install_via_gateway,
     wait_for_message,
 )
-from core.demo import DemoContext
-from store.alerts import AlertStore
+from core.alerting import alert_workflow_id
+from core.demo import DemoContext, DemoFailed
+from store.alerts import AlertDelivery, AlertStore
 
 
 async def run(ctx: DemoContext) -> None:
@@ -71,7 +75,7 @@ async def run(ctx: DemoContext) -> None:
         id=wf_id, task_queue=ctx.settings.task_queue, result_type=SendSlackMessageResult)
     ctx.expect(res.delivered and res.route != "slack", f"archived channel fallback: {res.route}")
     ctx.say(f"SendSlackMessage to an archived channel → {res.attempts[0].error and res.attempts[0].error.get('code')}"
-            f", delivered via {res.route}")
+            f", delivered via {res.route} (outcome {res.outcome})")
     ctx.say(f"  Temporal UI: {ctx.workflow_link(wf_id)}")
 
     wf_id = f"demo-slack-approval-{stamp}"
@@ -125,22 +129,33 @@ async def alerts(ctx: DemoContext) -> None:
         route, _ = await add_route(ctx.rt, ctx.organization_id, RouteSpec(
             kind="slack", connection="default", channel=DEMO_CHANNELS["approvals"]), actor="demo")
     wf_id = f"demo-slack-private-{int(time.time())}"
-    res: SendSlackMessageResult = await ctx.client.execute_workflow(
-        "SendSlackMessage",
-        SendSlackMessageInput(organization_id=ctx.organization_id, channel=DEMO_CHANNELS["finance"],
-                              message="Q3 revenue report is ready", fallback=[{"kind": "admin"}]),
-        id=wf_id, task_queue=ctx.settings.task_queue, result_type=SendSlackMessageResult)
-    ctx.expect(res.route != "slack", f"a private channel without the bot was posted to: {res.route}")
-    rounds: DeliverResult = await ctx.client.execute_workflow(
-        "DeliverAdminNotifications", DeliverInput(organization_id=ctx.organization_id),
-        id=f"demo-alerts-{int(time.time())}", task_queue=ctx.settings.task_queue, result_type=DeliverResult)
-    notes = await ctx.rt.store.run(ctx.rt.store.notifications, ctx.organization_id)
-    fallback = [n for n in notes if n.kind == "slack_undelivered" and "Q3 revenue" in n.message]
-    ctx.expect(fallback, "the admin fallback recorded no notification")
-    states = await ctx.rt.store.run(alerts_store.deliveries, fallback[-1].id or 0)
+    # Only the administrators hear of it: not delivered, so the workflow ends Failed (typed, searchable).
+    err: ApplicationError | None = None
+    try:
+        await ctx.client.execute_workflow(
+            "SendSlackMessage",
+            SendSlackMessageInput(organization_id=ctx.organization_id, channel=DEMO_CHANNELS["finance"],
+                                  message="Q3 revenue report is ready", fallback=[{"kind": "admin"}]),
+            id=wf_id, task_queue=ctx.settings.task_queue, result_type=SendSlackMessageResult)
+        raise DemoFailed("a private channel without the bot was posted to")
+    except WorkflowFailureError as exc:
+        cause = exc.cause
+        if not isinstance(cause, ApplicationError) or not cause.details:
+            raise DemoFailed(f"untyped failure: {cause!r}") from None
+        err = cause
+        res = SendSlackMessageResult.model_validate(err.details[0]["result"])
+    ctx.expect(res.notification_id and not res.delivered, f"the admin fallback did not record an alert: {res}")
+    # The alert wakes the organization's AdminAlertDelivery workflow, which posts it to #approvals.
+    states: Sequence[AlertDelivery] = []
+    for _ in range(150):
+        states = await ctx.rt.store.run(alerts_store.deliveries, res.notification_id or 0)
+        if any(d.route_id == route.id and d.status == "delivered" for d in states):
+            break
+        await asyncio.sleep(0.2)
     ctx.expect(any(d.route_id == route.id and d.status == "delivered" for d in states),
                f"the alert did not reach #approvals: {[d.model_dump() for d in states]}")
     code = res.attempts[0].error.get("code") if res.attempts and res.attempts[0].error else None
-    ctx.say(f"SendSlackMessage to private #finance (bot not invited) → {code}, delivered via {res.route}; "
-            f"DeliverAdminNotifications sent {rounds.delivered} alert(s) to #approvals")
+    ctx.say(f"SendSlackMessage to private #finance (bot not invited) → {code}: Failed ({err and err.type}), "
+            f"administrators notified; AdminAlertDelivery posted the alert to #approvals")
     ctx.say(f"  Temporal UI: {ctx.workflow_link(wf_id)}")
+    ctx.say(f"  alert delivery: {ctx.workflow_link(alert_workflow_id(ctx.organization_id))}")

@@ -345,9 +345,16 @@ class RouteAttempt(_Model):
 
 
 class SendSlackMessageResult(_Model):
-    """Which route delivered the message (`slack` is the primary target) and what failed before it."""
+    """Which route delivered the message (`slack` is the primary target) and what failed before it.
+
+    `delivered` is True only when people got the message (the primary target or a fallback channel, DM or
+    WhatsApp number); a fallback route reports `outcome: partial`. When only the administrators were told (the
+    `admin` route) or nothing worked, the workflow ends Failed and this result rides in the error's details.
+    """
 
     delivered: bool
+    outcome: Literal["succeeded", "partial", "failed"] = "succeeded"
+    fallback: bool = Field(default=False, description="delivered by a fallback route, not the primary target")
     route: str | None = None
     channel: str | None = None
     ts: str | None = None

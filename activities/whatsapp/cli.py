@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import csv
 import json
+import re
 import sys
+import uuid
 from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from activities.whatsapp import apps, conversation_ids
@@ -26,11 +31,14 @@ from activities.whatsapp.models import (
 )
 from activities.whatsapp.phone import normalize_e164
 from activities.whatsapp.store import WhatsAppStore
-from core.cli import console, run_classified
+from core.cli import console, errors, fail, run_classified
 from core.errors import PermanentError
+from core.links import workflow_link
+from core.settings import get_settings
+from core.temporal import connect
 
 T = TypeVar("T")
-app = typer.Typer(name="whatsapp", help="WhatsApp Business: phone number, templates, opt-ins, cost",
+app = typer.Typer(name="whatsapp", help="WhatsApp Business: send, bulk sends, phone number, templates, opt-ins, cost",
                   no_args_is_help=True)
 phone = typer.Typer(help="The connection's business phone number", no_args_is_help=True)
 templates = typer.Typer(help="Message templates of the connection's WABA", no_args_is_help=True)
@@ -361,3 +369,209 @@ def conversation_key() -> None:
     token may create it; gateways and workers only read it)."""
     _run(lambda rt: conversation_ids.key(rt))
     console.print(f"conversation-id key present at {conversation_ids.VAULT_NAME} (osi/apps/)")
+
+
+# ---- sending (through Temporal) ---------------------------------------------------------------
+bulk = typer.Typer(help="Bulk template sends: start, watch with a progress bar, pause, resume, cancel",
+                   no_args_is_help=True)
+app.add_typer(bulk, name="bulk")
+POLL_SECONDS = 0.5
+
+
+def _progress_view(title: str) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console, transient=False)
+
+
+async def _watch(handle: Any, title: str, total: int) -> Any:
+    """Poll the workflow's `progress` query into a Rich progress bar until the workflow ends; its result.
+
+    A workflow without the query (or one that has not answered yet) shows an indeterminate bar."""
+    result_task = asyncio.ensure_future(handle.result())
+    with _progress_view(title) as bar:
+        task = bar.add_task(title, total=total or None, detail="")
+        while not result_task.done():
+            try:
+                p = await handle.query("progress")
+            except Exception:  # not queryable (yet): keep the bar indeterminate
+                p = None
+            if isinstance(p, dict):
+                done = sum(int(p.get(k) or 0) for k in ("sent", "failed", "skipped", "cancelled"))
+                detail = ", ".join(f"{p[k]} {k}" for k in ("sent", "failed", "held", "skipped") if p.get(k))
+                bar.update(task, total=p.get("total") or total or None, completed=done,
+                           detail=f"{detail} [{p.get('state', 'running')}]" if p.get("state") else detail)
+            await asyncio.wait([result_task], timeout=POLL_SECONDS)
+        if result_task.exception() is None:
+            final = result_task.result()
+            if isinstance(final, dict):
+                done = sum(int(final.get(k) or 0) for k in ("sent", "failed", "skipped", "cancelled"))
+                bar.update(task, total=final.get("total") or total or done or 1, completed=done or total or 1)
+    return result_task.result()
+
+
+def _recipients(values: list[str]) -> list[str]:
+    try:
+        return [normalize_e164(v, "--to") for v in values]
+    except PermanentError as exc:
+        raise typer.BadParameter(exc.message, param_hint="--to") from None
+
+
+@app.command("send")
+def send(org: str = ORG, name: str = NAME,
+         to: list[str] = typer.Option(..., "--to", help="recipient in E.164 (repeatable)"),
+         text: str | None = typer.Option(None, "--text", help="a free-form text message"),
+         template: str | None = typer.Option(None, "--template", help="an approved template's name"),
+         language: str = typer.Option("en_US", "--language", help="the template's language"),
+         param: list[str] = typer.Option([], "--param", help="a template body parameter, in order (repeatable)"),
+         wait: bool = typer.Option(True, "--wait/--no-wait", help="follow it with a progress bar until done"),
+         as_json: bool = JSON_OUT) -> None:
+    """Send a text or template message through SendWhatsAppMessage on Temporal (durable; held sends resume
+    when a messaging-limit slot frees). Exit 0 when every recipient was sent or held, 1 otherwise."""
+    if (text is None) == (template is None):
+        raise typer.BadParameter("give --text or --template (one of them)", param_hint="--text/--template")
+    numbers = _recipients(to)
+    inp: dict[str, Any] = {"organization_id": org, "connection": name, "to": numbers}
+    if text is not None:
+        inp["text"] = text
+    else:
+        inp |= {"type": "template", "template": {"name": template, "language": language, "body": list(param)}}
+    settings = get_settings()
+    wf_id = f"cli-whatsapp-{uuid.uuid4().hex[:12]}"
+
+    async def go() -> Any:
+        client = await connect(settings)
+        handle = await client.start_workflow("SendWhatsAppMessage", inp, id=wf_id, task_queue=settings.task_queue,
+                                             static_summary=f"`osi whatsapp send`: {len(numbers)} recipient(s)")
+        if not as_json:
+            errors.print(f"started {wf_id}: {workflow_link(settings, wf_id)}", markup=False)
+        if not wait:
+            return None
+        return await (handle.result() if as_json else _watch(handle, "sending", len(numbers)))
+
+    res = asyncio.run(go())
+    if res is None:
+        console.print(wf_id, markup=False, highlight=False)
+        return
+    if as_json:
+        console.print_json(data=res)
+    else:
+        table = Table("to", "status", "message id", "error")
+        for r in res.get("results") or []:
+            err = r.get("error") or {}
+            table.add_row(r.get("to", ""), r.get("status", ""), r.get("message_id") or "",
+                          f"{err.get('code') or ''} {err.get('message') or ''}".strip())
+        console.print(table)
+    if res.get("failed"):
+        raise fail(f"{res['failed']} of {len(res.get('results') or [])} recipients failed")
+
+
+def _bulk_file(path: Path) -> list[dict[str, Any]]:
+    """Recipients from JSON (a list of {to, body, header, buttons}) or CSV (a `to` column, then the body
+    parameters in order, or named by their column header when it is not `p1`, `p2`…)."""
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(path.read_text())
+            if not isinstance(data, list):
+                raise ValueError("the JSON file must hold a list of recipients")
+            return [d if isinstance(d, dict) else {"to": str(d)} for d in data]
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, ValueError, csv.Error) as exc:
+        raise typer.BadParameter(f"{path}: {exc}", param_hint="RECIPIENTS") from None
+    out = []
+    for i, row in enumerate(rows, start=2):
+        to = (row.pop("to", None) or "").strip()
+        if not to:
+            raise typer.BadParameter(f"{path}:{i}: no `to` column value", param_hint="RECIPIENTS")
+        values = {k: v for k, v in row.items() if k and v not in (None, "")}
+        positional = all(re.fullmatch(r"p\d+", k) for k in values)
+        out.append({"to": to, "body": [values[k] for k in sorted(values, key=lambda k: int(k[1:]))]
+                    if positional else values})
+    return out
+
+
+@bulk.command("send")
+def bulk_send(org: str = ORG, name: str = NAME,
+              recipients: Path = typer.Argument(..., exists=True, dir_okay=False, help="a .csv or .json file"),
+              template: str = typer.Option(..., "--template", help="an approved template's name"),
+              language: str = typer.Option("en_US", "--language"),
+              batch_size: int = typer.Option(100, "--batch-size"),
+              concurrency: int = typer.Option(10, "--concurrency"),
+              watch: bool = typer.Option(False, "--watch", help="follow it with a progress bar until done"),
+              as_json: bool = JSON_OUT) -> None:
+    """Start BulkSendWhatsAppTemplate; prints its workflow id (and, with --watch, its progress and outcome)."""
+    people = _bulk_file(recipients)
+    inp = {"organization_id": org, "connection": name, "template_name": template, "language": language,
+           "recipients": people, "batch_size": batch_size, "concurrency": concurrency}
+    settings = get_settings()
+    wf_id = f"cli-bulk-{uuid.uuid4().hex[:12]}"
+
+    async def go() -> Any:
+        client = await connect(settings)
+        handle = await client.start_workflow("BulkSendWhatsAppTemplate", inp, id=wf_id,
+                                             task_queue=settings.task_queue,
+                                             static_summary=f"`osi whatsapp bulk send`: template {template}, "
+                                                            f"{len(people)} recipients")
+        return await _watch(handle, f"bulk {template}", len(people)) if watch else None
+
+    errors.print(f"started {wf_id} ({len(people)} recipients): {workflow_link(settings, wf_id)}", markup=False)
+    res = asyncio.run(go())
+    if res is None:
+        console.print(wf_id, markup=False, highlight=False)
+        return
+    _bulk_summary(res, as_json)
+
+
+def _bulk_summary(res: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        console.print_json(data=res)
+    else:
+        console.print(f"{res.get('state')}: {res.get('sent', 0)} sent, {res.get('failed', 0)} failed, "
+                      f"{res.get('skipped', 0)} skipped, {res.get('cancelled', 0)} cancelled of {res.get('total')}"
+                      + (f"; failures by code: {res['failed_by_error']}" if res.get("failed_by_error") else ""),
+                      markup=False, highlight=False)
+    if res.get("failed") and not res.get("sent"):
+        raise fail("every recipient failed")
+
+
+@bulk.command("watch")
+def bulk_watch(workflow_id: str = typer.Argument(..., help="the bulk send's workflow id"),
+               as_json: bool = JSON_OUT) -> None:
+    """Follow a running bulk send with a progress bar until it ends (Ctrl-C stops watching, not the send)."""
+    settings = get_settings()
+
+    async def go() -> Any:
+        client = await connect(settings)
+        handle = client.get_workflow_handle(workflow_id)
+        p = await handle.query("progress")
+        return await _watch(handle, "bulk send", int(p.get("total") or 0))
+
+    _bulk_summary(asyncio.run(go()), as_json)
+
+
+def _bulk_signal(workflow_id: str, signal: str) -> None:
+    settings = get_settings()
+
+    async def go() -> None:
+        client = await connect(settings)
+        await client.get_workflow_handle(workflow_id).signal(signal)
+
+    asyncio.run(go())
+    console.print(f"{signal}: sent to {workflow_id}", markup=False, highlight=False)
+
+
+@bulk.command("pause")
+def bulk_pause(workflow_id: str = typer.Argument(...)) -> None:
+    """Finish the batches in flight, start no new one until resumed."""
+    _bulk_signal(workflow_id, "pause")
+
+
+@bulk.command("resume")
+def bulk_resume(workflow_id: str = typer.Argument(...)) -> None:
+    _bulk_signal(workflow_id, "resume")
+
+
+@bulk.command("cancel")
+def bulk_cancel(workflow_id: str = typer.Argument(...)) -> None:
+    """Finish the batches in flight and stop; the rest is counted as cancelled."""
+    _bulk_signal(workflow_id, "cancel")

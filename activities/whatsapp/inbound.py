@@ -107,10 +107,10 @@ async def _async_failure(rt: Runtime, conn: Connection, wa_id: str, pid: str, er
     if code == MARKETING_OPT_OUT_CODE:
         await rt.store.run(ws.opt_out, conn.organization_id, pid, wa_id, "meta:131050", marketing_only=True)
     if health is not None:
-        await rt.store.run(rt.store.notify_admins, conn.organization_id, "async_failure",
-                           f"WHATSAPP_BUSINESS connection {conn.name!r}: a message failed after acceptance with "
-                           f"{code} ({err.get('title') or 'no title'})", connection_id=conn.id,
-                           severity="error" if health is Health.UNHEALTHY else "warning")
+        await rt.notify_admins(conn.organization_id, "async_failure",
+                               f"WHATSAPP_BUSINESS connection {conn.name!r}: a message failed after acceptance with "
+                               f"{code} ({err.get('title') or 'no title'})", connection_id=conn.id,
+                               severity="error" if health is Health.UNHEALTHY else "warning")
 
 
 async def _account_error(rt: Runtime, conn: Connection, err: dict) -> None:
@@ -118,6 +118,6 @@ async def _account_error(rt: Runtime, conn: Connection, err: dict) -> None:
     code = str(err.get("code"))
     log.warning("whatsapp account-level error %s on connection %s: %s", code, conn.id, err.get("title"))
     await rt.store.run(ws.note_async_failure, conn.id, code, str(err.get("title") or ""), Health.DEGRADED)
-    await rt.store.run(rt.store.notify_admins, conn.organization_id, "account_error",
-                       f"WHATSAPP_BUSINESS connection {conn.name!r}: Meta reported {code} "
-                       f"({err.get('title') or 'no title'})", connection_id=conn.id, severity="warning")
+    await rt.notify_admins(conn.organization_id, "account_error",
+                           f"WHATSAPP_BUSINESS connection {conn.name!r}: Meta reported {code} "
+                           f"({err.get('title') or 'no title'})", connection_id=conn.id, severity="warning")

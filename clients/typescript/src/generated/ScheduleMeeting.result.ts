@@ -20,7 +20,7 @@ export interface ParticipantAvailability {
   error: string | null;
   required: boolean;
   working_hours: WorkingHours | null;
-  working_hours_source: "provider" | "input" | "default" | "none";
+  working_hours_source: "provider" | "input" | "time_zone" | "default" | "none";
 }
 export interface BusyInterval {
   end: string;

@@ -2,12 +2,21 @@
 
 /**
  * Which route delivered the message (`slack` is the primary target) and what failed before it.
+ *
+ * `delivered` is True only when people got the message (the primary target or a fallback channel, DM or
+ * WhatsApp number); a fallback route reports `outcome: partial`. When only the administrators were told (the
+ * `admin` route) or nothing worked, the workflow ends Failed and this result rides in the error's details.
  */
 export interface SendSlackMessageResult {
   attempts: RouteAttempt[];
   channel: string | null;
   delivered: boolean;
+  /**
+   * delivered by a fallback route, not the primary target
+   */
+  fallback: boolean;
   notification_id: number | null;
+  outcome: "succeeded" | "partial" | "failed";
   route: string | null;
   ts: string | null;
   whatsapp_message_ids: string[];
