@@ -59,7 +59,7 @@ def link_requester(settings: Settings, path: str, organization_id: str, name: st
     path, organization and name; "operator" for the operator key as a bearer; None when refused."""
     bearer = (authorization or "").removeprefix("Bearer ").strip()
     operator = settings.admin_api_key
-    if bearer and operator is not None and hmac.compare_digest(bearer, operator.get_secret_value()):
+    if bearer and operator is not None and hmac.compare_digest(bearer.encode(), operator.get_secret_value().encode()):
         return "operator"
     sig = query.get("sig", "")
     if not sig:
@@ -70,7 +70,7 @@ def link_requester(settings: Settings, path: str, organization_id: str, name: st
         return None
     by = query.get("by", "")[:200]
     if exp <= time.time() or not hmac.compare_digest(
-            sig, _signature(signing_key(settings), path, organization_id, name, exp, by)):
+            sig.encode(), _signature(signing_key(settings), path, organization_id, name, exp, by).encode()):
         return None
     return by or "unknown"
 

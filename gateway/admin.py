@@ -54,7 +54,7 @@ async def principal(request: Request) -> Principal:
     if not given:
         raise HTTPException(401, "missing bearer admin key")
     operator = request.app.state.settings.admin_api_key
-    if operator is not None and hmac.compare_digest(given, operator.get_secret_value()):
+    if operator is not None and hmac.compare_digest(given.encode(), operator.get_secret_value().encode()):
         return Principal("operator", None)
     rt = request.app.state.rt
     key: AdminKey | None = await rt.store.run(rt.store.find_admin_key, given)

@@ -311,7 +311,7 @@ def router() -> APIRouter:
         key, organization = key.strip(), organization.strip()
         operator = settings.admin_api_key
         found: AdminKey | None = None
-        if operator is not None and key and hmac.compare_digest(key, operator.get_secret_value()):
+        if operator is not None and key and hmac.compare_digest(key.encode(), operator.get_secret_value().encode()):
             session = sessions.new_session(f"operator:{sessions.operator_fingerprint(key)}", "operator", None)
         elif key and (found := await rt.store.run(rt.store.find_admin_key, key)) is not None:
             session = sessions.new_session(f"key:{found.id}", found.label, found.organization_id)

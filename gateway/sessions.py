@@ -100,7 +100,7 @@ def csrf_token(rt: Runtime, session: Session) -> str:
 
 
 def csrf_ok(rt: Runtime, session: Session, token: str | None) -> bool:
-    return bool(token) and hmac.compare_digest(csrf_token(rt, session), token or "")
+    return bool(token) and hmac.compare_digest(csrf_token(rt, session).encode(), (token or "").encode())
 
 
 def operator_fingerprint(key: str) -> str:

@@ -127,7 +127,7 @@ def verify(s: Session, key: bytes, organization_id: str | None = None) -> Verifi
                       else f"sequence {ev.seq} repeated")
         elif ev.prev_hash != prev:
             reason = "not linked to the previous row (prev_hash differs): rows deleted or reordered"
-        elif ev.hash is None or not hmac.compare_digest(ev.hash, row_hash(key, ev)):
+        elif ev.hash is None or not hmac.compare_digest(ev.hash.encode(), row_hash(key, ev).encode()):
             reason = "content does not match its hash: the row was edited"
         if reason is not None:
             result.ok = False

@@ -115,7 +115,7 @@ async def test_the_web_ui_path(prod_gateway, keys) -> None:
         assert pre.headers["access-control-allow-credentials"] == "true"
         enc = (await http.post("/codec/encode", json={"payloads": [plain({"organization_id": keys["a_org"]})]},
                                headers=bearer(prod_gateway.operator_key))).json()
-        ns = prod_gateway.settings.temporal_namespace
+        ns = prod_gateway.settings.namespace()
         r = await http.post("/codec/decode", json=enc, headers={
             "Origin": ui, "Content-Type": "application/json", "X-Namespace": ns, **bearer(keys["a"])})
         assert r.status_code == 200 and r.headers["access-control-allow-origin"] == ui
@@ -144,3 +144,28 @@ async def test_history_of_one_organization_is_readable_only_with_its_key(
     assert "only for A" in base64.b64decode(a[0]["data"]).decode()
     assert b == body["payloads"]
     assert json_format.ParseDict(b[0], Payload()).metadata["encoding"] == b"binary/encrypted"
+
+
+async def test_a_workflows_results_belong_to_the_organization_its_input_named(runtime, settings) -> None:
+    """Temporal hands the codec the workflow id: a result or failure without an `organization_id` of its own is
+    scoped to the organization the workflow's input named, so that organization's key reads it (and no other)."""
+    from temporalio.converter import WorkflowSerializationContext
+
+    from vault.codec import VaultEnvelopeCodec
+
+    def payload(doc: object) -> Payload:
+        return Payload(metadata={"encoding": b"json/plain"}, data=json.dumps(doc).encode())
+
+    codec = VaultEnvelopeCodec(runtime.vault, settings.vault_transit_key)
+    wf = f"wf-{uuid.uuid4().hex}"
+    worker_side = codec.with_context(WorkflowSerializationContext(namespace="default", workflow_id=wf))
+    started = await codec.encode_scoped([payload({"organization_id": "org-a", "to": "+1"})], "org-a")
+    await worker_side.decode(started)  # the worker reads the input: the workflow is org-a's
+    result = await worker_side.encode([payload({"delivered": True})])
+    assert json.loads((await codec.decode_scoped(result, "org-a"))[0].data) == {"delivered": True}
+    assert (await codec.decode_scoped(result, "org-b"))[0].metadata["encoding"] == b"binary/encrypted"
+    # A workflow whose input named no organization keeps the operator-only default.
+    other = codec.with_context(WorkflowSerializationContext(namespace="default", workflow_id=f"wf-{uuid.uuid4().hex}"))
+    unscoped = await other.encode([payload({"delivered": True})])
+    assert (await codec.decode_scoped(unscoped, "org-a"))[0].metadata["encoding"] == b"binary/encrypted"
+    assert json.loads((await codec.decode_scoped(unscoped, None))[0].data) == {"delivered": True}

@@ -232,7 +232,9 @@ async def test_events_survive_the_receiver_being_down_and_arrive_in_order_once(
     # Every attempt of one event carried the same id and body (receivers deduplicate by X-OSI-Event-Id).
     first = [r for r in got if json.loads(r["body"])["data"]["message"]["text"] == "message 0"]
     assert len({r["headers"]["x-osi-event-id"] for r in first}) == 1 and len({r["body"] for r in first}) == 1
-    rows = EventStore(runtime.store).deliveries(org, sub)
+    # The receiver's 200 is recorded right after it answers: wait for that write too.
+    rows = await eventually(lambda: EventStore(runtime.store).deliveries(org, sub),
+                            lambda rows: all(r.status == "delivered" for r in rows), tries=200, delay=0.05)
     assert all(r.status == "delivered" for r in rows) and max(r.attempts for r in rows) >= 3
 
 

@@ -151,10 +151,26 @@ async def test_a_lost_slack_post_is_found_in_the_channel_history(runtime, sandbo
 
 
 # ---- kill -9 --------------------------------------------------------------------------------------------------
+async def webhooks_about(sandbox: Any, recipients: list[str]) -> str:
+    """For a failure message: the status webhooks the sandbox posted about these recipients and what the gateway
+    answered (a duplicate means none of them settled the first send's intent in time)."""
+    async with httpx.AsyncClient() as http:
+        deliveries = (await http.get(f"{sandbox.url}/_sandbox/whatsapp/webhooks")).json()
+    lines = []
+    for d in deliveries:
+        for e in d["body"].get("entry") or []:
+            for c in e.get("changes") or []:
+                for st in (c.get("value") or {}).get("statuses") or []:
+                    if "+" + str(st.get("recipient_id")) in recipients:
+                        lines.append(f"{st.get('status')} {st.get('id')} {st.get('biz_opaque_callback_data')} "
+                                     f"-> HTTP {d['status']}")
+    return "status webhooks for " + ", ".join(recipients) + ": " + ("; ".join(lines) or "none")
+
+
 def worker_env(settings: Settings, queue: str) -> dict[str, str]:
     env = {**os.environ, "OSI_TEMPORAL_ADDRESS": settings.temporal_address, "OSI_VAULT_ADDR": settings.vault_addr,
            "OSI_VAULT_TOKEN": "root", "OSI_DATABASE_URL": settings.database_url, "OSI_TASK_QUEUE": queue,
-           "OSI_WORKER_METRICS_PORT": "0", "OSI_BREAKER_FAILURE_THRESHOLD": "50"}
+           "OSI_WORKER_METRICS_PORT": "0", "OSI_WORKER_SDK_METRICS_PORT": "0", "OSI_BREAKER_FAILURE_THRESHOLD": "50"}
     for plugin in registry().providers():
         assert plugin.provider is not None
         env |= plugin.provider.settings.sandbox_env(settings.sections["whatsapp"]["base_url"].rsplit("/", 1)[0])
@@ -208,7 +224,7 @@ async def test_kill_9_during_a_bulk_send_loses_and_repeats_nothing(client, runti
     twice = [r for r in recipients if per[r.lstrip("+")] > 1]
     FAULT_FIGURES.append(f"kill -9 x3 mid-bulk (after {kills} accepted): attempted {len(recipients)}, "
                          f"lost {len(lost)}, sent twice {len(twice)}, resent after a lost answer {result.resent}")
-    assert (lost, twice) == ([], [])
+    assert (lost, twice) == ([], []), await webhooks_about(sandbox, twice[:1])
     # The workflow's counts are the provider's.
     assert (result.state, result.sent, result.failed, result.pending) == ("completed", len(recipients), 0, 0)
     assert result.sent == sum(1 for r in recipients if per[r.lstrip("+")] == 1)

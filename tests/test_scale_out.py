@@ -116,7 +116,8 @@ def child_env(settings: Settings, sandbox_url: str, prefix: str, **extra: str) -
     for plugin in registry().providers():
         assert plugin.provider is not None
         env |= plugin.provider.settings.sandbox_env(sandbox_url)
-    return {**env, "OSI_WORKER_METRICS_PORT": "0",
+    return {**env, "OSI_DEV_MODE": "true", "OSI_STACK_FILE": "", "OSI_WORKER_METRICS_PORT": "0",
+            "OSI_WORKER_SDK_METRICS_PORT": "0",
             "OSI_TEMPORAL_ADDRESS": str(settings.temporal_address), "OSI_TASK_QUEUE": settings.task_queue,
             "OSI_VAULT_ADDR": settings.vault_addr, "OSI_VAULT_TOKEN": "root",
             "OSI_DATABASE_URL": settings.database_url, "OSI_MIGRATE_ON_START": "false",

@@ -12,13 +12,15 @@ import pytest
 from activities.slack.settings import SlackSettings
 from activities.whatsapp.settings import WhatsAppSettings
 from core.settings import Settings, stack_file
+from core.temporal import client_config
 from worker import dev
 
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     for name in ("OSI_DATA_DIR", "OSI_PORT_BASE", "OSI_GATEWAY_PORT", "OSI_GATEWAY_PUBLIC_URL", "OSI_DATABASE_URL",
-                 "OSI_TEMPORAL_ADDRESS", "OSI_VAULT_ADDR", "OSI_WHATSAPP_BASE_URL", "OSI_TEMPORAL_UI_URL"):
+                 "OSI_TEMPORAL_ADDRESS", "OSI_VAULT_ADDR", "OSI_WHATSAPP_BASE_URL", "OSI_TEMPORAL_UI_URL",
+                 "TEMPORAL_ADDRESS", "TEMPORAL_CONFIG_FILE", "TEMPORAL_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -27,8 +29,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 def test_urls_follow_their_ports_and_one_base_moves_every_port(clean_env, monkeypatch) -> None:
     monkeypatch.setenv("OSI_STACK_FILE", "")
     s = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert (s.temporal_address, s.temporal_ui_url, s.vault_addr, s.gateway_public_url) == (
-        "127.0.0.1:7233", "http://127.0.0.1:8233", "http://127.0.0.1:8200", "http://127.0.0.1:8080")
+    # Without a local port, Temporal's own client configuration (envconfig) decides the address.
+    assert s.temporal_address is None and client_config(s, {})["target_host"] == "127.0.0.1:7233"
+    assert (s.temporal_ui_url, s.vault_addr, s.gateway_public_url) == (
+        "http://127.0.0.1:8233", "http://127.0.0.1:8200", "http://127.0.0.1:8080")
     monkeypatch.setenv("OSI_GATEWAY_PORT", "18080")
     assert Settings(_env_file=None).gateway_public_url == "http://127.0.0.1:18080"  # type: ignore[call-arg]
     monkeypatch.delenv("OSI_GATEWAY_PORT")

@@ -79,7 +79,8 @@ def test_generated_types_match_the_schemas(built: None) -> None:
 @pytest.fixture(scope="module")
 def keyed_gateway(settings: Settings) -> Iterator[str]:
     """A gateway whose codec endpoint requires a key (the operator key, or an organization's admin key)."""
-    keyed = settings.model_copy(update={"admin_api_key": SecretStr(OPERATOR_KEY), "gateway_port": free_port()})
+    keyed = settings.model_copy(update={"dev_mode": False, "admin_api_key": SecretStr(OPERATOR_KEY),
+                                        "gateway_port": free_port()})
     srv = ServerThread(create_gateway(keyed), keyed.gateway_port).start()
     yield srv.url
     srv.stop()
@@ -95,7 +96,7 @@ async def codec_key(gateway_url: str, runtime: Runtime, settings: Settings, org:
                           "data": base64.b64encode(p.data).decode()} for p in sample]}
     async with httpx.AsyncClient() as http:
         r = await http.post(f"{gateway_url}/codec/decode", json=body,
-                            headers={"Authorization": f"Bearer {org_key}", "X-Namespace": settings.temporal_namespace})
+                            headers={"Authorization": f"Bearer {org_key}", "X-Namespace": settings.namespace()})
     if r.status_code == 200:
         return org_key, "organization"
     warnings.warn(f"the codec endpoint refused an organization admin key ({r.status_code}): the TypeScript test "
@@ -112,7 +113,7 @@ async def test_every_workflow_through_the_typescript_client(
     fixture = tmp_path / "contract-org.json"
     fixture.write_text(json.dumps(org.as_json()))
     code, report = await npm_async("test", timeout=300, env={
-        "OSI_TEMPORAL_ADDRESS": settings.temporal_address, "OSI_TEMPORAL_NAMESPACE": settings.temporal_namespace,
+        "OSI_TEMPORAL_ADDRESS": settings.temporal_address, "OSI_TEMPORAL_NAMESPACE": settings.namespace(),
         "OSI_TASK_QUEUE": settings.task_queue, "OSI_GATEWAY_URL": keyed_gateway, "OSI_CODEC_KEY": key,
         "OSI_CODEC_KEY_KIND": kind, "OSI_CONTRACT_ORG": str(fixture), "OSI_REQUIRE_STACK": "1"})
     assert code == 0, report[-8000:]

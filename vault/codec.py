@@ -7,13 +7,14 @@ import json
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Self
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from google.protobuf.message import DecodeError
 from hvac.exceptions import InvalidRequest
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import PayloadCodec
+from temporalio.converter import PayloadCodec, SerializationContext, WithSerializationContext
 
 from vault.client import VaultClient
 
@@ -24,6 +25,7 @@ KEY_META = "encryption-key-id"
 ORG_META = "osi-organization"
 OPERATOR = None  # the scope that may decode every organization's payloads
 _UNWRAPPED_CACHE = 256  # wrapped data keys kept unwrapped (one per process that encoded; bounded anyway)
+_WORKFLOWS_REMEMBERED = 100_000  # workflow id -> organization entries (LRU)
 
 
 class CodecError(ValueError):
@@ -44,44 +46,73 @@ def organization_of(p: Payload) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-class VaultEnvelopeCodec(PayloadCodec):
+class _Shared:
+    """What every context-bound copy of one codec shares: the data key, unwrapped keys, learned organizations."""
+
+    def __init__(self) -> None:
+        self.key: bytes | None = None
+        self.wrapped: str | None = None
+        self.unwrapped: OrderedDict[str, bytes] = OrderedDict()
+        self.lock = asyncio.Lock()
+        # workflow id -> organization, learned from the workflow's own payloads (its input names the organization).
+        self.organizations: OrderedDict[str, str] = OrderedDict()
+
+    def learn(self, workflow_id: str | None, organization: str | None) -> None:
+        if workflow_id and organization:
+            self.organizations[workflow_id] = organization
+            self.organizations.move_to_end(workflow_id)
+            while len(self.organizations) > _WORKFLOWS_REMEMBERED:
+                self.organizations.popitem(last=False)
+
+
+class VaultEnvelopeCodec(PayloadCodec, WithSerializationContext):
     """AES-256-GCM per payload; the data key is wrapped by Vault transit and travels in metadata.
 
     One transit call per process (generate) and one per foreign key (unwrap, cached), not one per
     payload. Payloads without our encoding (e.g. started by OpenSyte's TypeScript client) pass
     through untouched, so plain-JSON starts keep working. Each encrypted payload carries, inside the
-    ciphertext, the organization it belongs to (from its JSON), so the codec endpoint can decode for an
-    organization's key only that organization's payloads.
+    ciphertext, the organization it belongs to, so the codec endpoint can decode for an organization's key
+    only that organization's payloads: the organization of its JSON, else that of the workflow it belongs to
+    (Temporal gives the codec the workflow id; its input, decoded first, named the organization). A result or
+    a failure without an `organization_id` of its own is thus its workflow's organization's to read.
     """
 
-    def __init__(self, vault: VaultClient, key_name: str) -> None:
+    def __init__(self, vault: VaultClient, key_name: str, *, _shared: _Shared | None = None,
+                 _workflow_id: str | None = None) -> None:
         self.vault = vault
         self.key_name = key_name
-        self._key: bytes | None = None
-        self._wrapped: str | None = None
-        self._unwrapped: OrderedDict[str, bytes] = OrderedDict()
-        self._lock = asyncio.Lock()
+        self._shared = _shared or _Shared()
+        self._workflow_id = _workflow_id
+
+    def with_context(self, context: SerializationContext) -> Self:
+        """A copy bound to the workflow (or the activity's workflow) whose payloads it is about to handle."""
+        workflow_id = getattr(context, "workflow_id", None)
+        return type(self)(self.vault, self.key_name, _shared=self._shared, _workflow_id=workflow_id)
 
     async def _current(self) -> tuple[bytes, str]:
-        if self._key is None or self._wrapped is None:
-            async with self._lock:
-                if self._key is None:
-                    key, wrapped = await asyncio.to_thread(self.vault.generate_data_key, self.key_name)
-                    self._key, self._wrapped = key, wrapped
-        assert self._key is not None and self._wrapped is not None
-        return self._key, self._wrapped
+        shared = self._shared
+        if shared.key is None or shared.wrapped is None:
+            async with shared.lock:
+                if shared.key is None:
+                    shared.key, shared.wrapped = await asyncio.to_thread(self.vault.generate_data_key,
+                                                                         self.key_name)
+        assert shared.key is not None and shared.wrapped is not None
+        return shared.key, shared.wrapped
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         return await self.encode_scoped(payloads)
 
     async def encode_scoped(self, payloads: Sequence[Payload], default_organization: str | None = None
                             ) -> list[Payload]:
-        """Encrypt; a payload's organization is its JSON's, else `default_organization` (else operator-only)."""
+        """Encrypt; a payload's organization is its JSON's, else `default_organization`, else its workflow's
+        (else operator-only)."""
         key, wrapped = await self._current()
         aes = AESGCM(key)
         out = []
         for p in payloads:
-            org = organization_of(p) or default_organization
+            own = organization_of(p)
+            self._shared.learn(self._workflow_id, own)
+            org = own or default_organization or self._shared.organizations.get(self._workflow_id or "")
             inner = Payload()
             inner.CopyFrom(p)
             if org is not None:
@@ -92,9 +123,10 @@ class VaultEnvelopeCodec(PayloadCodec):
         return out
 
     async def _data_key(self, wrapped: str) -> bytes:
-        if wrapped == self._wrapped and self._key is not None:
-            return self._key
-        key = self._unwrapped.get(wrapped)
+        shared = self._shared
+        if wrapped == shared.wrapped and shared.key is not None:
+            return shared.key
+        key = shared.unwrapped.get(wrapped)
         if key is None:
             if not wrapped.startswith("vault:v"):
                 raise CodecError("the payload's key id is not a Vault transit ciphertext")
@@ -102,9 +134,9 @@ class VaultEnvelopeCodec(PayloadCodec):
                 key = await asyncio.to_thread(self.vault.unwrap_data_key, self.key_name, wrapped)
             except InvalidRequest:
                 raise CodecError("Vault cannot unwrap the payload's data key") from None
-            self._unwrapped[wrapped] = key
-            while len(self._unwrapped) > _UNWRAPPED_CACHE:
-                self._unwrapped.popitem(last=False)
+            shared.unwrapped[wrapped] = key
+            while len(shared.unwrapped) > _UNWRAPPED_CACHE:
+                shared.unwrapped.popitem(last=False)
         return key
 
     async def open(self, p: Payload) -> tuple[Payload, str | None]:
@@ -127,7 +159,13 @@ class VaultEnvelopeCodec(PayloadCodec):
         """Everything (the worker and the CLI decode with the service's own rights)."""
         out = []
         for p in payloads:
-            out.append(p if p.metadata.get("encoding") != ENCODING else (await self.open(p))[0])
+            if p.metadata.get("encoding") != ENCODING:
+                self._shared.learn(self._workflow_id, organization_of(p))  # a plain-JSON start
+                out.append(p)
+                continue
+            inner, org = await self.open(p)
+            self._shared.learn(self._workflow_id, org)
+            out.append(inner)
         return out
 
     async def decode_scoped(self, payloads: Sequence[Payload], organization_id: str | None) -> list[Payload]:

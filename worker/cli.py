@@ -55,7 +55,7 @@ webhooks = typer.Typer(help="Verified deliveries the gateway could not process, 
                        no_args_is_help=True)
 audit = typer.Typer(help="The tamper-evident audit log (hash chain per organization)", no_args_is_help=True)
 # Commands that need no Vault credentials: `dev` is development mode itself; the others touch no secret.
-NO_CREDENTIALS = {"dev", "sandbox", "schema", "db"}
+NO_CREDENTIALS = {"dev", "sandbox", "schema", "db", "vault"}  # vault: sets Vault up with its own admin token
 vault_cli = typer.Typer(help="Set up Vault/OpenBao for this service", no_args_is_help=True)
 
 

@@ -124,22 +124,36 @@ def input_schema(model: type[BaseModel], types: list[str] | None = None) -> dict
 
 
 def result_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """A result as it is written: snake_case, every field with a default always present."""
+    """A result as it is written (core/payloads.py): snake_case, every field present except those that default
+    to null and are null (left out, so they are optional here)."""
 
     class _Serialized(_NoFieldTitles):
         def field_is_required(self, field: Any, total: bool) -> bool:
-            return True if self.mode == "serialization" else super().field_is_required(field, total)
+            if self.mode != "serialization":
+                return super().field_is_required(field, total)
+            inner = field.get("schema") or {}
+            return not (inner.get("type") == "default" and "default" in inner and inner["default"] is None)
 
     schema = copy.deepcopy(model.model_json_schema(by_alias=False, mode="serialization",
                                                    schema_generator=_Serialized))
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 
+# Started by the service itself (signal-with-start on an alert or an event, a schedule), never by OpenSyte: they
+# follow the contract's conventions but are not part of the published contract (no schema, no client helper).
+INTERNAL_WORKFLOWS = frozenset({"AdminAlertDelivery", "EventDelivery", "SweepEventOutbox"})
+
+
+def public_workflow_models() -> dict[str, tuple[type[BaseModel], type[BaseModel] | None]]:
+    """The workflows OpenSyte starts: `workflow_models()` without `INTERNAL_WORKFLOWS`."""
+    return {n: m for n, m in workflow_models().items() if n not in INTERNAL_WORKFLOWS}
+
+
 def export_schemas(out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for name, (inp, res) in sorted(workflow_models().items()):
+    for name, (inp, res) in sorted(public_workflow_models().items()):
         schemas = {"input": input_schema(inp, integration_types(name))}
         if res is not None:
             schemas["result"] = result_schema(res)

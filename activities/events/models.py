@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from core.contract import ContractModel, WorkflowInput
 from store.events import EVENT_TYPES
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Model(ContractModel):
+    pass
 
 
 class SubscriptionSpec(_Model):
@@ -53,7 +54,7 @@ class EmitResult(_Model):
     subscriptions: int = 0
 
 
-class DeliveryInput(_Model):
+class DeliveryInput(_Model, WorkflowInput):
     """One long-lived delivery workflow per subscription (`EventDelivery`, id `osi-events:{subscription}`).
 
     Events go out one at a time in outbox order (per-subscription ordering); each is one activity that Temporal
@@ -113,7 +114,7 @@ class GiveUpInput(_Model):
     error: str
 
 
-class SweepInput(_Model):
+class SweepInput(_Model, WorkflowInput):
     """Nudge the delivery of subscriptions whose events wait longer than this (a lost nudge)."""
 
     older_than_seconds: float = Field(default=60.0, ge=0)

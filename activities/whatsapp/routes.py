@@ -47,7 +47,8 @@ async def _connection_secrets(request: Request, connection_id: str
 
 
 def _challenge(expected: str | None, mode: str | None, token: str | None, challenge: str | None) -> Response:
-    if mode == "subscribe" and token and expected and hmac.compare_digest(token, expected) and challenge:
+    if (mode == "subscribe" and token and expected and challenge
+            and hmac.compare_digest(token.encode(), expected.encode())):
         return PlainTextResponse(challenge)
     return PlainTextResponse("Forbidden", status_code=403)
 

@@ -93,7 +93,7 @@ async def owner_for_connection(rt: Runtime, conn: Connection, secret: str, pid: 
         same_app = app_id == owner_app
     else:
         other = await app_secret_of(rt, owner, await _bearer(rt, owner))
-        same_app = bool(secret and other) and hmac.compare_digest(secret, other)
+        same_app = bool(secret and other) and hmac.compare_digest(secret.encode(), other.encode())
     if not same_app:
         return Unroutable("other_app", f"phone number id {pid} belongs to connection {owner.id} of another Meta app")
     return owner

@@ -48,7 +48,7 @@ def verify_signature(app_secret: str, body: bytes, header: str | None) -> bool:
     if not header.startswith("sha256="):
         return False
     expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header.removeprefix("sha256=").lower())
+    return hmac.compare_digest(expected.encode(), header.removeprefix("sha256=").lower().encode())
 
 
 MAX_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z: anything later is not a Unix time Meta sends

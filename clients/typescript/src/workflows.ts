@@ -123,10 +123,6 @@ export const bulkCreateCalendarEvents = helper<T.BulkCreateCalendarEventsInput, 
 export const connectionHealthSweep = helper<T.ConnectionHealthSweepInput, T.ConnectionHealthSweepResult>(
   "ConnectionHealthSweep",
 );
-export const deliverAdminNotifications = helper<
-  T.DeliverAdminNotificationsInput,
-  T.DeliverAdminNotificationsResult
->("DeliverAdminNotifications");
 
 /** Every helper by workflow name (a test checks there is one per schema). */
 export const START_HELPERS: Record<T.WorkflowName, Start<never, unknown>> = {
@@ -142,5 +138,4 @@ export const START_HELPERS: Record<T.WorkflowName, Start<never, unknown>> = {
   ScheduleMeeting: scheduleMeeting,
   BulkCreateCalendarEvents: bulkCreateCalendarEvents,
   ConnectionHealthSweep: connectionHealthSweep,
-  DeliverAdminNotifications: deliverAdminNotifications,
 };

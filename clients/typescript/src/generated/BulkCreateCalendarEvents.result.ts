@@ -10,9 +10,9 @@ export interface BulkCreateCalendarEventsResult {
  * One event of a bulk create: the created event's id, or the classified error that refused it.
  */
 export interface EventOutcome {
-  error: {
+  error?: {
     [k: string]: unknown | undefined;
   } | null;
-  event_id: string | null;
+  event_id?: string | null;
   index: number;
 }

@@ -2,7 +2,7 @@
 
 export interface BulkSendWhatsAppTemplateResult {
   cancelled: number;
-  error: {
+  error?: {
     [k: string]: unknown | undefined;
   } | null;
   failed: number;
@@ -37,17 +37,17 @@ export interface BulkSendWhatsAppTemplateResult {
   total: number;
 }
 export interface BulkOutcome {
-  code: string | null;
+  code?: string | null;
   index: number;
-  message_id: string | null;
+  message_id?: string | null;
   /**
    * Meta's send status when not `accepted` (held_for_quality_assessment, paused)
    */
-  message_status: string | null;
+  message_status?: string | null;
   /**
    * sent again after an attempt whose answer was lost
    */
   resent: boolean;
-  resume_at: string | null;
+  resume_at?: string | null;
   status: "sent" | "failed" | "skipped" | "held" | "pending";
 }

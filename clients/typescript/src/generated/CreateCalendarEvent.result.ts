@@ -4,7 +4,7 @@ export interface CreateCalendarEventResult {
   conflicts: Conflict[];
   decision: "free" | "conflict" | "moved" | "unchecked";
   event: CalendarEvent;
-  moved_from: string | null;
+  moved_from?: string | null;
   notified: string[];
   provider: string;
 }
@@ -19,36 +19,36 @@ export interface Conflict {
  */
 export interface CalendarEvent {
   attendees: Attendee[];
-  calendar_id: string | null;
-  created: string | null;
-  description: string | null;
+  calendar_id?: string | null;
+  created?: string | null;
+  description?: string | null;
   end: EventTime;
-  etag: string | null;
-  html_link: string | null;
-  ical_uid: string | null;
-  id: string | null;
-  location: string | null;
+  etag?: string | null;
+  html_link?: string | null;
+  ical_uid?: string | null;
+  id?: string | null;
+  location?: string | null;
   online_meeting: boolean;
-  online_meeting_url: string | null;
-  organizer: Person | null;
-  original_start: EventTime | null;
-  provider: string | null;
+  online_meeting_url?: string | null;
+  organizer?: Person | null;
+  original_start?: EventTime | null;
+  provider?: string | null;
   recurrence: string[];
-  recurring_event_id: string | null;
+  recurring_event_id?: string | null;
   reminders: Reminders;
   show_as: "busy" | "free" | "tentative" | "oof" | "workingElsewhere";
   start: EventTime;
   status: "confirmed" | "tentative" | "cancelled";
   time_zone: string;
   title: string;
-  updated: string | null;
+  updated?: string | null;
 }
 /**
  * A guest (on input a plain email string is accepted too: `AttendeeInput`).
  */
 export interface Attendee {
   email: string;
-  name: string | null;
+  name?: string | null;
   optional: boolean;
   organizer: boolean;
   resource: boolean;
@@ -58,13 +58,13 @@ export interface Attendee {
  * A timed boundary (aware `date_time` in `time_zone`) or an all-day boundary (`date`).
  */
 export interface EventTime {
-  date: string | null;
-  date_time: string | null;
-  time_zone: string | null;
+  date?: string | null;
+  date_time?: string | null;
+  time_zone?: string | null;
 }
 export interface Person {
   email: string;
-  name: string | null;
+  name?: string | null;
 }
 /**
  * `use_default` means the calendar's own defaults; otherwise `overrides` (at most 5).

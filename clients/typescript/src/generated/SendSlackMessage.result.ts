@@ -9,20 +9,20 @@
  */
 export interface SendSlackMessageResult {
   attempts: RouteAttempt[];
-  channel: string | null;
+  channel?: string | null;
   delivered: boolean;
   /**
    * delivered by a fallback route, not the primary target
    */
   fallback: boolean;
-  notification_id: number | null;
+  notification_id?: number | null;
   outcome: "succeeded" | "partial" | "failed";
-  route: string | null;
-  ts: string | null;
+  route?: string | null;
+  ts?: string | null;
   whatsapp_message_ids: string[];
 }
 export interface RouteAttempt {
-  error: {
+  error?: {
     [k: string]: unknown | undefined;
   } | null;
   ok: boolean;

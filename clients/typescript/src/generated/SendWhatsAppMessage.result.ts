@@ -10,16 +10,16 @@ export interface SendWhatsAppMessageResult {
  * One recipient's outcome: the provider message id and status, or the classified error.
  */
 export interface SendResult {
-  category: string | null;
-  error: {
+  category?: string | null;
+  error?: {
     [k: string]: unknown | undefined;
   } | null;
-  message_id: string | null;
+  message_id?: string | null;
   /**
    * held: when the portfolio limit frees a slot (ISO)
    */
-  resume_at: string | null;
+  resume_at?: string | null;
   status: "accepted" | "held_for_quality_assessment" | "paused" | "failed" | "skipped" | "held";
   to: string;
-  wa_id: string | null;
+  wa_id?: string | null;
 }

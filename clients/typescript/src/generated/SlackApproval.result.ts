@@ -2,10 +2,10 @@
 
 export interface SlackApprovalResult {
   channel: string;
-  comment: string | null;
-  decided_at: string | null;
-  decided_by: string | null;
-  decided_by_name: string | null;
+  comment?: string | null;
+  decided_at?: string | null;
+  decided_by?: string | null;
+  decided_by_name?: string | null;
   decision: "approved" | "rejected" | "timed_out";
   refused: string[];
   reminders_sent: number;
