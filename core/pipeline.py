@@ -23,14 +23,19 @@ from core.limiter import Concurrency, Limit, Spacing
 from core.links import connect_link
 from core.metrics import LIMITER_WAIT, PROVIDER_CALLS, PROVIDER_LATENCY
 from core.policies import past_deadline, retry_delay
-from store.db import ConnectionNotFound
+from store.db import ConnectionNotFound, Writer
 from store.models import AuditEvent, Connection, ConnectionStatus, Health, UsageRecord
 from vault.client import CredentialsMissing, VaultError
 from vault.credentials import Credentials, OAuth2Credentials
 
 if TYPE_CHECKING:
+    from sqlmodel import Session
+
     from core.plugin import Provider
     from core.runtime import Runtime
+
+# Reads an action needs besides its connection, made in the same store round trip: (session, connection) -> data.
+Prefetch = Callable[["Session", Connection], Any]
 
 log = logging.getLogger("osi.pipeline")
 
@@ -80,6 +85,7 @@ class Action:
         *,
         actor: str = "workflow",
         target: str | None = None,
+        prefetch: Prefetch | None = None,
     ) -> None:
         self.rt = rt
         self.provider = provider
@@ -93,18 +99,16 @@ class Action:
         self._usage: list[UsageRecord] = []
         self.detail: dict[str, Any] = {}
         self.calls = 0
+        self._prefetch = prefetch
+        self.prefetched: Any = None
+        self._writers: list[Writer] = []
 
     # ---- 1. resolve ----------------------------------------------------------------------
     async def __aenter__(self) -> Action:
         if activity.in_activity():
             self.actor = f"workflow:{activity.info().workflow_id}"
         try:
-            self.connection = await self.rt.store.run(
-                self.rt.store.find_connection,
-                self.organization_id,
-                self.provider.integration_type,
-                self.connection_name,
-            )
+            self.connection, self.prefetched = await self.rt.store.run(self._resolve)
         except ConnectionNotFound as exc:
             # Resolution is scoped to the organization, so another organization's connection
             # with the same name is "not found" here: it can never be used across tenants.
@@ -121,6 +125,20 @@ class Action:
             raise ConfigurationError(f"connection {self.connection_name!r} is disabled",
                                      code="disabled", provider=self.provider.spec.name).to_application_error()
         return self
+
+    def _resolve(self) -> tuple[Connection, Any]:
+        """The connection and the action's prefetched reads, in one store round trip (a thread hop each costs
+        more than the queries under load)."""
+        with self.rt.store.session() as s:
+            conn = self.rt.store.find_connection_in(s, self.organization_id, self.provider.integration_type,
+                                                    self.connection_name)
+            usable = conn.status not in (ConnectionStatus.NEEDS_REAUTH.value, ConnectionStatus.DISABLED.value)
+            return conn, self._prefetch(s, conn) if self._prefetch is not None and usable else None
+
+    def defer(self, write: Writer) -> None:
+        """Write this with the action's own bookkeeping, in its one transaction at the end (success or failure):
+        the message record, the intent's outcome. Durable once the action's `async with` block is left."""
+        self._writers.append(write)
 
     def reauth_url(self) -> str | None:
         """Where an administrator re-authenticates this connection (OAuth providers)."""
@@ -139,6 +157,10 @@ class Action:
     def idempotency_key(self, explicit: str | None, *parts: str) -> str | None:
         """A key scoped to this organization and connection; without an explicit key, the activity's
         identity (workflow, run, activity id) so Temporal's own retries never repeat a side effect."""
+        return self.key_for(self.connection_id, explicit, *parts)
+
+    def key_for(self, connection_id: str | None, explicit: str | None, *parts: str) -> str | None:
+        """`idempotency_key` for a given connection id (a `prefetch` runs before `self.connection` is set)."""
         if explicit:
             base = explicit
         elif activity.in_activity():
@@ -146,7 +168,7 @@ class Action:
             base = f"{info.workflow_id}:{info.workflow_run_id}:{info.activity_id}"
         else:
             return None
-        return ":".join([self.organization_id, self.connection_id or "app", self.name, base, *parts])
+        return ":".join([self.organization_id, connection_id or "app", self.name, base, *parts])
 
     @property
     def connection_id(self) -> str | None:
@@ -396,11 +418,12 @@ class Action:
     async def _record(self, outcome: str, detail: dict[str, Any] | None = None) -> None:
         """Usage rows, connection counters and the audit event in one transaction."""
         rows, self._usage = self._usage, []
+        writers, self._writers = self._writers, []
         event = AuditEvent(
             organization_id=self.organization_id, actor=self.actor, action=self.name, outcome=outcome,
             connection_id=self.connection_id, target=self.target, detail={**self.detail, **(detail or {})},
         )
-        await self.rt.store.run(self.rt.store.record_action, rows, event)
+        await self.rt.store.run(self.rt.store.record_action, rows, event, writers)
 
 
 def _deadline(retry_after: float | None) -> tuple[int, float, float, bool]:

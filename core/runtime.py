@@ -17,7 +17,7 @@ from core.egress import EgressGuard
 from core.errors import IntegrationError
 from core.http import ShardedClient
 from core.limiter import MemoryLimiter, RedisLimiter, make_limiter
-from core.pipeline import Action, AppAction
+from core.pipeline import Action, AppAction, Prefetch
 from core.plugin import Provider, Registry
 from core.settings import S, Settings
 from core.vaults import make_vault
@@ -108,9 +108,10 @@ class Runtime:
 
     def action(
         self, provider: Provider, organization_id: str, connection: str, name: str, *,
-        actor: str = "workflow", target: str | None = None,
+        actor: str = "workflow", target: str | None = None, prefetch: Prefetch | None = None,
     ) -> Action:
-        return Action(self, provider, organization_id, connection, name, actor=actor, target=target)
+        return Action(self, provider, organization_id, connection, name, actor=actor, target=target,
+                      prefetch=prefetch)
 
     def app_action(self, provider: Provider, organization_id: str, name: str, *, actor: str = "oauth",
                    target: str | None = None) -> AppAction:

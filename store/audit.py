@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlmodel import Session, col, select
 
 from store.models import AuditEvent
@@ -56,8 +56,9 @@ def row_hash(key: bytes, ev: AuditEvent) -> str:
     return hmac.new(key, msg.encode(), hashlib.sha256).hexdigest()
 
 
-def append(s: Session, key: bytes, ev: AuditEvent) -> AuditEvent:
-    """Link `ev` to its organization's chain and add it (the caller holds `lock_chain` and commits)."""
+def append(s: Session, key: bytes, ev: AuditEvent, *, orm: bool = True) -> AuditEvent:
+    """Link `ev` to its organization's chain and add it (the caller holds `lock_chain` and commits). `orm=False`:
+    a plain INSERT (the hot path; `ev.id` then stays unset)."""
     last = s.exec(select(AuditEvent.seq, AuditEvent.hash)
                   .where(AuditEvent.organization_id == ev.organization_id, col(AuditEvent.seq).is_not(None))
                   .order_by(col(AuditEvent.seq).desc()).limit(1)).first()
@@ -65,7 +66,10 @@ def append(s: Session, key: bytes, ev: AuditEvent) -> AuditEvent:
     ev.prev_hash = (last[1] or GENESIS) if last else GENESIS
     ev.detail = normalized(ev.detail)
     ev.hash = row_hash(key, ev)
-    s.add(ev)
+    if orm:
+        s.add(ev)
+    else:
+        s.execute(insert(AuditEvent).values(**ev.model_dump(exclude={"id"})))
     return ev
 
 

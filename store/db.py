@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, event, insert, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, create_engine, select
 
@@ -32,6 +32,8 @@ from store.models import (
 )
 
 T = TypeVar("T")
+# A write that joins another write's transaction (`Store.record_action`): it must not commit.
+Writer = Callable[[Session], Any]
 
 
 class ConnectionExists(Exception):
@@ -66,6 +68,9 @@ def make_engine(url: str) -> Engine:
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode NORMAL syncs at checkpoints, not at every commit: a power loss may undo the last
+            # commits, a crashed process loses nothing (the embedded default; production runs PostgreSQL).
+            cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
@@ -144,7 +149,10 @@ class Store:
 
     def find_connection(self, organization_id: str, integration_type: str, name: str) -> Connection:
         with self.session() as s:
-            conn = s.exec(_by_identity(organization_id, integration_type, name)).first()
+            return self.find_connection_in(s, organization_id, integration_type, name)
+
+    def find_connection_in(self, s: Session, organization_id: str, integration_type: str, name: str) -> Connection:
+        conn = s.exec(_by_identity(organization_id, integration_type, name)).first()
         if conn is None:
             raise ConnectionNotFound(
                 f"no {integration_type} connection named {name!r} in organization {organization_id}"
@@ -287,20 +295,24 @@ class Store:
             s.add_all(list(recs))
             s.commit()
 
-    def record_action(self, rows: Sequence[UsageRecord], audit: AuditEvent) -> None:
-        """One transaction per action: its usage rows, the connection's counters and its audit event."""
+    def record_action(self, rows: Sequence[UsageRecord], audit: AuditEvent, writers: Sequence[Writer] = ()) -> None:
+        """One transaction per action: its usage rows, the connection's counters, the action's own writes
+        (`writers`: the message record, the intent's outcome…) and its audit event.
+
+        Plain INSERT/UPDATE statements rather than the ORM's unit of work: this runs once per provider call."""
         key = self._audit_key()
         with self.session() as s:
             chain.lock_chain(s, audit.organization_id)
-            s.add_all(list(rows))
-            chain.append(s, key, audit)
-            if rows and rows[0].connection_id is not None:
-                conn = s.get(Connection, rows[0].connection_id)
-                if conn is not None:
-                    conn.request_count += len(rows)
-                    conn.error_count += sum(1 for r in rows if r.outcome != "ok")
-                    conn.last_used_at = utcnow()
-                    s.add(conn)
+            if rows:
+                s.execute(insert(UsageRecord), [r.model_dump(exclude={"id"}) for r in rows])
+                if rows[0].connection_id is not None:
+                    failed = sum(1 for r in rows if r.outcome != "ok")
+                    s.execute(update(Connection).where(col(Connection.id) == rows[0].connection_id).values(
+                        request_count=col(Connection.request_count) + len(rows),
+                        error_count=col(Connection.error_count) + failed, last_used_at=utcnow()))
+            for write in writers:
+                write(s)
+            chain.append(s, key, audit, orm=False)
             s.commit()
 
     def usage(

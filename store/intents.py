@@ -103,17 +103,22 @@ class IntentStore:
         may have settled it before the answer came)."""
         if not outcomes:
             return
-        now = utcnow()
         with self.store.session() as s:
-            for o in outcomes:
-                values: dict[str, Any] = {"state": o.state.value, "updated_at": now}
-                if o.provider_ref is not None:
-                    values["provider_ref"] = o.provider_ref
-                if o.result is not None:
-                    values["result"] = dict(o.result)
-                s.exec(update(SendIntent).where(
-                    col(SendIntent.key) == o.key, col(SendIntent.state) != IntentState.ACCEPTED.value).values(**values))
+            self.settle_in(s, outcomes)
             s.commit()
+
+    @staticmethod
+    def settle_in(s: Session, outcomes: Sequence[Settle]) -> None:
+        """`settle` inside the caller's transaction (the action's own, `Store.record_action`)."""
+        now = utcnow()
+        for o in outcomes:
+            values: dict[str, Any] = {"state": o.state.value, "updated_at": now}
+            if o.provider_ref is not None:
+                values["provider_ref"] = o.provider_ref
+            if o.result is not None:
+                values["result"] = dict(o.result)
+            s.exec(update(SendIntent).where(
+                col(SendIntent.key) == o.key, col(SendIntent.state) != IntentState.ACCEPTED.value).values(**values))
 
     def accept_by_id(self, intent_id: str, provider_ref: str, result: Mapping[str, Any]) -> bool:
         """The provider named this intent in a webhook (WhatsApp's biz_opaque_callback_data): it was accepted,
@@ -129,7 +134,11 @@ class IntentStore:
 
     def get(self, keys: Sequence[str]) -> dict[str, SendIntent]:
         with self.store.session() as s:
-            return {r.key: r for r in s.exec(select(SendIntent).where(col(SendIntent.key).in_(list(keys)))).all()}
+            return self.get_in(s, keys)
+
+    @staticmethod
+    def get_in(s: Session, keys: Sequence[str]) -> dict[str, SendIntent]:
+        return {r.key: r for r in s.exec(select(SendIntent).where(col(SendIntent.key).in_(list(keys)))).all()}
 
     def resends(self, organization_id: str, since: timedelta = timedelta(days=1)) -> int:
         """How many sends were made while an earlier attempt's outcome was unknown (possible duplicates)."""

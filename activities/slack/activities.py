@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -104,7 +105,8 @@ class SlackActivities:
                                  retry_after=claim.wait_seconds)
         if claim.resend and (found := await self._already_posted(client, payload, claim)) is not None:
             ref = self._ref(act, client, found, payload, inp)
-            await self.rt.store.run(intents.settle, [Settle(key, IntentState.ACCEPTED, ref.ts, ref.model_dump())])
+            act.defer(functools.partial(IntentStore.settle_in, outcomes=[
+                Settle(key, IntentState.ACCEPTED, ref.ts, ref.model_dump())]))
             return ref
         payload["metadata"] = {"event_type": INTENT_EVENT_TYPE, "event_payload": {"intent": claim.intent.id}}
         try:
@@ -112,10 +114,13 @@ class SlackActivities:
         except IntegrationError as err:
             if not err.details.get("uncertain"):
                 state = IntentState.FAILED if err.error_class is ErrorClass.PERMANENT else IntentState.PENDING
-                await self.rt.store.run(intents.settle, [Settle(key, state, result={"error": err.to_dict()})])
+                act.defer(functools.partial(IntentStore.settle_in, outcomes=[
+                    Settle(key, state, result={"error": err.to_dict()})]))
             raise
         ref = self._ref(act, client, body, payload, inp)
-        await self.rt.store.run(intents.settle, [Settle(key, IntentState.ACCEPTED, ref.ts, ref.model_dump())])
+        # Written with the action's bookkeeping, in its one transaction when the action ends.
+        act.defer(functools.partial(IntentStore.settle_in, outcomes=[
+            Settle(key, IntentState.ACCEPTED, ref.ts, ref.model_dump())]))
         return ref
 
     def _ref(self, act: Action, client: SlackClient, body: dict[str, Any], payload: dict[str, Any],

@@ -11,11 +11,17 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from activities.whatsapp import compliance, conversation_ids, cost, intents
 from activities.whatsapp.errors import classify_code
-from activities.whatsapp.models import ConversationEvent, WebhookBatch, conversation_workflow_id
+from activities.whatsapp.models import (
+    ConversationEvent,
+    InboundMessage,
+    StatusEvent,
+    WebhookBatch,
+    conversation_workflow_id,
+)
 from activities.whatsapp.phone import customer_country_code
 from activities.whatsapp.store import WhatsAppStore
 from core.errors import ErrorClass
@@ -44,21 +50,27 @@ async def record(rt: Runtime, conn: Connection, batch: WebhookBatch) -> dict[tup
     events: dict[tuple[str, str], list[ConversationEvent]] = defaultdict(list)
     for m in batch.messages:
         at = datetime.fromtimestamp(m.timestamp, UTC) if m.timestamp else datetime.now(UTC)
-        customer = await rt.store.run(ws.resolve_customer, conn.organization_id, m.phone_number_id, m.wa_id,
-                                      m.user_id)
+        # A phone number is the key as it is; only a BSUID-only sender needs the store to find their key.
+        customer = m.wa_id if m.wa_id else await rt.store.run(ws.resolve_customer, conn.organization_id,
+                                                              m.phone_number_id, m.wa_id, m.user_id)
         m = m.model_copy(update={"customer": customer})
         data = {**_source(conn, m.phone_number_id),
                 "conversation_id": conversation_workflow_id(id_key, conn.organization_id, m.phone_number_id, customer),
                 "customer": customer, "wa_id": m.wa_id, "user_id": m.user_id, "username": m.username,
                 "profile_name": m.profile_name, "message_id": m.message_id, "timestamp": m.timestamp,
                 "message": m.content.model_dump(mode="json", exclude_none=True) if m.content else {"type": m.type}}
-        await rt.store.run(ws.record_inbound, conn.organization_id, conn.id, m.phone_number_id, customer,
-                           m.message_id, at, m.type, m.profile_name, user_id=m.user_id, event=data)
         keyword = compliance.opt_out_keyword(policy, m)
-        if keyword is not None:
-            word, marketing_only = keyword
-            await rt.store.run(ws.opt_out, conn.organization_id, m.phone_number_id, customer, f"keyword:{word}",
-                               marketing_only=marketing_only, at=at)
+
+        def write(m: InboundMessage = m, customer: str = customer, at: datetime = at,
+                  data: dict[str, Any] = data, keyword: tuple[str, bool] | None = keyword) -> None:
+            """One store round trip per message (the message, the window, an opt-out keyword)."""
+            ws.record_inbound(conn.organization_id, conn.id, m.phone_number_id, customer, m.message_id, at, m.type,
+                              m.profile_name, user_id=m.user_id, event=data)
+            if keyword is not None:
+                ws.opt_out(conn.organization_id, m.phone_number_id, customer, f"keyword:{keyword[0]}",
+                           marketing_only=keyword[1], at=at)
+
+        await rt.store.run(write)
         full_opt_out = keyword is not None and not keyword[1]
         events[(m.phone_number_id, customer)].append(ConversationEvent(inbound=m, opt_out=full_opt_out))
     if batch.statuses:
@@ -68,18 +80,25 @@ async def record(rt: Runtime, conn: Connection, batch: WebhookBatch) -> dict[tup
                 "recipient_user_id": st.recipient_user_id,
                 "conversation_id": conversation_workflow_id(id_key, conn.organization_id, st.phone_number_id,
                                                             st.recipient_id)}
-        res = await rt.store.run(
-            ws.apply_status, conn.organization_id, conn.id, st.phone_number_id, st.message_id, st.status,
-            st.timestamp, st.recipient_id, st.errors, st.pricing, rates, str(customer_country_code(st.recipient_id)),
-            event=base)
+        intent_id = intents.intent_of(st.biz_opaque_callback_data)
+
+        def apply(st: StatusEvent = st, base: dict[str, Any] = base, intent_id: str | None = intent_id
+                  ) -> dict[str, Any]:
+            """One store round trip per status (the timeline and usage, the intent it names)."""
+            res: dict[str, Any] = ws.apply_status(
+                conn.organization_id, conn.id, st.phone_number_id, st.message_id, st.status, st.timestamp,
+                st.recipient_id, st.errors, st.pricing, rates, str(customer_country_code(st.recipient_id)),
+                event=base)
+            if intent_id is not None and st.status != "failed":
+                # Meta names the send we attached this intent to: it was accepted, even if its answer was lost.
+                IntentStore(rt.store).accept_by_id(intent_id, st.message_id, {
+                    "to": "+" + st.recipient_id, "status": "accepted", "message_id": st.message_id,
+                    "wa_id": st.recipient_id, "category": (st.pricing or {}).get("category") or "service"})
+            return res
+
+        res = await rt.store.run(apply)
         if res["new"] and st.status == "failed":
             await _async_failure(rt, conn, st.recipient_id, st.phone_number_id, st.errors)
-        intent_id = intents.intent_of(st.biz_opaque_callback_data)
-        if intent_id is not None and st.status != "failed":
-            # Meta names the send we attached this intent to: it was accepted, even if its answer was lost.
-            await rt.store.run(IntentStore(rt.store).accept_by_id, intent_id, st.message_id, {
-                "to": "+" + st.recipient_id, "status": "accepted", "message_id": st.message_id,
-                "wa_id": st.recipient_id, "category": (st.pricing or {}).get("category") or "service"})
     for err in batch.errors:
         await _account_error(rt, conn, err)
     return dict(events)

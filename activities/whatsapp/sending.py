@@ -13,6 +13,7 @@ reconcile window (counted as `resent`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -34,12 +35,14 @@ from activities.whatsapp.models import (
 from activities.whatsapp.phone import recipient
 from activities.whatsapp.provider import PROVIDER
 from activities.whatsapp.settings import WhatsAppSettings
-from activities.whatsapp.store import WhatsAppStore
+from activities.whatsapp.store import WhatsAppContact, WhatsAppStore
 from core.errors import ErrorClass, IntegrationError, PermanentError, TemporaryError
 from store.intents import Claim, IntentStore, Settle
-from store.models import IntentState, SendIntent, utcnow
+from store.models import Connection, IntentState, SendIntent, utcnow
 
 if TYPE_CHECKING:
+    from sqlmodel import Session
+
     from core.pipeline import Action
     from core.runtime import Runtime
 
@@ -89,16 +92,27 @@ def final_result(intent: SendIntent, to: str) -> SendResult:
 
 async def send_one(rt: Runtime, organization_id: str, connection: str, to: str, msg: OutboundMessage,
                    idempotency_key: str | None, *, conversation_id: str | None = None) -> SendResult:
-    """One message to one recipient through the pipeline (a classified error is raised on failure)."""
-    async with rt.action(PROVIDER, organization_id, connection, action_name(msg), target=to) as act:
+    """One message to one recipient through the pipeline (a classified error is raised on failure).
+
+    Three store round trips: the connection with the intent and the customer (one read), the claim (written
+    before Meta sees anything), and the outcome with the action's bookkeeping (one transaction at the end)."""
+    wa_id = recipient(to).key  # a phone number's digits, or a BSUID
+    looked_up: dict[str, Any] = {}
+
+    def prefetch(s: Session, conn: Connection) -> tuple[SendIntent | None, WhatsAppContact | None]:
+        key = act.key_for(conn.id, idempotency_key, to)
+        looked_up["key"] = key
+        known = IntentStore.get_in(s, [key]).get(key) if key else None
+        pid = str(conn.settings.get("phone_number_id", ""))
+        return known, WhatsAppStore.contact_in(s, organization_id, pid, wa_id)
+
+    act = rt.action(PROVIDER, organization_id, connection, action_name(msg), target=to, prefetch=prefetch)
+    async with act:
         payload = build_payload(msg)
-        wa_id = recipient(to).key  # a phone number's digits, or a BSUID
-        key = act.idempotency_key(idempotency_key, to)
-        intents = IntentStore(rt.store)
-        if key:
-            known = (await rt.store.run(intents.get, [key])).get(key)
-            if known is not None and known.state in (IntentState.ACCEPTED.value, IntentState.FAILED.value):
-                return final_result(known, to)
+        key: str | None = looked_up.get("key")
+        known, contact = act.prefetched
+        if known is not None and known.state in (IntentState.ACCEPTED.value, IntentState.FAILED.value):
+            return final_result(known, to)
         client = WhatsAppClient(act)
         category = "service"
         if msg.type == "template":
@@ -106,8 +120,6 @@ async def send_one(rt: Runtime, organization_id: str, connection: str, to: str, 
             category = templates.check(await templates.find(client, msg.template.name, msg.template.language),
                                        msg.template)
         act.detail["category"] = category
-        ws = WhatsAppStore(rt.store)
-        contact = await rt.store.run(ws.contact, organization_id, client.phone_number_id, wa_id)
         now = utcnow()
         refused = compliance.refusal(compliance.Policy.of(act.settings), contact, template=msg.type == "template",
                                      category=category, now=now)
@@ -121,6 +133,7 @@ async def send_one(rt: Runtime, organization_id: str, connection: str, to: str, 
                 return SendResult(to=to, status="held", wa_id=wa_id, category=category,
                                   resume_at=held[wa_id].isoformat())
         window = reconcile_seconds(act)
+        intents = IntentStore(rt.store)
         claim: Claim | None = None
         if key:
             claim = (await rt.store.run(intents.claim, [key], organization_id=organization_id,
@@ -139,7 +152,7 @@ async def send_one(rt: Runtime, organization_id: str, connection: str, to: str, 
             if err.code == 132001 and msg.type == "template":
                 templates.invalidate(client)  # Meta disagrees with our cache: look again next time
             if key and (settle := settle_failure(key, err, window, to)) is not None:
-                await rt.store.run(intents.settle, [settle])
+                act.defer(functools.partial(IntentStore.settle_in, outcomes=[settle]))
             raise
         body = resp.json()
         m = (body.get("messages") or [{}])[0]
@@ -147,19 +160,26 @@ async def send_one(rt: Runtime, organization_id: str, connection: str, to: str, 
         result = SendResult(to=to, status=m.get("message_status", "accepted"), message_id=m.get("id"),
                             wa_id=contact_out.get("wa_id", wa_id), category=category)
         if result.message_id:
-            await rt.store.run(ws.record_outbound, [_outbound_row(act, client, result.message_id, wa_id, msg,
-                                                                  category, key, result.status)])
-            if reserved_at is not None:
-                await rt.store.run(ws.confirm_initiations, compliance.portfolio_id(act.settings), [wa_id],
-                                   reserved_at)
+            row = _outbound_row(act, client, result.message_id, wa_id, msg, category, key, result.status)
+            act.defer(functools.partial(_record_sent, row=row, reserved_at=reserved_at,
+                                        portfolio=compliance.portfolio_id(act.settings), wa_id=wa_id))
         if key:
-            await rt.store.run(intents.settle, [Settle(key, IntentState.ACCEPTED, result.message_id,
-                                                       result.model_dump())])
+            act.defer(functools.partial(IntentStore.settle_in, outcomes=[
+                Settle(key, IntentState.ACCEPTED, result.message_id, result.model_dump())]))
         if conversation_id:
             act.detail["conversation"] = conversation_id
-    if result.message_id:  # the usage row exists now: give it any outcome a fast webhook already reported
-        await rt.store.run(ws.sync_usage, [result.message_id])
     return result
+
+
+def _record_sent(s: Session, *, row: dict[str, Any], reserved_at: datetime | None, portfolio: str,
+                 wa_id: str) -> None:
+    """The message record (and the messaging-limit slot moved to Meta's acceptance), in the action's transaction
+    after its usage row: an outcome a fast status webhook reported first is copied onto that row."""
+    raced = WhatsAppStore.record_outbound_in(s, [row])
+    if raced:
+        WhatsAppStore.sync_usage_in(s, raced)
+    if reserved_at is not None:
+        WhatsAppStore.confirm_initiations_in(s, portfolio, [wa_id], reserved_at)
 
 
 def _outbound_row(act: Action, client: WhatsAppClient, message_id: str, wa_id: str, msg: OutboundMessage,

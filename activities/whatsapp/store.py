@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, Column, UniqueConstraint, text
+from sqlalchemy import JSON, Column, UniqueConstraint, case, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, func, select
 
@@ -18,6 +18,8 @@ from store.db import Store
 from store.events import enqueue
 from store.models import Connection, Health, UsageRecord, health_event, utcnow
 from store.types import UTCField
+from store.upsert import insert_for as _insert
+from store.upsert import upsert
 
 # Outbound status order: a late "delivered" never overwrites "read"; "failed" is final.
 STATUS_RANK = {"accepted": 0, "held": 0, "sent": 1, "delivered": 2, "read": 3, "played": 3, "failed": 9}
@@ -185,6 +187,10 @@ def race_safe(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# What the sender knows of a message and a status webhook does not (kept when the webhook's row came first).
+OUTBOUND_FIELDS = ("connection_id", "type", "category", "template_name", "idempotency_key")
+
+
 class WhatsAppStore:
     """Synchronous queries on the shared engine; call them through `await store.run(ws.fn, ...)`."""
 
@@ -206,6 +212,12 @@ class WhatsAppStore:
     def contact(self, org: str, pid: str, wa_id: str) -> WhatsAppContact | None:
         with self.session() as s:
             return self._contact(s, org, pid, wa_id)
+
+    @staticmethod
+    def contact_in(s: Session, org: str, pid: str, wa_id: str) -> WhatsAppContact | None:
+        return s.exec(select(WhatsAppContact).where(
+            WhatsAppContact.organization_id == org, WhatsAppContact.phone_number_id == pid,
+            WhatsAppContact.wa_id == wa_id)).first()
 
     def contacts(self, org: str, pid: str, wa_ids: Iterable[str]) -> dict[str, WhatsAppContact]:
         ids = list(set(wa_ids))
@@ -284,24 +296,29 @@ class WhatsAppStore:
                        event: dict[str, Any] | None = None) -> bool:
         """An inbound message opens/refreshes the window; False when Meta redelivered it. `event` (the data of a
         `whatsapp.message.received` event) is queued for subscribers in the same transaction, once."""
+        now = utcnow()
         with self.session() as s:
-            if s.get(WhatsAppMessageRecord, message_id) is not None:
-                return False
-            s.add(WhatsAppMessageRecord(
+            fresh = s.execute(_insert(s, WhatsAppMessageRecord).values(**WhatsAppMessageRecord(
                 message_id=message_id, organization_id=org, connection_id=connection_id, phone_number_id=pid,
                 wa_id=wa_id, direction="in", type=mtype, status="received", category=None,
-                timeline=[{"status": "received", "at": int(at.timestamp())}]))
-            row = self._contact(s, org, pid, wa_id, create=True)
-            assert row is not None
-            last = row.last_inbound_at
-            if last is None or at > last:
-                row.last_inbound_at = at
-            if profile_name:
-                row.profile_name = profile_name
-            if user_id:
-                row.user_id = user_id
-            row.updated_at = utcnow()
-            s.add(row)
+                timeline=[{"status": "received", "at": int(at.timestamp())}]).model_dump())
+                .on_conflict_do_nothing(index_elements=["message_id"]))
+            if not getattr(fresh, "rowcount", 1):
+                return False  # Meta redelivered it
+            # The window opens at the newest inbound message; name and BSUID are kept once known.
+            table = WhatsAppContact.__table__  # type: ignore[attr-defined]
+            ins = _insert(s, WhatsAppContact).values(**WhatsAppContact(
+                organization_id=org, phone_number_id=pid, wa_id=wa_id, user_id=user_id, last_inbound_at=at,
+                profile_name=profile_name, updated_at=now).model_dump(exclude={"id"}))
+            s.execute(ins.on_conflict_do_update(
+                index_elements=["organization_id", "phone_number_id", "wa_id"], set_={
+                    "last_inbound_at": case((table.c.last_inbound_at.is_(None), ins.excluded.last_inbound_at),
+                                            (ins.excluded.last_inbound_at > table.c.last_inbound_at,
+                                             ins.excluded.last_inbound_at),
+                                            else_=table.c.last_inbound_at),
+                    "profile_name": func.coalesce(ins.excluded.profile_name, table.c.profile_name),
+                    "user_id": func.coalesce(ins.excluded.user_id, table.c.user_id),
+                    "updated_at": ins.excluded.updated_at}))
             if event is not None:
                 enqueue(s, org, "whatsapp.message.received", event, dedupe_key=f"in:{message_id}", at=at)
             s.commit()
@@ -311,44 +328,61 @@ class WhatsAppStore:
     @race_safe
     def record_outbound(self, rows: Sequence[dict[str, Any]]) -> None:
         """Sent messages with their category (a status webhook may have created the row first)."""
-        ids = [r["message_id"] for r in rows]
         with self.session() as s:
-            found = {m.message_id: m for m in s.exec(select(WhatsAppMessageRecord).where(
-                col(WhatsAppMessageRecord.message_id).in_(ids)))} if ids else {}
-            for r in rows:
-                row = found.get(r["message_id"])
-                if row is None:
-                    s.add(WhatsAppMessageRecord(**r))
-                    continue
-                for k in ("connection_id", "type", "category", "template_name", "idempotency_key"):
-                    if r.get(k) is not None:
-                        setattr(row, k, r[k])
-                s.add(row)
+            self.record_outbound_in(s, rows)
             s.commit()
+
+    @staticmethod
+    def record_outbound_in(s: Session, rows: Sequence[dict[str, Any]]) -> list[str]:
+        """`record_outbound` in the caller's transaction; the ids a status webhook had recorded first (their
+        outcomes belong on the usage rows too: `sync_usage_in`)."""
+        ids = [r["message_id"] for r in rows]
+        found = {m.message_id: m for m in s.exec(select(WhatsAppMessageRecord).where(
+            col(WhatsAppMessageRecord.message_id).in_(ids)))} if ids else {}
+        fresh = [r for r in rows if r["message_id"] not in found]
+        # A status webhook may record the same id between the read above and this write: its row is completed.
+        upsert(s, WhatsAppMessageRecord, [WhatsAppMessageRecord(**r).model_dump() for r in fresh], ["message_id"],
+               update=OUTBOUND_FIELDS)
+        for r in rows:
+            row = found.get(r["message_id"])
+            if row is None:
+                continue
+            for k in OUTBOUND_FIELDS:
+                if r.get(k) is not None:
+                    setattr(row, k, r[k])
+            s.add(row)
+        return list(found)
 
     def sync_usage(self, message_ids: Sequence[str]) -> int:
         """Copy outcomes onto usage rows written after their status webhooks (a fast webhook can beat the
         send's own bookkeeping); a no-op for rows the webhook already updated."""
-        n = 0
         with self.session() as s:
-            recs = s.exec(select(WhatsAppMessageRecord).where(
-                col(WhatsAppMessageRecord.message_id).in_(list(message_ids)),
-                WhatsAppMessageRecord.status != "accepted")).all()
-            for rec in recs:
-                for u in s.exec(select(UsageRecord).where(UsageRecord.reference == rec.message_id)).all():
-                    if u.delivery_status == rec.status:
-                        continue
-                    u.delivery_status = rec.status
-                    if rec.error_code and rec.status == "failed":
-                        u.error_code = rec.error_code
-                    if rec.cost_recorded:
-                        u.cost_amount, u.currency = rec.cost_amount, rec.currency
-                        delivered = [t for t in rec.timeline if t.get("status") in ("delivered", "read")]
-                        if delivered and u.delivered_at is None:
-                            u.delivered_at = datetime.fromtimestamp(int(delivered[0].get("at") or 0), UTC)
-                    s.add(u)
-                    n += 1
+            n = self.sync_usage_in(s, message_ids)
             s.commit()
+        return n
+
+    @staticmethod
+    def sync_usage_in(s: Session, message_ids: Sequence[str]) -> int:
+        if not message_ids:
+            return 0
+        n = 0
+        recs = s.exec(select(WhatsAppMessageRecord).where(
+            col(WhatsAppMessageRecord.message_id).in_(list(message_ids)),
+            WhatsAppMessageRecord.status != "accepted")).all()
+        for rec in recs:
+            for u in s.exec(select(UsageRecord).where(UsageRecord.reference == rec.message_id)).all():
+                if u.delivery_status == rec.status:
+                    continue
+                u.delivery_status = rec.status
+                if rec.error_code and rec.status == "failed":
+                    u.error_code = rec.error_code
+                if rec.cost_recorded:
+                    u.cost_amount, u.currency = rec.cost_amount, rec.currency
+                    delivered = [t for t in rec.timeline if t.get("status") in ("delivered", "read")]
+                    if delivered and u.delivered_at is None:
+                        u.delivered_at = datetime.fromtimestamp(int(delivered[0].get("at") or 0), UTC)
+                s.add(u)
+                n += 1
         return n
 
     def message(self, message_id: str) -> WhatsAppMessageRecord | None:
@@ -560,15 +594,16 @@ class WhatsAppStore:
         if not wa_ids:
             return 0
         with self.session() as s:
-            rows = s.exec(select(WhatsAppInitiation).where(
-                WhatsAppInitiation.portfolio_id == portfolio_id, WhatsAppInitiation.wa_id.in_(list(wa_ids)),  # type: ignore[attr-defined]
-                WhatsAppInitiation.at >= reserved_at)).all()
-            now = utcnow()
-            for r in rows:
-                r.at = now
-                s.add(r)
+            n = self.confirm_initiations_in(s, portfolio_id, wa_ids, reserved_at)
             s.commit()
-            return len(rows)
+            return n
+
+    @staticmethod
+    def confirm_initiations_in(s: Session, portfolio_id: str, wa_ids: Sequence[str], reserved_at: datetime) -> int:
+        done = s.execute(update(WhatsAppInitiation).where(
+            col(WhatsAppInitiation.portfolio_id) == portfolio_id, col(WhatsAppInitiation.wa_id).in_(list(wa_ids)),
+            col(WhatsAppInitiation.at) >= reserved_at).values(at=utcnow()))
+        return int(getattr(done, "rowcount", 0) or 0)
 
     def initiations(self, portfolio_id: str, window_seconds: float) -> int:
         since = utcnow() - timedelta(seconds=window_seconds)
