@@ -101,6 +101,11 @@ class Action:
         self.calls = 0
         self._prefetch = prefetch
         self.prefetched: Any = None
+        # Read here, on the event loop: a prefetch runs on a store thread, where the activity context is not set.
+        self._activity_identity: str | None = None
+        if activity.in_activity():
+            info = activity.info()
+            self._activity_identity = f"{info.workflow_id}:{info.workflow_run_id}:{info.activity_id}"
         self._writers: list[Writer] = []
 
     # ---- 1. resolve ----------------------------------------------------------------------
@@ -161,12 +166,8 @@ class Action:
 
     def key_for(self, connection_id: str | None, explicit: str | None, *parts: str) -> str | None:
         """`idempotency_key` for a given connection id (a `prefetch` runs before `self.connection` is set)."""
-        if explicit:
-            base = explicit
-        elif activity.in_activity():
-            info = activity.info()
-            base = f"{info.workflow_id}:{info.workflow_run_id}:{info.activity_id}"
-        else:
+        base = explicit or self._activity_identity
+        if base is None:
             return None
         return ":".join([self.organization_id, connection_id or "app", self.name, base, *parts])
 
@@ -383,10 +384,10 @@ class Action:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if exc is None:
-            await self._record(outcome="ok")
             if self.connection_id is not None and self.connection.health != Health.HEALTHY.value and self.calls:
-                await self.rt.store.run(self.rt.store.set_health, self.connection.id, Health.HEALTHY,
-                                        {"last_ok_action": self.name})
+                self.defer(functools.partial(self.rt.store.set_health_in, connection_id=self.connection.id,
+                                             health=Health.HEALTHY, detail={"last_ok_action": self.name}))
+            await self._record(outcome="ok")
             return
         if not isinstance(exc, IntegrationError):
             await self._record(outcome="error", detail={"error": type(exc).__name__})

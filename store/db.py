@@ -206,18 +206,24 @@ class Store:
         """Record the connection's health; a change is an event for the organization's subscribers (same
         transaction)."""
         with self.session() as s:
-            conn = s.get(Connection, connection_id)
-            if conn is None:
-                raise ConnectionNotFound(connection_id)
-            previous = conn.health
-            conn.health, conn.health_detail, conn.last_health_check = health.value, detail, utcnow()
-            if status is not None:
-                conn.status = status.value
-            conn.updated_at = utcnow()
-            s.add(conn)
-            if previous != health.value:
-                enqueue(s, conn.organization_id, "connection.health.changed", health_event(conn, previous))
+            self.set_health_in(s, connection_id, health, detail, status)
             s.commit()
+
+    @staticmethod
+    def set_health_in(s: Session, connection_id: str, health: Health, detail: dict[str, Any],
+                      status: ConnectionStatus | None = None) -> None:
+        """`set_health` inside the caller's transaction (an action's closing one)."""
+        conn = s.get(Connection, connection_id)
+        if conn is None:
+            raise ConnectionNotFound(connection_id)
+        previous = conn.health
+        conn.health, conn.health_detail, conn.last_health_check = health.value, detail, utcnow()
+        if status is not None:
+            conn.status = status.value
+        conn.updated_at = utcnow()
+        s.add(conn)
+        if previous != health.value:
+            enqueue(s, conn.organization_id, "connection.health.changed", health_event(conn, previous))
 
     def on_events(self, listener: CommitListener) -> None:
         """`listener(subscription ids)` after each commit that added events to deliver."""
