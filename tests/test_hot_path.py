@@ -3,6 +3,7 @@ closing transaction writes is all there together (message record, intent outcome
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
@@ -23,21 +24,28 @@ def intent(runtime: Any, wa: Any, action: str, explicit: str, to: str) -> Any:
     return IntentStore(runtime.store).get([key]).get(key)
 
 
+COUNTING: ContextVar[bool] = ContextVar("counting_store_runs", default=False)
+
+
 class CountingRuns:
-    """Counts the store's thread hops (`Store.run`) while installed."""
+    """Counts the store's thread hops (`Store.run`) made by this task while installed (the shared worker may be
+    finishing other tests' workflows on the same runtime meanwhile: those are not counted)."""
 
     def __init__(self, runtime: Any) -> None:
         self.runtime, self.original, self.calls = runtime, runtime.store.run, []
 
     def __enter__(self) -> CountingRuns:
         async def counting(fn: Any, *args: Any, **kwargs: Any) -> Any:
-            self.calls.append(getattr(fn, "__name__", type(fn).__name__))
+            if COUNTING.get():
+                self.calls.append(getattr(fn, "__name__", type(fn).__name__))
             return await self.original(fn, *args, **kwargs)
 
         self.runtime.store.run = counting
+        self.token = COUNTING.set(True)
         return self
 
     def __exit__(self, *_: object) -> None:
+        COUNTING.reset(self.token)
         self.runtime.store.run = self.original
 
 

@@ -96,10 +96,15 @@ async def send_one(rt: Runtime, organization_id: str, connection: str, to: str, 
 
     Three store round trips: the connection with the intent and the customer (one read), the claim (written
     before Meta sees anything), and the outcome with the action's bookkeeping (one transaction at the end)."""
-    wa_id = recipient(to).key  # a phone number's digits, or a BSUID
+    try:
+        wa_id, bad = recipient(to).key, None  # a phone number's digits, or a BSUID
+    except IntegrationError as err:  # refused inside the action below, so it is audited like any failed send
+        wa_id, bad = "", err
     looked_up: dict[str, Any] = {}
 
     def prefetch(s: Session, conn: Connection) -> tuple[SendIntent | None, WhatsAppContact | None]:
+        if bad is not None:
+            return None, None
         key = act.key_for(conn.id, idempotency_key, to)
         looked_up["key"] = key
         known = IntentStore.get_in(s, [key]).get(key) if key else None
@@ -108,6 +113,8 @@ async def send_one(rt: Runtime, organization_id: str, connection: str, to: str, 
 
     act = rt.action(PROVIDER, organization_id, connection, action_name(msg), target=to, prefetch=prefetch)
     async with act:
+        if bad is not None:
+            raise bad
         payload = build_payload(msg)
         key: str | None = looked_up.get("key")
         known, contact = act.prefetched
