@@ -14,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.whatsapp.models import (
         OutboundMessage,
         SendMessageInput,
+        SendProgress,
         SendResult,
         SendWhatsAppMessageInput,
         SendWhatsAppMessageResult,
@@ -21,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.whatsapp.opensyte import normalize
     from core.errors import IntegrationError, error_from_details
     from core.policies import WHATSAPP_SEND, deadline_of
+    from core.visibility import raise_if_all_failed
 
 from workflows.whatsapp_bulk import BulkSendWhatsAppTemplate
 from workflows.whatsapp_conversation import WhatsAppConversation
@@ -38,6 +40,14 @@ class SendWhatsAppMessage:
     messaging limit is held and sent when a slot frees (durable timer), unless `hold_when_limited` is off.
     """
 
+    def __init__(self) -> None:
+        self.progress = SendProgress()
+
+    @workflow.query(name="progress")
+    def get_progress(self) -> SendProgress:
+        """Recipients done so far (`osi whatsapp send` draws its progress bar from this)."""
+        return self.progress
+
     @workflow.run
     async def run(self, inp: SendWhatsAppMessageInput) -> SendWhatsAppMessageResult:
         try:
@@ -45,11 +55,17 @@ class SendWhatsAppMessage:
             validate(msg)
         except IntegrationError as err:
             raise err.to_application_error() from None
+        self.progress.total = len(recipients)
         results = list(await asyncio.gather(*(self._one(inp, to, msg) for to in recipients)))
         failed = sum(1 for r in results if r.status == "failed")
         held = sum(1 for r in results if r.status == "held")
-        return SendWhatsAppMessageResult(results=results, sent=len(results) - failed - held, failed=failed,
-                                         held=held)
+        result = SendWhatsAppMessageResult(results=results, sent=len(results) - failed - held, failed=failed,
+                                           held=held)
+        self.progress.state = "completed"
+        # Nobody reached: the workflow ends Failed with the shared error class (each outcome in the details).
+        raise_if_all_failed(reached=result.sent + held, failed=failed, errors=[r.error for r in results],
+                            what="SendWhatsAppMessage: no recipient reached", result=result)
+        return result
 
     async def _one(self, inp: SendWhatsAppMessageInput, to: str, msg: OutboundMessage) -> SendResult:
         while True:
@@ -61,11 +77,18 @@ class SendWhatsAppMessage:
                     **WHATSAPP_SEND.kwargs(deadline_of(inp.deliver_within)),
                 )
             except ActivityError as err:
+                self.progress.failed += 1
                 return SendResult(to=to, status="failed", error=error_from_details(err) or {"message": str(err)})
             if res.status != "held" or not inp.hold_when_limited or not res.resume_at:
+                if res.status == "held":
+                    self.progress.held += 1
+                else:
+                    self.progress.sent += 1
                 return res
+            self.progress.waiting += 1
             wait = datetime.fromisoformat(res.resume_at) - workflow.now()
             await workflow.sleep(max(wait, MIN_HOLD))
+            self.progress.waiting -= 1
 
 
 # The bulk and conversation workflows live in their own modules; the registry takes all three from here.

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from core.errors import ErrorClass, error_from_details
     from core.policies import BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, BATCH
+    from core.visibility import raise_if_all_failed
 
 # The input's limits (recipients, batch size, concurrency, parallel batches, language) are model constraints
 # (activities/whatsapp/models.py): a refused input fails as PermanentError invalid_input before `run`.
@@ -133,6 +134,10 @@ class BulkSendWhatsAppTemplate:
         if error is not None:
             raise ApplicationError(error.message, result.model_dump(mode="json"), type=error.type,
                                    non_retryable=True)
+        raise_if_all_failed(reached=result.sent, failed=result.failed,
+                            errors=[{"code": f.code, "message": f"recipient #{f.index}: {f.code}"}
+                                    for f in self.failures],
+                            what="BulkSendWhatsAppTemplate: no recipient reached", result=result)
         return result
 
     # ---- bookkeeping ---------------------------------------------------------------------------------

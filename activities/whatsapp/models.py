@@ -310,6 +310,17 @@ class SendWhatsAppMessageInput(ConnectionRef, WorkflowInput):
     business_account_id: str | None = Field(default=None, description="accepted; the connection decides")
 
 
+class SendProgress(_Model):
+    """SendWhatsAppMessage's `progress` query: recipients done so far."""
+
+    total: int = 0
+    sent: int = 0
+    failed: int = 0
+    held: int = Field(default=0, description="held for good (hold_when_limited off)")
+    waiting: int = Field(default=0, description="held until a messaging-limit slot frees, then sent")
+    state: Literal["running", "completed"] = "running"
+
+
 class SendWhatsAppMessageResult(_Model):
     results: list[SendResult]
     sent: int = 0
