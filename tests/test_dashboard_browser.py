@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
+from temporalio.client import WorkflowFailureError
 
 from activities.whatsapp.models import SendWhatsAppMessageInput, SendWhatsAppMessageResult
 from core.connections import add_connection
@@ -89,9 +90,10 @@ async def test_overview_sign_in_once_test_inline_expiry_charts_failures(page, cl
         organization_id=org, to="+16505551234", text="hello"), id=f"dash-ok-{uuid.uuid4().hex[:8]}",
         task_queue=task_queue, result_type=SendWhatsAppMessageResult)
     failed_id = f"dash-failed-{uuid.uuid4().hex[:8]}"
-    await client.execute_workflow("SendWhatsAppMessage", SendWhatsAppMessageInput(
-        organization_id=org, to="12", text="hello"), id=failed_id, task_queue=task_queue,
-        result_type=SendWhatsAppMessageResult)
+    with pytest.raises(WorkflowFailureError):  # nobody reached: the workflow ends Failed
+        await client.execute_workflow("SendWhatsAppMessage", SendWhatsAppMessageInput(
+            organization_id=org, to="12", text="hello"), id=failed_id, task_queue=task_queue,
+            result_type=SendWhatsAppMessageResult)
     # Delivered marketing templates of yesterday and today, priced (what delivery webhooks record).
     for days_ago, cost in ((1, 0.025), (0, 0.05)):
         runtime.store.record_usage(UsageRecord(

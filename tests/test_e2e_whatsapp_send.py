@@ -7,7 +7,8 @@ import uuid
 
 import httpx
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 
 from activities.whatsapp.models import SendWhatsAppMessageInput, SendWhatsAppMessageResult
 from core.runtime import Runtime
@@ -19,6 +20,16 @@ async def run_send(client: Client, task_queue: str, inp: SendWhatsAppMessageInpu
         "SendWhatsAppMessage", inp, id=f"wa-{uuid.uuid4().hex}", task_queue=task_queue,
         result_type=SendWhatsAppMessageResult,
     )
+
+
+async def failed_send(client: Client, task_queue: str, inp: SendWhatsAppMessageInput, error_class: str
+                      ) -> SendWhatsAppMessageResult:
+    """A send that reached nobody ends Failed with the shared error class; its result is in the details."""
+    with pytest.raises(WorkflowFailureError) as failed:
+        await run_send(client, task_queue, inp)
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == error_class, cause
+    return SendWhatsAppMessageResult.model_validate(cause.details[0]["result"])
 
 
 async def test_text_send_end_to_end(client, worker, runtime: Runtime, sandbox, gateway, task_queue):
@@ -59,8 +70,8 @@ async def test_invalid_number_fails_at_once_as_permanent(client, worker, runtime
 
 async def test_other_organizations_connection_is_refused(client, worker, runtime, sandbox, task_queue):
     wa = await seed.whatsapp_connection(runtime, sandbox.url)
-    res = await run_send(client, task_queue, SendWhatsAppMessageInput(
-        organization_id="org_intruder", connection=wa.name, to="+16505551234", text="hi"))
+    res = await failed_send(client, task_queue, SendWhatsAppMessageInput(
+        organization_id="org_intruder", connection=wa.name, to="+16505551234", text="hi"), "ConfigurationError")
     err = res.results[0].error
     assert err and err["error_class"] == "ConfigurationError" and err["code"] == "connection_not_found"
 
@@ -97,8 +108,8 @@ async def test_expired_token_is_configuration_and_marks_unhealthy(client, worker
     wa = await seed.whatsapp_connection(runtime, sandbox.url)
     async with httpx.AsyncClient() as http:
         await http.post(f"{sandbox.url}/_sandbox/whatsapp/tokens/expire", json={"token": wa.token})
-    res = await run_send(client, task_queue, SendWhatsAppMessageInput(
-        organization_id=wa.organization_id, to="+16505551234", text="hi"))
+    res = await failed_send(client, task_queue, SendWhatsAppMessageInput(
+        organization_id=wa.organization_id, to="+16505551234", text="hi"), "ConfigurationError")
     err = res.results[0].error
     assert err and err["error_class"] == "ConfigurationError" and err["code"] == 190
     rows = runtime.store.usage(connection_id=wa.connection_id, action="whatsapp.send_text")
