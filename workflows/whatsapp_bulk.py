@@ -149,7 +149,7 @@ class BulkSendWhatsAppTemplate:
             self.held.discard(o.index)
             if o.status == "sent":
                 p.sent += 1
-                p.resent += 1 if o.resent else 0
+                p.resent += int(o.resent)  # a bool from histories written before it became a count
                 if o.message_status:
                     p.sent_by_provider_status[o.message_status] = p.sent_by_provider_status.get(o.message_status, 0) + 1
             elif o.status == "failed":

@@ -436,7 +436,8 @@ class BulkOutcome(_Model):
                                        "(held_for_quality_assessment, paused)")
     code: str | None = None
     resume_at: str | None = None
-    resent: bool = Field(default=False, description="sent again after an attempt whose answer was lost")
+    resent: int = Field(default=0, description="how many times this recipient was sent again after an attempt "
+                        "whose answer was lost (a kill between two attempts can make it more than one)")
 
 
 class BulkBatchResult(_Model):

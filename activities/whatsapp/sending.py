@@ -342,7 +342,7 @@ def _final_outcome(idx: int, intent: SendIntent) -> BulkOutcome | None:
         status = intent.result.get("status")
         return BulkOutcome(index=idx, status="sent", message_id=intent.provider_ref,
                            message_status=None if status in (None, "accepted") else str(status),
-                           resent=intent.resent > 0)
+                           resent=intent.resent)
     if intent.state == IntentState.FAILED.value:
         return BulkOutcome(index=idx, status="failed", code=str((intent.result.get("error") or {}).get("code")))
     return None
@@ -462,7 +462,7 @@ class _BatchSender:
             return
         sent = (resp.json().get("messages") or [{}])[0]
         mid, provider_status = sent.get("id"), sent.get("message_status", "accepted")
-        self.outcomes[idx] = BulkOutcome(index=idx, status="sent", message_id=mid, resent=claim.resend,
+        self.outcomes[idx] = BulkOutcome(index=idx, status="sent", message_id=mid, resent=claim.intent.resent,
                                          message_status=None if provider_status == "accepted" else provider_status)
         result = SendResult(to="+" + wa_id, status=provider_status, message_id=mid, wa_id=wa_id,
                             category=self.category)
