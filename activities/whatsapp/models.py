@@ -454,8 +454,8 @@ class BulkProgress(_Model):
     held: int = 0
     cancelled: int = 0
     pending: int = Field(default=0, description="waiting to be retried after a temporary failure")
-    resent: int = Field(default=0, description="sent again after an attempt whose answer was lost (each a "
-                        "possible duplicate; 0 when status webhooks reconcile them)")
+    resent: int = Field(default=0, description="attempts made while an earlier attempt's outcome was unknown "
+                        "(its answer lost): an upper bound on duplicates, 0 when status webhooks reconcile them")
     failed_by_error: dict[str, int] = Field(default_factory=dict)
     skipped_by_reason: dict[str, int] = Field(default_factory=dict)
     sent_by_provider_status: dict[str, int] = Field(

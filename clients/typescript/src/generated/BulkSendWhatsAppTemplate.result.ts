@@ -19,7 +19,7 @@ export interface BulkSendWhatsAppTemplateResult {
    */
   pending: number;
   /**
-   * sent again after an attempt whose answer was lost (each a possible duplicate; 0 when status webhooks reconcile them)
+   * attempts made while an earlier attempt's outcome was unknown (its answer lost): an upper bound on duplicates, 0 when status webhooks reconcile them
    */
   resent: number;
   sent: number;
@@ -45,9 +45,9 @@ export interface BulkOutcome {
    */
   message_status?: string | null;
   /**
-   * sent again after an attempt whose answer was lost
+   * how many times this recipient was sent again after an attempt whose answer was lost (a kill between two attempts can make it more than one)
    */
-  resent: boolean;
+  resent: number;
   resume_at?: string | null;
   status: "sent" | "failed" | "skipped" | "held" | "pending";
 }
