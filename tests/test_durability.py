@@ -87,18 +87,27 @@ async def test_start_from_plain_json_with_temporal_cli(worker, runtime, sandbox,
 async def test_worker_shuts_down_cleanly_on_sigterm(settings):
     env = worker_env(settings, f"term-{uuid.uuid4().hex[:8]}")
     proc = subprocess.Popen([sys.executable, "-m", "worker"], env=env, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    lines: list[str] = []
+
+    def until_polling() -> None:
+        # The log line comes after the signal handlers are installed: a SIGTERM before it would kill the
+        # process the default way (-15), whatever the worker's own shutdown does.
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if "worker polling task queue" in line:
+                return
+
     try:
-        for _ in range(200):  # until it is polling
-            await asyncio.sleep(0.05)
-            if proc.poll() is not None:
-                break
-        await asyncio.sleep(1.0)
+        await asyncio.wait_for(asyncio.to_thread(until_polling), timeout=120)
+        assert proc.poll() is None, "".join(lines)
         proc.send_signal(signal.SIGTERM)
-        code = await asyncio.to_thread(proc.wait, 20)
+        code = await asyncio.to_thread(proc.wait, 30)
     finally:
         if proc.poll() is None:
             proc.kill()
-    stderr = proc.stderr.read() if proc.stderr else ""
+    stderr = "".join(lines) + proc.stderr.read()
     assert code == 0, stderr
     assert "shutting down" in stderr
 
