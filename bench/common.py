@@ -1,4 +1,4 @@
-"""Shared benchmark setup: the stack started the way tests/conftest.py and worker/stack.py do, plus measuring helpers."""
+"""Shared benchmark setup: the stack started as tests/conftest.py and worker/stack.py do, and measuring helpers."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ async def bench_stack(database_url: str | None = None, *, gateway: bool = False)
             sections={p.provider.settings.section_name: p.provider.settings.sandbox_overrides(sandbox_url)
                       for p in registry().providers() if p.provider is not None},
             task_queue=f"bench-{uuid.uuid4().hex[:6]}", dev_mode=True, egress_private_hosts="127.0.0.1",
-            breaker_failure_threshold=10_000, _env_file=None)  # type: ignore[call-arg]
+            breaker_failure_threshold=10_000, _env_file=None)
         # The sandbox in its own process, as in `make run`: it must not share our event loop or GIL.
         proc = stack.python("sandbox", {"OSI_SANDBOX_PORT": str(sport), "OSI_LOG_LEVEL": "WARNING"},
                             tmp / "sandbox.log")
@@ -124,7 +124,7 @@ def self_cpu_seconds() -> float:
 def percentile(values: Sequence[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100) of a non-empty sample."""
     ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, int(round(p / 100 * len(ordered) + 0.5)) - 1))
+    k = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
     return ordered[k]
 
 

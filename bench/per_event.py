@@ -23,12 +23,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx  # noqa: E402
-from pydantic import SecretStr  # noqa: E402
-from temporalio.worker import Worker  # noqa: E402
+import httpx
+from pydantic import SecretStr
+from temporalio.worker import Worker
 
-from bench.bare import BareActivities, BarePost, BareSend  # noqa: E402
-from bench.common import (  # noqa: E402
+from bench.bare import BareActivities, BarePost, BareSend
+from bench.common import (
     BenchStack,
     bench_stack,
     emit,
@@ -37,9 +37,9 @@ from bench.common import (  # noqa: E402
     proc_cpu_seconds,
     self_cpu_seconds,
 )
-from core.connections import add_connection  # noqa: E402
-from vault.credentials import BearerTokenCredentials  # noqa: E402
-from worker.main import build_worker  # noqa: E402
+from core.connections import add_connection
+from vault.credentials import BearerTokenCredentials
+from worker.main import build_worker
 
 MPS = 100_000  # the per-number limit lifted: this measures per-event overhead, not throttling
 

@@ -27,14 +27,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx  # noqa: E402
-from pydantic import SecretStr  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
-from temporalio.service import RPCError  # noqa: E402
+import httpx
+from pydantic import SecretStr
+from sqlalchemy import func, select
+from sqlmodel import col
+from temporalio.service import RPCError
 
-from activities.whatsapp import conversation_ids  # noqa: E402
-from activities.whatsapp.store import WhatsAppMessageRecord  # noqa: E402
-from bench.common import (  # noqa: E402
+from activities.whatsapp import conversation_ids
+from activities.whatsapp.store import WhatsAppMessageRecord
+from bench.common import (
     ROOT,
     BenchStack,
     bench_stack,
@@ -43,9 +44,9 @@ from bench.common import (  # noqa: E402
     percentile,
     proc_cpu_seconds,
 )
-from core.connections import add_connection  # noqa: E402
-from vault.credentials import BearerTokenCredentials  # noqa: E402
-from worker.stack import free_port, wait_port  # noqa: E402
+from core.connections import add_connection
+from vault.credentials import BearerTokenCredentials
+from worker.stack import free_port, wait_port
 
 
 def delivery(pid: str, waba: str, wa_id: str, text: str) -> dict[str, Any]:
@@ -115,7 +116,7 @@ async def counted(bs: BenchStack, org: Org, sent: dict[str, set[str]]) -> tuple[
     def recorded() -> int:
         with bs.rt.store.session() as s:
             q = select(func.count()).select_from(WhatsAppMessageRecord).where(
-                WhatsAppMessageRecord.organization_id == org.org, WhatsAppMessageRecord.direction == "in")
+                col(WhatsAppMessageRecord.organization_id) == org.org, col(WhatsAppMessageRecord.direction) == "in")
             return int(s.execute(q).scalar_one())
 
     in_store = await bs.rt.store.run(recorded)
@@ -213,7 +214,8 @@ async def run(events: int, n_customers: int, concurrency: int, rounds: int) -> d
     def med(which: str, key: str) -> float:
         return round(median([f[key] for f in figures[which]]), 1)
 
-    out = {"bench": "webhook_ingest", "events": events, "customers": n_customers, "concurrency": concurrency,
+    out: dict[str, Any] = {
+           "bench": "webhook_ingest", "events": events, "customers": n_customers, "concurrency": concurrency,
            "rounds": rounds, "gateway_events_per_s": med("gateway", "rate"),
            "gateway_p50_ms": med("gateway", "p50"), "gateway_p95_ms": med("gateway", "p95"),
            "gateway_p99_ms": med("gateway", "p99"),
