@@ -10,7 +10,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,19 @@ class BenchStack:
         wait_port("127.0.0.1", self.settings.gateway_port, 60, proc)
         self.extra["gateway_pid"] = proc.pid
         return f"http://127.0.0.1:{self.settings.gateway_port}"
+
+
+@asynccontextmanager
+async def on_database(bs: BenchStack, database_url: str) -> AsyncIterator[BenchStack]:
+    """The same Temporal, OpenBao and sandbox with another store (and a task queue of its own)."""
+    settings = bs.settings.model_copy(update={"database_url": database_url,
+                                              "task_queue": f"bench-{uuid.uuid4().hex[:6]}"})
+    upgrade(database_url)
+    rt = Runtime(settings, registry=registry())
+    try:
+        yield replace(bs, settings=settings, rt=rt)
+    finally:
+        await rt.close()
 
 
 @asynccontextmanager

@@ -33,6 +33,7 @@ from bench.common import (
     bench_stack,
     emit,
     median,
+    on_database,
     pg_database,
     proc_cpu_seconds,
     self_cpu_seconds,
@@ -96,11 +97,11 @@ async def _timed(bs: BenchStack, run: Any) -> tuple[float, float, float]:
     return time.perf_counter() - w0, self_cpu_seconds() - c0, proc_cpu_seconds(bs.temporal_pid) - t0
 
 
-async def measure(database: str, workflows: int, rounds: int, sides: tuple[str, ...] = ("project", "bare")
-                  ) -> dict[str, Any]:
+async def measure(top: BenchStack, database: str, workflows: int, rounds: int,
+                  sides: tuple[str, ...] = ("project", "bare")) -> dict[str, Any]:
     ctx = pg_database() if database == "postgresql" else nullcontext(None)
     with ctx as url:
-        async with bench_stack(url) as bs:
+        async with on_database(top, url) if url else nullcontext(top) as bs:
             seed = await _seed(bs)
             bare_queue = f"bench-bare-{uuid.uuid4().hex[:6]}"
             bare_acts = BareActivities()
@@ -143,7 +144,8 @@ async def measure(database: str, workflows: int, rounds: int, sides: tuple[str, 
 
 
 async def main(workflows: int, rounds: int, databases: list[str], sides: tuple[str, ...]) -> dict[str, Any]:
-    results = [await measure(db, workflows, rounds, sides) for db in databases]
+    async with bench_stack() as top:  # one Temporal server for both stores: only the store differs
+        results = [await measure(top, db, workflows, rounds, sides) for db in databases]
     return {"bench": "per_event", "target_ratio": 0.90, "results": results}
 
 

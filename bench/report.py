@@ -108,6 +108,14 @@ BENCHES = [
 ]
 
 
+def once_per_script(benches: list[Bench]) -> list[Bench]:
+    """At tiny sizes a script is run once (its other entries differ only in their arguments)."""
+    out: dict[str, Bench] = {}
+    for b in benches:
+        out.setdefault(b.script, b)
+    return list(out.values())
+
+
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     """Nested JSON as dotted keys; a list of objects keyed by each one's `database`/`name`, else its index."""
     out: dict[str, Any] = {}
@@ -238,6 +246,8 @@ def main() -> int:
     args = parser.parse_args()
     only = {n for n in args.only.split(",") if n}
     chosen = [b for b in BENCHES if not only or b.name in only]
+    if args.tiny:
+        chosen = once_per_script(chosen)
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         runs = list(pool.map(lambda b: run_one(b, args.tiny, args.timeout), chosen))
     for run in runs:

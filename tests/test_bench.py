@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.report import BENCHES, BEGIN, END, lookup, parse, run_one, table, write
+from bench.report import BEGIN, BENCHES, END, lookup, once_per_script, parse, run_one, table, write
 
 ROOT = Path(__file__).resolve().parent.parent
 HELPERS = {"__init__.py", "common.py", "bare.py", "verify_only.py", "report.py"}
@@ -18,14 +18,18 @@ def test_every_benchmark_script_is_run_by_make_bench() -> None:
     assert scripts == {b.script for b in BENCHES}, "a benchmark bench/report.py does not run (or a stale entry)"
 
 
+TINY = once_per_script(BENCHES)
+
+
 @pytest.fixture(scope="module")
 def tiny_runs() -> list:
     # Each benchmark starts its own Temporal, OpenBao and sandbox; run them side by side (mostly start-up waits).
-    with ThreadPoolExecutor(max_workers=len(BENCHES)) as pool:
-        return list(pool.map(lambda b: run_one(b, tiny=True, timeout=240), BENCHES))
+    with ThreadPoolExecutor(max_workers=len(TINY)) as pool:
+        return list(pool.map(lambda b: run_one(b, tiny=True, timeout=240), TINY))
 
 
-@pytest.mark.parametrize("name", [b.name for b in BENCHES])
+@pytest.mark.bench
+@pytest.mark.parametrize("name", [b.name for b in TINY])
 def test_benchmark_runs_at_tiny_size_and_reports_every_figure(tiny_runs: list, name: str) -> None:
     run = next(r for r in tiny_runs if r.bench.name == name)
     assert run.returncode == 0, f"{run.bench.script} failed:\n{run.stdout[-2000:]}\n{run.stderr[-4000:]}"
