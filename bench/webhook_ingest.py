@@ -147,7 +147,7 @@ async def counted(bs: BenchStack, org: Org, sent: dict[str, set[str]]) -> tuple[
 async def run(events: int, n_customers: int, concurrency: int, rounds: int) -> dict[str, Any]:
     async with bench_stack(gateway=True) as bs:
         worker_env = {**bs.env(), "OSI_WORKER_HEALTH_PORT": str(free_port())}
-        bs.stack.python("worker", worker_env, bs.tmp / "worker.log")
+        worker_pid = bs.stack.python("worker", worker_env, bs.tmp / "worker.log").pid
         gateway_url = f"http://127.0.0.1:{bs.settings.gateway_port}"
         org = Org(bs)
         await org.create()
@@ -199,10 +199,13 @@ async def run(events: int, n_customers: int, concurrency: int, rounds: int) -> d
                     for b in load:
                         sent.setdefault(b[2], set()).add(b[3])
                     g0, t0 = proc_cpu_seconds(gateway_pid), proc_cpu_seconds(temporal_pid)
+                    w0 = proc_cpu_seconds(worker_pid)
                     wall, lat, e = await fire(gateway_url + path, [(b[0], b[1]) for b in load], concurrency)
                     errors += e
+                    # The worker's share is what it did during the run (signals it had not applied yet are not in).
                     cpu = {"gateway_cpu_ms": (proc_cpu_seconds(gateway_pid) - g0) / len(load) * 1000,
-                           "temporal_cpu_ms": (proc_cpu_seconds(temporal_pid) - t0) / len(load) * 1000}
+                           "temporal_cpu_ms": (proc_cpu_seconds(temporal_pid) - t0) / len(load) * 1000,
+                           "worker_cpu_ms": (proc_cpu_seconds(worker_pid) - w0) / len(load) * 1000}
                 else:
                     wall, lat, e = await fire(f"http://127.0.0.1:{vport}{path}", [(b[0], b[1]) for b in load],
                                               concurrency)
@@ -230,6 +233,7 @@ async def run(events: int, n_customers: int, concurrency: int, rounds: int) -> d
            "gateway_p99_ms": med("gateway", "p99"),
            "gateway_cpu_ms_per_event": med("gateway", "gateway_cpu_ms"),
            "temporal_cpu_ms_per_event": med("gateway", "temporal_cpu_ms"),
+           "worker_cpu_ms_per_event": med("gateway", "worker_cpu_ms"),
            "verify_only_events_per_s": med("verify_only", "rate"), "verify_only_p50_ms": med("verify_only", "p50"),
            "verify_only_p99_ms": med("verify_only", "p99"),
            "sent": total, "recorded": in_store, "signalled": in_conversations,
@@ -240,7 +244,8 @@ async def run(events: int, n_customers: int, concurrency: int, rounds: int) -> d
           f"{concurrency} concurrent, median of {rounds} rounds:")
     print(f"  gateway:     {out['gateway_events_per_s']:.0f} events/s, ack p50 {out['gateway_p50_ms']} ms, "
           f"p95 {out['gateway_p95_ms']} ms, p99 {out['gateway_p99_ms']} ms; CPU per event: gateway "
-          f"{out['gateway_cpu_ms_per_event']} ms, Temporal server {out['temporal_cpu_ms_per_event']} ms")
+          f"{out['gateway_cpu_ms_per_event']} ms, Temporal server {out['temporal_cpu_ms_per_event']} ms, "
+          f"worker {out['worker_cpu_ms_per_event']} ms")
     print(f"  verify-only: {out['verify_only_events_per_s']:.0f} events/s, ack p50 {out['verify_only_p50_ms']} ms, "
           f"p99 {out['verify_only_p99_ms']} ms")
     print(f"  lost: {out['lost']} of {total} (recorded {in_store}, in conversations {in_conversations}), "
