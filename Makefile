@@ -13,7 +13,12 @@ $(VENV)/.installed: requirements-dev.lock pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
+# The project's packages (pyproject.toml's include list); compiled to bytecode at install so the first
+# workflow runs and process starts do not compile them (quick when nothing changed: compileall checks mtimes).
+PACKAGES := activities core workflows worker vault gateway store sandbox
+
 install: $(VENV)/.installed
+	$(PY) -m compileall -q -j 0 $(PACKAGES)
 
 run: install ## start the local stack, seed the demo organization, run every demo; Ctrl-C stops
 	$(PY) -m worker.dev
@@ -36,8 +41,10 @@ schemas: install ## docs/schemas, then the TypeScript client's types generated f
 scale-test: install
 	$(PY) -m pytest -q -s -m scale tests/test_scale_out.py
 
+# Every benchmark under bench/ at realistic sizes, one after another (about 10 minutes); the table goes into
+# docs/performance.md between its markers. `$(PY) bench/report.py --only per_event --no-write` runs one.
 bench: install
-	$(PY) bench/whatsapp_bulk.py
+	$(PY) bench/report.py
 
 clean:
 	rm -rf .data

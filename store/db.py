@@ -6,6 +6,7 @@ import asyncio
 import functools
 import hashlib
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -81,10 +82,14 @@ def make_engine(url: str) -> Engine:
 class Store:
     """Synchronous queries with async wrappers (`await store.run(fn)`) for the event loop."""
 
-    def __init__(self, url: str, audit_key: Callable[[], bytes] | None = None, *, threads: int = 16) -> None:
+    def __init__(self, url: str, audit_key: Callable[[], bytes] | None = None, *, threads: int = 16,
+                 connection_cache_seconds: float = 5.0) -> None:
         """The schema is Alembic's (`worker.migrate.upgrade`, run by every process at start). `audit_key` gives
-        the audit chain's HMAC key (the Runtime's reads it from Vault); no audit row is written without it."""
+        the audit chain's HMAC key (the Runtime's reads it from Vault); no audit row is written without it.
+        `connection_cache_seconds`: how long `connection()` may answer from memory (see there)."""
         self.url = url
+        self.connection_cache_seconds = connection_cache_seconds
+        self._connections: dict[str, tuple[float, Connection]] = {}
         self.engine = make_engine(url)
         self.audit_key = audit_key
         # Queries run on threads of their own, not asyncio's shared default pool (where blocking Vault calls
@@ -145,6 +150,7 @@ class Store:
             s.add(conn)
             s.commit()
             s.refresh(conn)
+            self.forget_connection(conn.id)
             return conn
 
     def find_connection(self, organization_id: str, integration_type: str, name: str) -> Connection:
@@ -162,6 +168,25 @@ class Store:
     def get_connection(self, connection_id: str) -> Connection | None:
         with self.session() as s:
             return s.get(Connection, connection_id)
+
+    async def connection(self, connection_id: str) -> Connection | None:
+        """A connection row for request routing (webhooks), from memory when read less than
+        `connection_cache_seconds` ago: no query and no thread hop per request. This process's own changes
+        (`update_connection`, `upsert_connection`, `delete_connection`, `set_health`) drop the entry at once;
+        another process's are seen within `connection_cache_seconds`. The row is shared: read it, never change
+        it (its usage counters and health may lag). An unknown id is not cached (a new connection is seen at
+        once)."""
+        hit = self._connections.get(connection_id)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        conn = await self.run(self.get_connection, connection_id)
+        if conn is not None and self.connection_cache_seconds > 0:
+            self._connections[connection_id] = (time.monotonic() + self.connection_cache_seconds, conn)
+        return conn
+
+    def forget_connection(self, connection_id: str) -> None:
+        """Drop a cached row (after a change, or when a request suggests it is stale)."""
+        self._connections.pop(connection_id, None)
 
     def list_connections(
         self, organization_id: str | None = None, integration_type: str | None = None
@@ -181,6 +206,7 @@ class Store:
         ]
 
     def update_connection(self, connection_id: str, **fields: Any) -> Connection:
+        self.forget_connection(connection_id)
         with self.session() as s:
             conn = s.get(Connection, connection_id)
             if conn is None:
@@ -194,6 +220,7 @@ class Store:
             return conn
 
     def delete_connection(self, connection_id: str) -> None:
+        self.forget_connection(connection_id)
         with self.session() as s:
             conn = s.get(Connection, connection_id)
             if conn is not None:
@@ -205,6 +232,7 @@ class Store:
     ) -> None:
         """Record the connection's health; a change is an event for the organization's subscribers (same
         transaction)."""
+        self.forget_connection(connection_id)
         with self.session() as s:
             self.set_health_in(s, connection_id, health, detail, status)
             s.commit()

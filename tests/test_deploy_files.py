@@ -320,6 +320,27 @@ def test_dockerfile_is_multi_stage_pinned_non_root_with_healthcheck() -> None:
     assert re.search(r"compileall .*-f .*--invalidation-mode unchecked-hash /opt/venv/lib", builder)
 
 
+def test_bytecode_is_written_at_build_and_install_time_never_at_run_time() -> None:
+    """The image runs as a user who cannot write site-packages: every .pyc must exist before USER, made after the
+    project is installed (an earlier compile would miss our own modules); `make install` compiles every package."""
+    text = dockerfile()
+    builder, runtime = text.split("AS runtime", 1)
+    install = builder.index("--no-deps --no-build-isolation .")
+    compile_step = re.search(r"^RUN /opt/venv/bin/python -m compileall (.*) /opt/venv/lib$", builder, re.M)
+    assert compile_step and compile_step.start() > install, "compileall after our package is installed"
+    assert "--invalidation-mode unchecked-hash" in compile_step.group(1)  # mtimes change in COPY --from
+    stdlib = re.search(r"^RUN python -m compileall .*/usr/local/lib/python3\.\d+", runtime, re.M)
+    assert stdlib and stdlib.start() < runtime.index("\nUSER "), "the standard library compiled before USER"
+    assert re.search(r"^\s*PYTHONDONTWRITEBYTECODE=1", runtime, re.M)  # no write attempts at run time
+
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = re.search(r"^install: .*\n((?:\t.*\n)+)", makefile, re.M)
+    assert recipe and "-m compileall" in recipe.group(1), "make install precompiles the packages"
+    packages = set(re.search(r"^PACKAGES := (.*)$", makefile, re.M).group(1).split())  # type: ignore[union-attr]
+    includes = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    assert packages == {p.rstrip("*") for p in includes["include"]}
+
+
 def test_dockerfile_copies_every_package_the_project_ships() -> None:
     includes = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
     copied = set(re.findall(r"^COPY (\w+) \1$", dockerfile(), re.M))

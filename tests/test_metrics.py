@@ -65,6 +65,27 @@ async def test_gateway_counts_webhooks_signature_failures_and_request_durations(
     assert value(after, "osi_connection_health", organization=wa.organization_id, integration="WHATSAPP_BUSINESS",
                  connection="default", health="unknown") == 1
 
+    # Too deep for LimitsMiddleware: refused before any route runs, and still measured.
+    async with httpx.AsyncClient() as http:
+        deep = b"[" * 100 + b"]" * 100
+        assert (await http.post(url, content=deep, headers={"Content-Type": "application/json"})).status_code == 400
+    refused = await scrape(f"{gateway}/metrics")
+    assert value(refused, "osi_http_request_seconds_count", route="unmatched", method="POST", status="400") \
+        - value(after, "osi_http_request_seconds_count", route="unmatched", method="POST", status="400") == 1
+
+
+def test_gateway_middleware_is_plain_asgi(settings) -> None:
+    """Starlette's BaseHTTPMiddleware (`@app.middleware("http")`) adds a task group and memory streams to every
+    request: on the webhook path that cost more CPU than verifying the signature (bench/webhook_ingest.py)."""
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    from gateway.app import create_app
+
+    app = create_app(settings)
+    assert app.user_middleware, "the gateway's own middleware (limits, metrics)"
+    assert not [m for m in app.user_middleware if m.cls is BaseHTTPMiddleware or (
+        isinstance(m.cls, type) and issubclass(m.cls, BaseHTTPMiddleware))]
+
 
 def test_breaker_state_is_exported_per_provider_and_connection() -> None:
     breakers = Breakers(failure_threshold=2, reset_seconds=30)

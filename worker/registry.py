@@ -21,7 +21,14 @@ from workflows.calendar import CALENDAR_WORKFLOWS
 from workflows.events import EVENT_WORKFLOWS
 from workflows.maintenance import MAINTENANCE_WORKFLOWS
 from workflows.slack import SLACK_WORKFLOWS
-from workflows.whatsapp import WHATSAPP_WORKFLOWS
+from workflows.whatsapp import SendWhatsAppMessage
+from workflows.whatsapp_bulk import BulkSendWhatsAppTemplate
+from workflows.whatsapp_conversation import WhatsAppConversation
+
+# Each WhatsApp workflow in its own module, none importing another: the workflow sandbox re-runs a workflow's
+# module (and every workflow module it imports) for each run, so SendWhatsAppMessage must not pay for the other
+# two (tests/test_workflow_modules.py).
+WHATSAPP_WORKFLOWS: tuple[type, ...] = (SendWhatsAppMessage, WhatsAppConversation, BulkSendWhatsAppTemplate)
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,6 @@ with workflow.unsafe.imports_passed_through():
     from core.policies import WHATSAPP_SEND, deadline_of
     from core.visibility import raise_if_all_failed
 
-from workflows.whatsapp_bulk import BulkSendWhatsAppTemplate
-from workflows.whatsapp_conversation import WhatsAppConversation
-
 # A held send looks again no sooner than this (the store's resume time is a lower bound).
 MIN_HOLD = timedelta(seconds=1)
 
@@ -90,6 +87,3 @@ class SendWhatsAppMessage:
             await workflow.sleep(max(wait, MIN_HOLD))
             self.progress.waiting -= 1
 
-
-# The bulk and conversation workflows live in their own modules; the registry takes all three from here.
-WHATSAPP_WORKFLOWS: tuple[type, ...] = (SendWhatsAppMessage, WhatsAppConversation, BulkSendWhatsAppTemplate)

@@ -36,7 +36,7 @@ CONVERSATION_WORKFLOW = "WhatsAppConversation"  # workflows/whatsapp_conversatio
 async def _connection_secrets(request: Request, connection_id: str
                               ) -> tuple[Connection, BearerTokenCredentials | None] | None:
     rt = request.app.state.rt
-    conn = await rt.store.run(rt.store.get_connection, connection_id)
+    conn = await rt.store.connection(connection_id)  # cached: no query per webhook (Store.connection)
     if conn is None or conn.integration_type != SPEC.integration_type:
         return None
     try:
@@ -108,6 +108,7 @@ def router() -> APIRouter:
             # The app secret may have been rotated since we cached it (`osi connections rotate` elsewhere).
             if found is None or not await rt.vault.recheck(rt.credentials_path(found[0])):
                 return JSONResponse({"error": "invalid signature"}, status_code=401)
+            rt.store.forget_connection(connection_id)  # its app_id may have changed too
             found = await _connection_secrets(request, connection_id)
             secret = await routing.app_secret_of(rt, found[0], found[1]) if found else ""
             if not webhooks.verify_signature(secret, raw, signature):
