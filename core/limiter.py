@@ -327,6 +327,8 @@ if ARGV[1] == '' then
 else
   now = tonumber(ARGV[1])
 end
+-- Numbers go back to Redis with microseconds (Lua's own tostring keeps 14 digits: 0.1 ms of an epoch).
+local function f(x) return string.format('%.6f', x) end
 local token = ARGV[2]
 local n = tonumber(ARGV[3])
 local hold = tonumber(ARGV[4])
@@ -340,13 +342,14 @@ for i = 1, n do
   local interval, tau = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
   redis.call('ZREMRANGEBYSCORE', zkey, '-inf', now - period)
   local mine = now
-  local held = redis.call('ZCOUNT', zkey, '(' .. now, '+inf')
+  -- Answered slots score at most now; held ones at their start + hold, far ahead (1 ms spares rounding).
+  local held = redis.call('ZCOUNT', zkey, '(' .. f(now + 0.001), '+inf')
   local room = limit - 1 - held
   if room < 0 then
     poll = true
     mine = now + math.max(0.002, (held - limit + 1) * interval)
   else
-    local nth = redis.call('ZREVRANGEBYSCORE', zkey, now, '-inf', 'WITHSCORES', 'LIMIT', room, 1)
+    local nth = redis.call('ZREVRANGEBYSCORE', zkey, f(now + 0.001), '-inf', 'WITHSCORES', 'LIMIT', room, 1)
     if nth[2] then mine = math.max(mine, tonumber(nth[2]) + period) end
   end
   local tat = tonumber(redis.call('GET', tkey) or '-1e18')
@@ -361,18 +364,18 @@ if reserve then
     if start - own[i] > math.max(tonumber(ARGV[b + 4]), tonumber(ARGV[b + 3])) + 1e-9 then reserve = false end
   end
 end
-if not reserve then return {tostring(start - now), 0, tostring(start)} end
+if not reserve then return {f(start - now), 0, f(start)} end
 for i = 1, n do
   local zkey, tkey = KEYS[2 * i - 1], KEYS[2 * i]
   local b = 4 + 4 * (i - 1)
   local period, interval = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
   local tat = tonumber(redis.call('GET', tkey) or '-1e18')
   local nxt = math.max(tat, start) + interval
-  redis.call('SET', tkey, tostring(nxt), 'PX', math.ceil((nxt - now + period) * 1000) + 1000)
-  redis.call('ZADD', zkey, start + hold, token)
+  redis.call('SET', tkey, f(nxt), 'PX', math.ceil((nxt - now + period) * 1000) + 1000)
+  redis.call('ZADD', zkey, f(start + hold), token)
   redis.call('PEXPIRE', zkey, math.ceil((start - now + hold + period) * 1000) + 1000)
 end
-return {tostring(start - now), 1, tostring(start)}
+return {f(start - now), 1, f(start)}
 """
 
 # Release: each slot's window runs from max(start, now - credit) (credit: the fastest round trip, passed per
@@ -395,11 +398,11 @@ for i = 1, #KEYS do
       local start = tonumber(s) - hold
       local from = start
       if not at_start then from = math.max(start, math.min(now, now - tonumber(ARGV[5 + i]))) end
-      redis.call('ZADD', KEYS[i], 'XX', from, token)
+      redis.call('ZADD', KEYS[i], 'XX', string.format('%.6f', from), token)
     end
   end
 end
-return tostring(now)
+return string.format('%.6f', now)
 """
 
 _REDIS_PENALIZE = """
@@ -414,7 +417,7 @@ for i = 1, #KEYS do
   local until_ = now + tonumber(ARGV[1 + 2 * i - 1]) + tonumber(ARGV[1 + 2 * i])
   local tat = tonumber(redis.call('GET', KEYS[i]) or '-1e18')
   if until_ > tat then
-    redis.call('SET', KEYS[i], tostring(until_), 'PX', math.ceil((until_ - now) * 1000) + 1000)
+    redis.call('SET', KEYS[i], string.format('%.6f', until_), 'PX', math.ceil((until_ - now) * 1000) + 1000)
   end
 end
 return 1
