@@ -132,6 +132,9 @@ class RttStats:
         else:
             self._min[scope] = min(self._min.get(scope, float("inf")), rtt)
 
+    def recent(self, scope: str) -> list[float]:
+        return list(self._samples.get(scope, ()))
+
     def credit(self, scope: str) -> float:
         """0 until enough round trips were seen: until then a slot is held for its whole round trip."""
         return self._min.get(scope, 0.0) if len(self._samples[scope]) >= MIN_RTT_SAMPLES else 0.0

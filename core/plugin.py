@@ -27,9 +27,10 @@ class RateLimitSpec:
 
     The limiter reads these numbers (through `window()` and `concurrency()`), so the spec is what runs. It
     enforces them as documented: slots are held until the answer (see `core.limiter.Limit`), so arrival
-    jitter needs no margin. `burst=1` paces calls evenly (`period / limit` apart); `None` leaves only the
-    window. `margin` (seconds added to the window) stays for limits that are not held to the answer by their
-    callers; the shipped WhatsApp and Slack specs declare none.
+    jitter needs no margin. `burst` paces calls (GCRA): `period / limit` apart, up to `burst` of them
+    together to catch up after a delay (1: strictly even); `None` leaves only the window. `margin` (seconds
+    added to the window) is kept for callers whose extra slots are not held to an answer (Graph's `$batch`
+    members); the WhatsApp and Slack specs declare none.
     """
 
     scope: str
@@ -44,8 +45,10 @@ class RateLimitSpec:
                margin: float | None = None, burst: int | None = None) -> Limit:
         """The limiter's window for one key, with per-connection overrides of the documented numbers."""
         base = self.period if period is None else period
-        return Limit(self.scope, key, self.limit if limit is None else limit,
-                     base + (self.margin if margin is None else margin), self.burst if burst is None else burst)
+        n = self.limit if limit is None else limit
+        if burst is None and self.burst is not None:
+            burst = max(1, round(self.burst * n / self.limit))  # a connection's own limit keeps the proportion
+        return Limit(self.scope, key, n, base + (self.margin if margin is None else margin), burst)
 
     def concurrency(self, key: str, limit: int | None = None) -> Concurrency:
         """The in-flight cap for one key (Graph: 4 per mailbox)."""
