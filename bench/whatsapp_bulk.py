@@ -84,8 +84,8 @@ async def plain_loop(sandbox_url: str, numbers: list[str], token: str, waba: str
 
 
 def auto_concurrency(mps: int, rtt: float) -> int:
-    """Sends in flight per batch (two batches run at once): twice throughput x round trip, at least 8."""
-    return max(8, min(500, math.ceil(mps * rtt)))
+    """Sends in flight per batch: throughput x a round trip of at least 0.1 s (a loaded worker's), at least 16."""
+    return max(16, min(500, math.ceil(mps * max(rtt, 0.1))))
 
 
 async def run_bench(client: Client, rt: Runtime, sandbox_url: str, task_queue: str, *, messages: int = 2000,

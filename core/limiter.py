@@ -30,8 +30,8 @@ class Limit:
 
     - The window: no more than `limit` arrivals in any `period`. Our clock only knows when a request left
       and when its answer came back, and the provider received it somewhere in between. So a slot is held
-      from the moment it is taken until the answer, then kept for `period` after the answer less the
-      fastest round trip measured for the scope (the part of every round trip that is not jitter). A
+      from the moment it is taken until the answer, then kept for `period` after the answer less half the
+      fastest round trip measured for the scope (the way back, see `RttStats.credit`). A
       request delayed anywhere (network, a starved event loop, a paused provider process) keeps its slot
       for as long as it was delayed; no fixed margin is needed.
     - Pacing (GCRA, virtual scheduling): calls start `period / limit` apart, `burst` of them may go
@@ -117,7 +117,7 @@ def pause_for(lim: Limit, seconds: float | None) -> float:
 
 
 class RttStats:
-    """The fastest recent round trip per scope: the share of every round trip that is not jitter."""
+    """The fastest recent round trip per scope (slot start to answer, on the limiter's clock)."""
 
     def __init__(self) -> None:
         self._samples: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=RTT_SAMPLES))
@@ -136,8 +136,10 @@ class RttStats:
         return list(self._samples.get(scope, ()))
 
     def credit(self, scope: str) -> float:
-        """0 until enough round trips were seen: until then a slot is held for its whole round trip."""
-        return self._min.get(scope, 0.0) if len(self._samples[scope]) >= MIN_RTT_SAMPLES else 0.0
+        """How long before its answer a request had surely arrived: half the fastest recent round trip (the
+        way back takes at least that on a symmetric path). Not the whole fastest round trip: the next request
+        may travel faster than any seen so far, and this one may have left late. 0 until enough were seen."""
+        return self._min.get(scope, 0.0) / 2 if len(self._samples[scope]) >= MIN_RTT_SAMPLES else 0.0
 
 
 @dataclass
@@ -381,7 +383,7 @@ end
 return {f(start - now), 1, f(start)}
 """
 
-# Release: each slot's window runs from max(start, now - credit) (credit: the fastest round trip, passed per
+# Release: each slot's window runs from max(start, now - credit) (credit: half the fastest round trip, passed per
 # key); at_start=1 counts it from its start instead (no answer to wait for). Returns Redis's now.
 _REDIS_RELEASE = """
 local now
