@@ -15,8 +15,6 @@ from typing import Any, Protocol
 # How long a slot whose answer never came (a worker killed mid-request) stays held: longer than any HTTP
 # call may take (20 s client timeout), so a live request is always counted, a dead one is freed eventually.
 HOLD_MAX = 60.0
-# Round trips a scope must have measured before its fastest one is credited (see `Limit`).
-MIN_RTT_SAMPLES = 16
 RTT_SAMPLES = 256
 # A 429 without Retry-After pauses the key this long (capped by its own period).
 THROTTLE_PAUSE = 1.0
@@ -30,8 +28,7 @@ class Limit:
 
     - The window: no more than `limit` arrivals in any `period`. Our clock only knows when a request left
       and when its answer came back, and the provider received it somewhere in between. So a slot is held
-      from the moment it is taken until the answer, then kept for `period` after the answer less half the
-      fastest round trip measured for the scope (the way back, see `RttStats.credit`). A
+      from the moment it is taken until the answer, then kept for `period` after the answer. A
       request delayed anywhere (network, a starved event loop, a paused provider process) keeps its slot
       for as long as it was delayed; no fixed margin is needed.
     - Pacing (GCRA, virtual scheduling): calls start `period / limit` apart, `burst` of them may go
@@ -117,29 +114,17 @@ def pause_for(lim: Limit, seconds: float | None) -> float:
 
 
 class RttStats:
-    """The fastest recent round trip per scope (slot start to answer, on the limiter's clock)."""
+    """Recent round trips per scope (slot start to answer, on the limiter's clock): what holding slots to the
+    answer costs (benchmarks report them)."""
 
     def __init__(self) -> None:
         self._samples: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=RTT_SAMPLES))
-        self._min: dict[str, float] = {}
 
     def add(self, scope: str, rtt: float) -> None:
-        q = self._samples[scope]
-        dropped = q[0] if len(q) == q.maxlen else None
-        q.append(max(0.0, rtt))
-        if dropped is not None and dropped <= self._min.get(scope, float("inf")):
-            self._min[scope] = min(q)  # the minimum left the history: recompute (rare)
-        else:
-            self._min[scope] = min(self._min.get(scope, float("inf")), rtt)
+        self._samples[scope].append(max(0.0, rtt))
 
     def recent(self, scope: str) -> list[float]:
         return list(self._samples.get(scope, ()))
-
-    def credit(self, scope: str) -> float:
-        """How long before its answer a request had surely arrived: half the fastest recent round trip (the
-        way back takes at least that on a symmetric path). Not the whole fastest round trip: the next request
-        may travel faster than any seen so far, and this one may have left late. 0 until enough were seen."""
-        return self._min.get(scope, 0.0) / 2 if len(self._samples[scope]) >= MIN_RTT_SAMPLES else 0.0
 
 
 @dataclass
@@ -239,8 +224,7 @@ class MemoryLimiter:
             st = self._keys.get(lim.name)
             if st is None or st.held.pop(slot.token, None) is None:
                 continue
-            from_ = max(slot.departure, now - self.rtt.credit(lim.scope))
-            insort(st.released, from_)
+            insort(st.released, max(slot.departure, now))
         if slot.limits and now > slot.departure:
             for scope in {lim.scope for lim in slot.limits}:
                 self.rtt.add(scope, now - slot.departure)
@@ -383,8 +367,8 @@ end
 return {f(start - now), 1, f(start)}
 """
 
-# Release: each slot's window runs from max(start, now - credit) (credit: half the fastest round trip, passed per
-# key); at_start=1 counts it from its start instead (no answer to wait for). Returns Redis's now.
+# Release: each slot's window runs from the answer (now); at_start=1 counts it from its start instead (no answer to
+# wait for); forget=1 drops it (never sent). Returns Redis's now.
 _REDIS_RELEASE = """
 local now
 if ARGV[1] == '' then
@@ -402,7 +386,7 @@ for i = 1, #KEYS do
     else
       local start = tonumber(s) - hold
       local from = start
-      if not at_start then from = math.max(start, math.min(now, now - tonumber(ARGV[5 + i]))) end
+      if not at_start then from = math.max(start, now) end
       redis.call('ZADD', KEYS[i], 'XX', string.format('%.6f', from), token)
     end
   end
@@ -490,9 +474,8 @@ class RedisLimiter:
         if slot.released:
             return
         slot.released = True
-        credits = [self.rtt.credit(lim.scope) for lim in slot.limits]
         now = float(await self._release(keys=[self._prefix + lim.name for lim in slot.limits],
-                                        args=[self._now(), slot.token, HOLD_MAX, 0, 0, *credits]))
+                                        args=[self._now(), slot.token, HOLD_MAX, 0, 0]))
         if now > slot.departure:
             for scope in {lim.scope for lim in slot.limits}:
                 self.rtt.add(scope, now - slot.departure)
