@@ -275,11 +275,16 @@ class Action:
         req_headers = dict(headers or {})
         if authenticate:
             req_headers.update(self.provider.auth_headers(await self.credentials()))
-        waited = await self.rt.limiter.acquire(limits)
+        # The slot is held until the answer: the provider counted the request somewhere in between.
+        slot = await self.rt.limiter.take(limits)
         if limits:
-            LIMITER_WAIT.labels(spec.name).observe(waited)
+            LIMITER_WAIT.labels(spec.name).observe(slot.waited)
         breaker = self.rt.breakers.get(spec.name, self.connection_id or "app")
-        trial = breaker.before_call(f"{spec.name}/{self.connection_name}")
+        try:
+            trial = breaker.before_call(f"{spec.name}/{self.connection_name}")
+        except BaseException:
+            await self.rt.limiter.release(slot)
+            raise
         self.calls += 1
         t0 = time.perf_counter()
         status: int | None = None
@@ -308,6 +313,11 @@ class Action:
         finally:
             if trial and breaker.trial_in_flight:
                 breaker.release()  # cancelled while the trial was out: the circuit must not stay half-open
+            await self.rt.limiter.release(slot)
+        if err is not None and limits and (status == 429 or err.code in spec.throttle_codes):
+            # Throttled all the same (another client on the number, a limit lowered by the provider):
+            # pause these keys for Retry-After, or a second, before the next call.
+            await self.rt.limiter.penalize(limits, err.retry_after)
         latency = (time.perf_counter() - t0) * 1000
         self._settle(breaker, method, url, status, latency, err, cost_units=cost_units, category=category,
                      reference=reference(body) if (reference and err is None) else None)

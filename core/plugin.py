@@ -25,9 +25,12 @@ if TYPE_CHECKING:
 class RateLimitSpec:
     """A provider limit as documented: `limit` calls per `period` seconds per `scope`.
 
-    `margin` widens the window we enforce: our slot is taken when a request leaves, the provider counts it
-    when it arrives, and arrival jitter must not turn into a rejection. The limiter reads these numbers
-    (through `limit()` and `concurrency()`), so the spec is what runs.
+    The limiter reads these numbers (through `window()` and `concurrency()`), so the spec is what runs. It
+    enforces them as documented: slots are held until the answer (see `core.limiter.Limit`), so arrival
+    jitter needs no margin. `burst` paces calls (GCRA): `period / limit` apart, up to `burst` of them
+    together to catch up after a delay (1: strictly even); `None` leaves only the window. `margin` (seconds
+    added to the window) is kept for callers whose extra slots are not held to an answer (Graph's `$batch`
+    members); the WhatsApp and Slack specs declare none.
     """
 
     scope: str
@@ -36,13 +39,16 @@ class RateLimitSpec:
     description: str
     margin: float = 0.0
     max_concurrent: int | None = None
+    burst: int | None = None
 
     def window(self, key: str, *, limit: int | None = None, period: float | None = None,
-               margin: float | None = None) -> Limit:
+               margin: float | None = None, burst: int | None = None) -> Limit:
         """The limiter's window for one key, with per-connection overrides of the documented numbers."""
         base = self.period if period is None else period
-        return Limit(self.scope, key, self.limit if limit is None else limit,
-                     base + (self.margin if margin is None else margin))
+        n = self.limit if limit is None else limit
+        if burst is None and self.burst is not None:
+            burst = max(1, round(self.burst * n / self.limit))  # a connection's own limit keeps the proportion
+        return Limit(self.scope, key, n, base + (self.margin if margin is None else margin), burst)
 
     def concurrency(self, key: str, limit: int | None = None) -> Concurrency:
         """The in-flight cap for one key (Graph: 4 per mailbox)."""
@@ -62,6 +68,9 @@ class ProviderSpec:
     scopes: tuple[str, ...] = ()
     rate_limits: Mapping[str, RateLimitSpec] = field(default_factory=dict)
     retry_after_header: str = "Retry-After"
+    # Error codes that mean "too many requests" whatever the HTTP status (Meta's 130429 comes as a 400):
+    # the limiter pauses the call's keys when it sees one (HTTP 429 always does).
+    throttle_codes: frozenset[str | int] = frozenset()
     secret_settings: tuple[str, ...] = ()  # what `osi connections add` asks for
     required_settings: tuple[str, ...] = ()  # non-secret settings a connection must have
     install_path: str | None = None  # the gateway route an administrator opens to connect (OAuth)

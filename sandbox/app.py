@@ -12,7 +12,16 @@ from sandbox import docs, transport
 from sandbox.google import GoogleFake
 from sandbox.graph import EntraFake, GraphFake
 from sandbox.slack import SlackFake
-from sandbox.state import ARRIVAL, FaultConfig, RecordedRequest, SandboxState, fingerprint, now, parse_body
+from sandbox.state import (
+    ARRIVAL,
+    FaultConfig,
+    NetworkConfig,
+    RecordedRequest,
+    SandboxState,
+    fingerprint,
+    now,
+    parse_body,
+)
 from sandbox.whatsapp import WhatsAppFake
 
 # (provider name, API prefix, fake class). Each fake exposes `router()` (the provider API under
@@ -110,6 +119,12 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
     @app.put("/_sandbox/faults/{provider}")
     async def set_faults(provider: str, cfg: FaultConfig) -> dict[str, Any]:
         state.set_faults(provider, cfg)
+        return {"ok": True}
+
+    @app.put("/_sandbox/network")
+    async def set_network(cfg: NetworkConfig) -> dict[str, Any]:
+        """Latency and jitter for every provider whose faults do not set their own."""
+        state.network = cfg
         return {"ok": True}
 
     @app.delete("/_sandbox/faults")

@@ -176,6 +176,8 @@ class SlackFakeState:
     responses: list[dict[str, Any]] = field(default_factory=list)
     method_log: dict[str, SlidingWindow] = field(default_factory=lambda: defaultdict(SlidingWindow))
     post_log: dict[str, float] = field(default_factory=dict)
+    # Per "team:channel", for benchmarks: posts admitted, 429s, first and last admitted arrival (sandbox clock).
+    per_channel: dict[str, dict[str, Any]] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     ts_seq: int = 0
@@ -596,10 +598,14 @@ class SlackFake:
         key = f"{ws.team_id}:{ch.id}"
         now = self.sandbox.arrival()
         last = self.state.post_log.get(key)
+        seen = self.state.per_channel.setdefault(key, {"admitted": 0, "rejected_429": 0, "first": now, "last": now})
         if last is not None and abs(now - last) < 1.0:
             self.state.stats["429_channel"] += 1
+            seen["rejected_429"] += 1
             return ratelimited(1.0 - (now - last))
         self.state.post_log[key] = now if last is None else max(now, last)
+        seen["admitted"] += 1
+        seen["first"], seen["last"] = min(seen["first"], now), max(seen["last"], now)
         ts = self.next_ts()
         msg: dict[str, Any] = {"type": "message", "subtype": "bot_message",
                                "text": str(args.get("text") or "")[:40_000], "user": ws.bot_user_id,
@@ -1109,6 +1115,6 @@ class SlackFake:
 
         @r.get("/stats")
         async def stats() -> dict[str, Any]:
-            return dict(self.state.stats)
+            return {**self.state.stats, "channels": self.state.per_channel}
 
         return r

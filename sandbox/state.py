@@ -40,8 +40,8 @@ class RecordedRequest:
     lost_answer: bool = False  # processed and accepted, but the client never got the answer
 
 
-class FaultConfig(BaseModel):
-    """Fault injection for one provider; counters decrement as faults fire."""
+class NetworkConfig(BaseModel):
+    """The network between clients and one provider: a fixed delay plus jitter (see sandbox.transport)."""
 
     latency_ms: float = 0.0  # fixed delay before the provider sees the request
     jitter_ms: float = Field(default=0.0, description="random extra delay: uniform in [0, jitter_ms], or lognormal "
@@ -52,6 +52,12 @@ class FaultConfig(BaseModel):
         default=0.5, ge=0.0, le=1.0,
         description="share of requests whose jitter delays their arrival (before rate limits count them); "
                     "the others get it on the way back (after counting)")
+
+
+class FaultConfig(NetworkConfig):
+    """Fault injection for one provider; counters decrement as faults fire. Its latency and jitter, when set,
+    replace the sandbox-wide network (`PUT /_sandbox/network`) for this provider."""
+
     error_rate: float = 0.0  # probability of a 5xx
     error_status: int = 500
     errors_next: int = 0  # the next N requests fail with a 5xx
@@ -94,6 +100,9 @@ class SandboxState:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.recorder = Recorder()
         self.faults: dict[str, FaultConfig] = {}
+        # Every provider's network unless its faults set their own latency/jitter (`PUT /_sandbox/network`,
+        # or OSI_SANDBOX_LATENCY_MS / OSI_SANDBOX_JITTER_MS for `python -m sandbox`).
+        self.network = NetworkConfig()
         self.sinks: dict[str, dict[str, Any]] = {}  # webhook receivers: {name: {"status", "received"}}
         self.files: dict[str, tuple[bytes, str]] = {}  # name → (content, content type)
         self.rngs: dict[str, random.Random] = defaultdict(random.Random)

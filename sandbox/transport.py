@@ -25,7 +25,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sandbox.state import FaultConfig, RecordedRequest, SandboxState
+from sandbox.state import NetworkConfig, RecordedRequest, SandboxState
 
 # Header set on requests the sandbox makes to itself (Graph $batch members): the outer request
 # already crossed the network, so the members get no latency of their own.
@@ -47,7 +47,7 @@ def losable(provider: str, method: str, path: str) -> bool:
     return any(p == provider and m == method and rx.match(path) for p, m, rx in LOSABLE)
 
 
-def sample_jitter(cfg: FaultConfig, state: SandboxState, provider: str) -> float:
+def sample_jitter(cfg: NetworkConfig, state: SandboxState, provider: str) -> float:
     """One jitter sample in seconds (0 when jitter is off)."""
     if cfg.jitter_ms <= 0:
         return 0.0
@@ -60,9 +60,8 @@ def sample_jitter(cfg: FaultConfig, state: SandboxState, provider: str) -> float
 
 def plan_delays(state: SandboxState, provider: str) -> tuple[float, float]:
     """(inbound, outbound) delay in seconds for one request."""
-    cfg = state.faults.get(provider)
-    if cfg is None:
-        return 0.0, 0.0
+    faults = state.faults.get(provider)
+    cfg: NetworkConfig = faults if faults is not None and (faults.latency_ms or faults.jitter_ms) else state.network
     jitter = sample_jitter(cfg, state, provider)
     if jitter and state.rngs[provider].random() < cfg.jitter_inbound_fraction:
         return cfg.latency_ms / 1000 + jitter, 0.0

@@ -162,6 +162,8 @@ class WhatsAppFakeState:
     bsuid_phones: dict[str, str] = field(default_factory=dict)  # BSUID → wa_id, once the user shared it
     webhook_deliveries: list[dict[str, Any]] = field(default_factory=list)
     throughput_errors: int = 0
+    # Per number, for benchmarks: messages admitted, 130429s, first and last admitted arrival (sandbox clock).
+    per_number: dict[str, dict[str, Any]] = field(default_factory=dict)
     pair_errors: int = 0
     window_failures: int = 0
     tier_failures: int = 0
@@ -244,7 +246,15 @@ class WhatsAppFake:
         """Sliding one-second window per number (`throughput_mps`: 80 by default, 500 or 1000 once Meta
         upgraded the number). Counted at the request's arrival at Meta (`SandboxState.arrival()`, after
         any inbound network delay), not when it was parsed; only admitted messages occupy the window."""
-        return not self.state.sent_log[num.phone_number_id].admit(self.sandbox.arrival(), num.throughput_mps, 1.0)
+        at = self.sandbox.arrival()
+        seen = self.state.per_number.setdefault(num.phone_number_id, {"admitted": 0, "rejected_130429": 0,
+                                                                      "first": at, "last": at})
+        if not self.state.sent_log[num.phone_number_id].admit(at, num.throughput_mps, 1.0):
+            seen["rejected_130429"] += 1
+            return True
+        seen["admitted"] += 1
+        seen["first"], seen["last"] = min(seen["first"], at), max(seen["last"], at)
+        return False
 
     def pair_exceeded(self, num: PhoneNumberConfig, to: str) -> bool:
         """GCRA: one message per period, a burst of `pair_burst` borrowed ahead, then blocked until repaid.
@@ -988,6 +998,6 @@ class WhatsAppFake:
             s = self.state
             return {"messages": len(s.messages), "throughput_errors": s.throughput_errors,
                     "pair_errors": s.pair_errors, "window_failures": s.window_failures,
-                    "tier_failures": s.tier_failures}
+                    "tier_failures": s.tier_failures, "numbers": s.per_number}
 
         return r

@@ -190,11 +190,9 @@ async def test_temporary_failure_retries_the_batch_without_resending(client, wor
 async def test_benchmark_script_at_small_numbers(client, worker, runtime, sandbox, task_queue, capsys) -> None:
     from bench.whatsapp_bulk import run_bench
 
-    # (The in-thread sandbox shares this interpreter's GC pauses: a wider margin, see test_whatsapp_limits.)
-    report = await run_bench(client, runtime, sandbox.url, task_queue, messages=240, mps=120, batch_size=60,
-                             limit_margin_seconds=0.5)
+    # No margin: the in-thread sandbox shares this interpreter's GC pauses, and a paused answer holds its slot.
+    report = await run_bench(client, runtime, sandbox.url, task_queue, messages=240, mps=120, batch_size=60)
     out = capsys.readouterr().out
-    assert report["sent"] == 240 and report["throughput_errors"] == 0
-    # (A short run may exceed 1.0: the sliding window lets the first second's worth go at once.)
-    assert report["ratio_to_limit"] > 0 and report["ratio_to_plain_loop"] > 0
-    assert "ratio to the per-number limit" in out and "ratio to a plain httpx loop" in out
+    assert report["sent"] == 240 and report["rejected_130429"] == 0 and report["plain_rejected_130429"] == 0
+    assert report["ratio_to_limit"] > 0 and report["ratio_to_plain_loop"] > 0 and report["provider_side_ratio"] > 0
+    assert "ratio to the limit" in out and "plain sequential httpx loop" in out

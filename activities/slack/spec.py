@@ -26,11 +26,10 @@ TIER_PER_MINUTE: dict[str, int] = {"tier1": 1, "tier2": 20, "tier3": 50, "tier4"
 # chat.postMessage: "one message per second per channel" (short bursts tolerated, not relied upon).
 POST_PER_CHANNEL = 1
 POST_PER_CHANNEL_PERIOD = 1.0
-# The limiter waits a little longer than the documented second: our slot is taken when the request
-# leaves, Slack counts it when it arrives, and arrival jitter must not turn into a 429.
-POST_ARRIVAL_MARGIN = 0.1
-# Tier windows get the same allowance for arrival jitter (a second on a one-minute window).
-TIER_ARRIVAL_MARGIN = 1.0
+# No margins: the limiter holds a slot until Slack's answer (core.limiter.Limit), so the next post to a channel
+# leaves a second after Slack answered the previous one, and arrival jitter cannot squeeze two into a second.
+POST_ARRIVAL_MARGIN = 0.0
+TIER_ARRIVAL_MARGIN = 0.0
 # Special-tier methods other than chat.postMessage (auth.test) have no published number: they get
 # Tier 4's budget so a runaway loop is throttled by us before Slack does it. chat.postMessage's
 # workspace-wide ceiling is unpublished too; its per-channel limit is the one we enforce.
@@ -84,8 +83,9 @@ SPEC = ProviderSpec(
                                  margin=TIER_ARRIVAL_MARGIN),
         "post_per_channel": RateLimitSpec("slack.post_channel", POST_PER_CHANNEL, POST_PER_CHANNEL_PERIOD,
                                           "chat.postMessage: about one message per second per channel",
-                                          margin=POST_ARRIVAL_MARGIN),
+                                          margin=POST_ARRIVAL_MARGIN, burst=1),
     },
+    throttle_codes=frozenset({"ratelimited", "rate_limited"}),
     secret_settings=("access_token", "refresh_token"),
     required_settings=("team_id",),
     install_path="/slack/install",

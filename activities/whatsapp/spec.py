@@ -16,10 +16,14 @@ MESSAGING_LIMIT_TIERS: dict[str, int | None] = {
     "TIER_100K": 100_000, "TIER_UNLIMITED": None, "UNLIMITED": None,
 }
 CUSTOMER_SERVICE_WINDOW_SECONDS = 24 * 3600
-# Our windows are this much longer than Meta's: a request that waited in our event loop or on the network
-# after taking its slot still arrives inside Meta's limit (jitter must not turn into 130429 / 131056).
-# Measured here: CPython full garbage collections in a busy worker pause the loop for 0.09-0.12 s.
-LIMIT_MARGIN_SECONDS = 0.2
+# No margin on Meta's limits: the limiter holds each slot until Meta's answer (core.limiter.Limit), so a
+# request delayed on the way (network jitter, a CPython GC pause, a starved process) keeps its slot for as long
+# as it was delayed. `limit_margin_seconds` on a connection still widens every window if ever needed.
+LIMIT_MARGIN_SECONDS = 0.0
+# Throughput is paced evenly over each second (GCRA, one message every 1/80 s), and a tenth of a second's worth
+# may go together to catch up after a delay (a GC pause, a slow answer holding a slot), so one late message does
+# not push every later one back for good. The window (80 in any second of Meta's clock) holds regardless.
+THROUGHPUT_BURST = DEFAULT_THROUGHPUT_MPS // 10
 TEMPLATE_CACHE_SECONDS = 300.0
 
 # Connection settings this plugin reads (non-secret; `osi connections add --setting k=v`).
@@ -40,7 +44,8 @@ SETTINGS_DOC: dict[str, str] = {
     "auto_opt_out": "a STOP keyword from the customer opts them out (default true)",
     "opt_out_keywords": "list of keywords that opt a customer out of everything",
     "marketing_opt_out_keywords": "list of keywords that opt a customer out of marketing only",
-    "limit_margin_seconds": f"slack added to every limit window against jitter (default {LIMIT_MARGIN_SECONDS})",
+    "limit_margin_seconds": f"seconds added to every limit window (default {LIMIT_MARGIN_SECONDS}: slots are held "
+                            "until Meta's answer, which covers arrival jitter)",
     "api_version": "Graph API version (default from OSI_WHATSAPP_API_VERSION)",
 }
 
@@ -51,7 +56,8 @@ SPEC = ProviderSpec(
     scopes=("whatsapp_business_messaging", "whatsapp_business_management"),
     rate_limits={
         "throughput": RateLimitSpec("whatsapp.throughput", DEFAULT_THROUGHPUT_MPS, 1.0,
-                                    "messages per second per number", margin=LIMIT_MARGIN_SECONDS),
+                                    "messages per second per number, paced evenly",
+                                    margin=LIMIT_MARGIN_SECONDS, burst=THROUGHPUT_BURST),
         "pair": RateLimitSpec("whatsapp.pair", PAIR_BURST, PAIR_BURST * PAIR_LIMIT_PERIOD_SECONDS,
                               "about 1 message per 6 s per (number, customer), bursts up to 45",
                               margin=LIMIT_MARGIN_SECONDS),
@@ -59,6 +65,8 @@ SPEC = ProviderSpec(
                                          "unique customers outside a window per moving 24 h per portfolio",
                                          margin=LIMIT_MARGIN_SECONDS),
     },
+    # Throughput (130429), pair (131056), app-level (4) and account-level (80007) throttling.
+    throttle_codes=frozenset({4, 80007, 130429, 131056}),
     secret_settings=("token", "app_secret", "verify_token"),
     required_settings=("phone_number_id",),
 )
