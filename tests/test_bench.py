@@ -48,6 +48,9 @@ def test_the_report_reads_json_and_ratio_lines_and_keeps_the_hand_written_text(t
     assert lookup(figures, ("pipeline/plain",)) == 1.59
     assert lookup(figures, ("results.sqlite.ratio_bare_to_project",)) == 0.91
     assert lookup(figures, ("absent",)) is None
+    tagged = parse('RESULT {"median": {"80": {"ratio_to_limit": 0.95, "rejected_130429": 0}}}\n')
+    assert lookup(tagged, ("median.80.ratio_to_limit",)) == 0.95
+    assert lookup(tagged, ("median.80.rejected_130429",)) == 0
 
     doc = tmp_path / "performance.md"
     doc.write_text(f"# Performance\n\nintro\n\n{BEGIN}\nold table\n{END}\n\n## Analysis\nkept\n")
