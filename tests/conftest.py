@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from tests.servers import ServerThread
 from worker.main import build_worker
 from worker.migrate import upgrade
 from worker.registry import registry
-from worker.stack import Stack, free_port
+from worker.stack import Stack, reserve_port
 
 
 @dataclass
@@ -37,9 +38,13 @@ class StackInfo:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
     data = tmp_path_factory.mktemp("stack")
     st = Stack()
-    tport, vport = free_port(), free_port()
-    st.temporal(tport, free_port(), None, headless=True, log=data / "temporal.log")
-    st.vault(vport, log=data / "bao.log")
+    try:
+        # Each retried on another port when its own log says the port was taken before it could bind it.
+        _, tport = st.temporal_on_free_port(None, headless=True, log=data / "temporal.log")
+        _, vport = st.vault_on_free_port(log=data / "bao.log")
+    except BaseException:
+        st.stop()
+        raise
     try:
         yield StackInfo(f"127.0.0.1:{tport}", f"http://127.0.0.1:{vport}", data)
     finally:
@@ -55,14 +60,22 @@ class SandboxHandle:
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[SandboxHandle]:
     state = SandboxState()
-    srv = ServerThread(create_sandbox(state), free_port()).start()
+    srv = ServerThread(create_sandbox(state)).start()  # binds a free port itself: nothing can take it
     yield SandboxHandle(srv.url, state)
     srv.stop()
 
 
 @pytest.fixture(scope="session")
-def gateway_port() -> int:
-    return free_port()
+def gateway_socket() -> Iterator[socket.socket]:
+    """The gateway's port, bound from the start (settings name it before the gateway starts) and handed over."""
+    sock = reserve_port()
+    yield sock
+    sock.close()
+
+
+@pytest.fixture(scope="session")
+def gateway_port(gateway_socket: socket.socket) -> int:
+    return int(gateway_socket.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -116,8 +129,8 @@ async def worker(client: Client, runtime: Runtime) -> AsyncIterator[Worker]:
 
 
 @pytest.fixture(scope="session")
-def gateway(settings: Settings, runtime: Runtime) -> Iterator[str]:
-    srv = ServerThread(create_gateway(settings), settings.gateway_port).start()
+def gateway(settings: Settings, runtime: Runtime, gateway_socket: socket.socket) -> Iterator[str]:
+    srv = ServerThread(create_gateway(settings), gateway_socket).start()
     yield srv.url
     srv.stop()
 
