@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from core.alerting import waker
+from core.payloads import compact_data_converter
 from core.runtime import Runtime
 from core.settings import Settings
 from core.temporal import connect
@@ -24,7 +26,7 @@ from tests.servers import ServerThread
 from worker.main import build_worker
 from worker.migrate import upgrade
 from worker.registry import registry
-from worker.stack import Stack, reserve_port
+from worker.stack import Stack, binary, reserve_port
 
 
 @dataclass
@@ -158,6 +160,17 @@ def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
 @pytest.fixture
 def task_queue(settings: Settings) -> str:
     return settings.task_queue
+
+
+@pytest.fixture
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's time-skipping test server with the worker's data converter: timers of hours or days pass in
+    milliseconds while the test waits on a result (or calls `time_env.sleep`). One per test (it starts in about
+    0.1 s): a workflow one test leaves running would otherwise move the next test's clock."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server"), data_converter=compact_data_converter)
+    yield env
+    await env.shutdown()
 
 
 def pytest_configure(config: pytest.Config) -> None:
