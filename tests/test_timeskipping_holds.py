@@ -1,10 +1,11 @@
-"""A bulk template send held by the portfolio's 24 h messaging limit, on Temporal's time-skipping server: the
-held recipients wait out the real window on a durable timer and are sent then — never dropped, never failed by
-the send's own deadline — while progress reports `held`."""
+"""Sends held by the portfolio's 24 h messaging limit, on Temporal's time-skipping server: held recipients of a
+bulk template send or a SendWhatsAppMessage wait out the real window on a durable timer and are sent then —
+never dropped, never failed by the send's own deadline — while progress reports them held / waiting."""
 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,8 +22,15 @@ from activities.whatsapp.models import (
     BulkRecipient,
     BulkSendWhatsAppTemplateInput,
     BulkSendWhatsAppTemplateResult,
+    SendMessageInput,
+    SendProgress,
+    SendResult,
+    SendWhatsAppMessageInput,
+    SendWhatsAppMessageResult,
+    Template,
 )
 from tests.test_timeskipping_slack import hours
+from workflows.whatsapp import SendWhatsAppMessage
 from workflows.whatsapp_bulk import BulkSendWhatsAppTemplate
 
 WINDOW = timedelta(hours=24)
@@ -36,8 +44,24 @@ class FakePortfolio:
     again, and a batch sent with `settle_only` (the send's deadline passed) fails whoever is not accepted yet."""
 
     limit: int
-    sent_at: dict[int, datetime] = field(default_factory=dict)
+    sent_at: dict[int | str, datetime] = field(default_factory=dict)
     batches: list[BulkBatchInput] = field(default_factory=list)
+    tries: list[str] = field(default_factory=list)
+
+    def take(self, who: int | str, now: datetime) -> datetime | None:
+        """A slot for `who` (None), or when the oldest counted conversation leaves the window."""
+        counted = sorted(t for t in self.sent_at.values() if t > now - WINDOW)
+        if len(counted) >= self.limit:
+            return counted[0] + WINDOW
+        self.sent_at[who] = now
+        return None
+
+    @activity.defn(name="whatsapp.send_message")
+    async def send_message(self, inp: SendMessageInput) -> SendResult:
+        self.tries.append(inp.to)
+        if inp.to not in self.sent_at and (resume := self.take(inp.to, activity.info().current_attempt_scheduled_time)):
+            return SendResult(to=inp.to, status="held", resume_at=resume.isoformat())
+        return SendResult(to=inp.to, status="accepted", message_id=f"wamid.{inp.to}")
 
     @activity.defn(name="whatsapp.send_template_batch")
     async def send_template_batch(self, inp: BulkBatchInput) -> BulkBatchResult:
@@ -49,12 +73,11 @@ class FakePortfolio:
                 outcomes.append(BulkOutcome(index=idx, status="sent", message_id=f"wamid.{idx}"))
             elif inp.settle_only:
                 outcomes.append(BulkOutcome(index=idx, status="failed", code="deadline_exceeded"))
-            elif len(counted := sorted(t for t in self.sent_at.values() if t > now - WINDOW)) < self.limit:
-                self.sent_at[idx] = now
+            elif (resume := self.take(idx, now)) is None:
                 outcomes.append(BulkOutcome(index=idx, status="sent", message_id=f"wamid.{idx}"))
             else:
                 outcomes.append(BulkOutcome(index=idx, status="held", code="messaging_limit",
-                                            resume_at=(counted[0] + WINDOW).isoformat()))
+                                            resume_at=resume.isoformat()))
         return BulkBatchResult(outcomes=outcomes)
 
 
@@ -101,3 +124,28 @@ async def test_a_hold_longer_than_the_default_deadline_still_sends(time_env) -> 
     assert (res.state, res.sent, res.failed) == ("completed", 4, 0), res.failed_by_error
     first = min(fake.sent_at.values())
     assert sorted(hours(at - first) for at in fake.sent_at.values()) == [0, 0, 24.0, 24.0]
+
+
+async def test_a_single_send_holds_a_recipient_across_the_window_and_sends_it_then(time_env) -> None:
+    fake, queue = FakePortfolio(limit=2), f"ts-send-{uuid.uuid4().hex[:6]}"
+    customers = ["16505554101", "16505554102", "16505554103"]
+    async with Worker(time_env.client, task_queue=queue, workflows=[SendWhatsAppMessage],
+                      activities=[fake.send_message]):
+        handle = await time_env.client.start_workflow(
+            SendWhatsAppMessage.run, SendWhatsAppMessageInput(
+                organization_id="org", to=customers, type="template", template=Template(name="hello_world")),
+            id=f"send-{uuid.uuid4().hex}", task_queue=queue, result_type=SendWhatsAppMessageResult)
+        for _ in range(500):
+            progress: SendProgress = await handle.query(SendWhatsAppMessage.get_progress)
+            if progress.waiting:
+                break
+            await time_env.sleep(timedelta(milliseconds=10))
+        assert (progress.sent, progress.waiting, progress.held) == (2, 1, 0)
+        res = await handle.result()
+    assert [r.status for r in res.results] == ["accepted"] * 3 and (res.sent, res.held) == (3, 0)
+    tried = Counter(fake.tries)  # the held one was tried again only when its slot freed, the others once
+    (again,) = [to for to, n in tried.items() if n == 2]
+    assert sorted(tried.values()) == [1, 1, 2] and set(tried) == set(customers)
+    first = min(fake.sent_at.values())
+    assert hours(fake.sent_at[again] - first) == 24.0
+    assert sorted(hours(at - first) for at in fake.sent_at.values()) == [0, 0, 24.0]
