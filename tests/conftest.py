@@ -181,6 +181,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 
+# Fixtures at the root of everything that needs running services: `stack` (Temporal, OpenBao; settings, runtime,
+# client, worker, gateway, cli_env, task_queue all depend on it) and `sandbox`. A test using one, directly or
+# through another fixture, is marked `stack`; `make test-fast` (`-m "not stack"`) runs the rest.
+STACK_FIXTURES = frozenset({"stack", "sandbox"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        # `fixturenames` is the closure: fixtures requested through other fixtures are in it too.
+        if STACK_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.stack)
+
+
 # Figures the fault suite measures (attempted, lost, sent twice…), printed after the run.
 FAULT_FIGURES: list[str] = []
 
