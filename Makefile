@@ -26,8 +26,8 @@ run: install ## start the local stack, seed the demo organization, run every dem
 test: install ## the whole suite (starts Temporal, OpenBao, sandbox and gateway itself)
 	$(PY) -m pytest -q
 
-test-fast: install ## quick feedback: only the tests that need no running services (not marked `stack`)
-	$(PY) -m pytest -q -m "not stack"
+test-fast: install ## quick feedback: tests that start no services or processes (not marked `stack` or `slow`)
+	$(PY) -m pytest -q -m "not stack and not slow"
 
 lint: install
 	$(VENV)/bin/ruff check .

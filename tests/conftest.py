@@ -183,14 +183,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # Fixtures at the root of everything that needs running services: `stack` (Temporal, OpenBao; settings, runtime,
 # client, worker, gateway, cli_env, task_queue all depend on it) and `sandbox`. A test using one, directly or
-# through another fixture, is marked `stack`; `make test-fast` (`-m "not stack"`) runs the rest.
+# through another fixture, is marked `stack`; `make test-fast` (`-m "not stack and not slow"`) runs the rest.
 STACK_FIXTURES = frozenset({"stack", "sandbox"})
+# Modules whose tests start such services or our processes themselves (an OpenBao server, Temporal, `make run`,
+# worker/gateway processes, the fault and scale suites, the TypeScript client's build against the stack).
+SELF_STARTING = frozenset({"test_make_run", "test_faults", "test_scale_out", "test_vault_server", "test_vault_renewal",
+                           "test_stack_ports", "test_closed_by_default", "test_typescript_client",
+                           "test_deploy_image_bytecode", "test_deploy_postgres_roles"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         # `fixturenames` is the closure: fixtures requested through other fixtures are in it too.
-        if STACK_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        if (STACK_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+                or item.path.stem in SELF_STARTING):
             item.add_marker(pytest.mark.stack)
 
 
