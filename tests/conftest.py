@@ -186,8 +186,9 @@ def pytest_configure(config: pytest.Config) -> None:
 # through another fixture, is marked `stack`; `make test-fast` (`-m "not stack and not slow"`) runs the rest.
 STACK_FIXTURES = frozenset({"stack", "sandbox"})
 # Modules whose tests start such services or our processes themselves (an OpenBao server, Temporal, `make run`,
-# worker/gateway processes, the fault and scale suites, the TypeScript client's build against the stack).
-SELF_STARTING = frozenset({"test_make_run", "test_faults", "test_scale_out", "test_vault_server", "test_vault_renewal",
+# worker/gateway processes, the fault and scale suites, the benchmarks, the TypeScript client against the stack).
+SELF_STARTING = frozenset({"test_make_run", "test_faults", "test_scale_out", "test_bench", "test_vault_server",
+                           "test_vault_renewal",
                            "test_stack_ports", "test_closed_by_default", "test_typescript_client",
                            "test_deploy_image_bytecode", "test_deploy_postgres_roles"})
 
