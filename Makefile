@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint install clean schemas bench lock lock-upgrade test-deploy deploy-secrets scale-test
+.PHONY: run test test-fast lint install clean schemas bench lock lock-upgrade test-deploy deploy-secrets scale-test
 
 # Reproducible: every package (pip and setuptools included) comes from the hashed dev lock; the project
 # itself is installed without resolving anything (`make lock` after changing pyproject.toml's dependencies).
@@ -25,6 +25,9 @@ run: install ## start the local stack, seed the demo organization, run every dem
 
 test: install ## the whole suite (starts Temporal, OpenBao, sandbox and gateway itself)
 	$(PY) -m pytest -q
+
+test-fast: install ## quick feedback: tests that start no services or processes (not marked `stack` or `slow`)
+	$(PY) -m pytest -q -m "not stack and not slow"
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -10,9 +11,11 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from core.alerting import waker
+from core.payloads import compact_data_converter
 from core.runtime import Runtime
 from core.settings import Settings
 from core.temporal import connect
@@ -23,7 +26,7 @@ from tests.servers import ServerThread
 from worker.main import build_worker
 from worker.migrate import upgrade
 from worker.registry import registry
-from worker.stack import Stack, free_port
+from worker.stack import Stack, binary, reserve_port
 
 
 @dataclass
@@ -37,9 +40,13 @@ class StackInfo:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
     data = tmp_path_factory.mktemp("stack")
     st = Stack()
-    tport, vport = free_port(), free_port()
-    st.temporal(tport, free_port(), None, headless=True, log=data / "temporal.log")
-    st.vault(vport, log=data / "bao.log")
+    try:
+        # Each retried on another port when its own log says the port was taken before it could bind it.
+        _, tport = st.temporal_on_free_port(None, headless=True, log=data / "temporal.log")
+        _, vport = st.vault_on_free_port(log=data / "bao.log")
+    except BaseException:
+        st.stop()
+        raise
     try:
         yield StackInfo(f"127.0.0.1:{tport}", f"http://127.0.0.1:{vport}", data)
     finally:
@@ -55,14 +62,22 @@ class SandboxHandle:
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[SandboxHandle]:
     state = SandboxState()
-    srv = ServerThread(create_sandbox(state), free_port()).start()
+    srv = ServerThread(create_sandbox(state)).start()  # binds a free port itself: nothing can take it
     yield SandboxHandle(srv.url, state)
     srv.stop()
 
 
 @pytest.fixture(scope="session")
-def gateway_port() -> int:
-    return free_port()
+def gateway_socket() -> Iterator[socket.socket]:
+    """The gateway's port, bound from the start (settings name it before the gateway starts) and handed over."""
+    sock = reserve_port()
+    yield sock
+    sock.close()
+
+
+@pytest.fixture(scope="session")
+def gateway_port(gateway_socket: socket.socket) -> int:
+    return int(gateway_socket.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -116,8 +131,8 @@ async def worker(client: Client, runtime: Runtime) -> AsyncIterator[Worker]:
 
 
 @pytest.fixture(scope="session")
-def gateway(settings: Settings, runtime: Runtime) -> Iterator[str]:
-    srv = ServerThread(create_gateway(settings), settings.gateway_port).start()
+def gateway(settings: Settings, runtime: Runtime, gateway_socket: socket.socket) -> Iterator[str]:
+    srv = ServerThread(create_gateway(settings), gateway_socket).start()
     yield srv.url
     srv.stop()
 
@@ -147,12 +162,43 @@ def task_queue(settings: Settings) -> str:
     return settings.task_queue
 
 
+@pytest.fixture
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's time-skipping test server with the worker's data converter: timers of hours or days pass in
+    milliseconds while the test waits on a result (or calls `time_env.sleep`). One per test (it starts in about
+    0.1 s): a workflow one test leaves running would otherwise move the next test's clock."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server"), data_converter=compact_data_converter)
+    yield env
+    await env.shutdown()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("OSI_PAYLOAD_ENCRYPTION", "true")
     os.environ.setdefault("OSI_DEV_MODE", "true")  # tests and the processes they start run in development mode
     # A developer's `make run` stack file (.data/stack.env) must not leak into the tests' settings.
     os.environ["OSI_STACK_FILE"] = ""
 
+
+
+# Fixtures at the root of everything that needs running services: `stack` (Temporal, OpenBao; settings, runtime,
+# client, worker, gateway, cli_env, task_queue all depend on it) and `sandbox`. A test using one, directly or
+# through another fixture, is marked `stack`; `make test-fast` (`-m "not stack and not slow"`) runs the rest.
+STACK_FIXTURES = frozenset({"stack", "sandbox"})
+# Modules whose tests start such services or our processes themselves (an OpenBao server, Temporal, `make run`,
+# worker/gateway processes, the fault and scale suites, the benchmarks, the TypeScript client against the stack).
+SELF_STARTING = frozenset({"test_make_run", "test_faults", "test_scale_out", "test_bench", "test_vault_server",
+                           "test_vault_renewal",
+                           "test_stack_ports", "test_closed_by_default", "test_typescript_client",
+                           "test_deploy_image_bytecode", "test_deploy_postgres_roles"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        # `fixturenames` is the closure: fixtures requested through other fixtures are in it too.
+        if (STACK_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+                or item.path.stem in SELF_STARTING):
+            item.add_marker(pytest.mark.stack)
 
 
 # Figures the fault suite measures (attempted, lost, sent twice…), printed after the run.

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from core.settings import Settings
 from gateway.app import create_app
 from tests.servers import ServerThread
-from worker.stack import free_port
+from worker.stack import reserve_port
 
 
 @dataclass
@@ -25,8 +25,9 @@ class ProdGateway:
 @pytest.fixture(scope="session")
 def prod_gateway(settings: Settings, runtime, client) -> Iterator[ProdGateway]:
     key = "osk_operator_" + secrets.token_urlsafe(16)
-    port = free_port()
+    sock = reserve_port()
+    port = int(sock.getsockname()[1])
     prod = settings.model_copy(update={"dev_mode": False, "admin_api_key": SecretStr(key), "gateway_port": port})
-    srv = ServerThread(create_app(prod, rt=runtime, temporal=client), port).start()
+    srv = ServerThread(create_app(prod, rt=runtime, temporal=client), sock).start()
     yield ProdGateway(srv.url, key, prod)
     srv.stop()

@@ -5,12 +5,9 @@ another, wakes on the signal and continues as new."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from temporalio import activity
@@ -22,23 +19,12 @@ from temporalio.worker import Worker
 from activities.admin.alerts import AlertDeliveryInput, AlertJob, DeliveryRecord, DueInput
 from activities.slack.models import MessageRef, PostMessageInput
 from core.alerting import WAKE_SIGNAL
-from core.payloads import compact_data_converter
 from workflows.maintenance import AdminAlertDelivery
 
 
-def server_binary() -> str:
-    found = shutil.which("temporal-test-server") or str(Path(sys.executable).parent / "temporal-test-server")
-    if not Path(found).exists():
-        pytest.fail("temporal-test-server not installed (it is in the dev dependencies: make install)")
-    return found
-
-
-@pytest.fixture(scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    e = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=server_binary(),
-                                                      data_converter=compact_data_converter)
-    yield e
-    await e.shutdown()
+@pytest.fixture
+def env(time_env: WorkflowEnvironment) -> WorkflowEnvironment:
+    return time_env  # conftest's: the worker's data converter, one test server per test
 
 
 @dataclass

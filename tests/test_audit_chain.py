@@ -103,6 +103,7 @@ def test_an_unchained_row_slipped_in_is_detected(sqlite_url: str) -> None:
     assert not result.ok and "after the chain started" in result.broken[0].reason
 
 
+@pytest.mark.slow  # four spawned processes per backend: about a minute
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_concurrent_writers_in_several_processes_keep_the_chain_linear(backend, request) -> None:
     url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url")

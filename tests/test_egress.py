@@ -17,7 +17,6 @@ from core.errors import PermanentError
 from core.policies import ALERT
 from tests.activity_env import activity_env
 from tests.servers import ServerThread
-from worker.stack import free_port
 
 PUBLIC = "93.184.216.34"
 
@@ -133,7 +132,7 @@ def receiver() -> Iterator[tuple[str, list[dict]]]:
         got.append({"host": request.headers.get("host"), "body": (await request.body()).decode()})
         return {"ok": True}
 
-    srv = ServerThread(app, free_port()).start()
+    srv = ServerThread(app).start()
     yield srv.url, got
     srv.stop()
 

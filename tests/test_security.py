@@ -22,7 +22,7 @@ from core.logs import install_filters
 from gateway.app import create_app as create_gateway
 from tests import seed
 from tests.history import history_texts
-from worker.stack import free_port
+from worker.stack import reserve_port
 
 
 def dump_store(runtime) -> str:
@@ -81,11 +81,12 @@ async def access_log_of_verification(runtime, wa, canary: str) -> str:
     install_filters(handler)
     access = logging.getLogger("uvicorn.access")
     access.addHandler(handler)
-    port = free_port()
+    sock = reserve_port()  # bound here and handed to uvicorn: no other process can take the port in between
+    port = int(sock.getsockname()[1])
     app = create_gateway(runtime.settings, rt=runtime, temporal=None)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, log_level="info",
                                            access_log=True))
-    task = asyncio.ensure_future(server.serve())
+    task = asyncio.ensure_future(server.serve(sockets=[sock]))
     try:
         while not server.started:
             await asyncio.sleep(0.02)
@@ -98,6 +99,7 @@ async def access_log_of_verification(runtime, wa, canary: str) -> str:
         server.should_exit = True
         await task
         access.removeHandler(handler)
+        sock.close()
     return stream.getvalue()
 
 

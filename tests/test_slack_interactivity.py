@@ -175,11 +175,15 @@ async def test_forged_and_replayed_clicks_get_401_and_signal_nothing(client, wor
             r = await http.post(f"{gateway}/slack/interactivity", content=b"payload=%7B%7D", headers={
                 "Content-Type": "application/x-www-form-urlencoded", **headers})
             assert r.status_code == 401
-    await asyncio.sleep(0.5)
+    # A genuine click from Bob (no approver) after them: once its refusal is posted, the workflow has handled every
+    # signal sent before it — the gateway signals before it answers, so a forged click would have come first.
+    await a.click(sandbox, "bob")
+    await eventually(lambda: ephemerals(sandbox, a.ws.team_id, a.ws.users["bob"]))
     ctx = await a.handle.query("approval_context", a.ws.users["ann"], result_type=ApprovalContext)
     assert ctx.open  # nothing reached the workflow
     await a.click(sandbox, "ann")
-    assert (await a.handle.result()).decision == "approved"
+    result = await a.handle.result()
+    assert result.decision == "approved" and result.refused == [a.ws.users["bob"]]
 
 
 async def test_redelivered_clicks_are_handled_once(client, worker, runtime, sandbox, gateway, slack_app, task_queue):

@@ -5,7 +5,6 @@ timelines merged into the view, and event delivery retried for hours (and given 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,7 +12,6 @@ from typing import Any
 import pytest
 from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateStage
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -49,7 +47,6 @@ from activities.whatsapp.models import (
     ViewRequest,
 )
 from tests.test_whatsapp_support import eventually
-from worker.stack import binary
 from workflows.events import EventDelivery
 from workflows.whatsapp_conversation import WhatsAppConversation
 
@@ -57,12 +54,9 @@ HOUR = 3600
 
 
 @pytest.fixture
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    """One test server per test: workflows a test leaves running cannot move another test's clock."""
-    e = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=binary("temporal-test-server"), data_converter=pydantic_data_converter)
-    yield e
-    await e.shutdown()
+def env(time_env: WorkflowEnvironment) -> WorkflowEnvironment:
+    """One test server per test (conftest's `time_env`): a workflow left running cannot move another's clock."""
+    return time_env
 
 
 @dataclass
@@ -180,14 +174,15 @@ async def test_continue_as_new_keeps_messages_context_and_dedupe(env) -> None:
         handle = await start(env, queue, history_limit=30, context={"deal_id": "d1"})
         first = (await handle.describe()).run_id
         await tick(env)
-        for i in range(15):
+        # 30 signals are 30 history events however the worker batches them into workflow tasks: past the limit.
+        for i in range(30):
             await handle.signal(WhatsAppConversation.events, inbound(env, f"message {i}", i))
         await handle.signal(WhatsAppConversation.events, inbound(env, "message 0", 0))  # Meta redelivers
         latest = env.client.get_workflow_handle(handle.id)
-        now_run = await eventually(lambda: _run_id(latest), lambda run: run != first)
+        now_run = await eventually(lambda: _run_id(latest), lambda run: run != first, tries=1200)
         view: ConversationView = await latest.query(WhatsAppConversation.view)
     assert now_run != first, "continued as new"
-    assert [m.text for m in view.messages] == [f"message {i}" for i in range(15)] and view.seq == 15
+    assert [m.text for m in view.messages] == [f"message {i}" for i in range(30)] and view.seq == 30
     assert view.context == {"deal_id": "d1"} and view.window_open
 
 

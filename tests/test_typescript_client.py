@@ -24,7 +24,7 @@ from gateway.app import create_app as create_gateway
 from tests.contract_seed import contract_org
 from tests.servers import ServerThread
 from vault.codec import VaultEnvelopeCodec
-from worker.stack import free_port
+from worker.stack import reserve_port
 
 PACKAGE = Path(__file__).resolve().parent.parent / "clients" / "typescript"
 OPERATOR_KEY = "osi-operator-" + os.urandom(8).hex()
@@ -79,9 +79,10 @@ def test_generated_types_match_the_schemas(built: None) -> None:
 @pytest.fixture(scope="module")
 def keyed_gateway(settings: Settings) -> Iterator[str]:
     """A gateway whose codec endpoint requires a key (the operator key, or an organization's admin key)."""
+    sock = reserve_port()
     keyed = settings.model_copy(update={"dev_mode": False, "admin_api_key": SecretStr(OPERATOR_KEY),
-                                        "gateway_port": free_port()})
-    srv = ServerThread(create_gateway(keyed), keyed.gateway_port).start()
+                                        "gateway_port": int(sock.getsockname()[1])})
+    srv = ServerThread(create_gateway(keyed), sock).start()
     yield srv.url
     srv.stop()
 

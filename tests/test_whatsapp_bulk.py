@@ -4,7 +4,6 @@ and the benchmark script at small numbers."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 
 import httpx
@@ -43,6 +42,24 @@ def bulk_input(wa, recipients: list[BulkRecipient], **kw) -> BulkSendWhatsAppTem
 def delivered_to(sandbox, wa) -> Counter:
     return Counter(r["body"]["to"] for r in sandbox.state.recorder.dump("whatsapp")
                    if r["path"].endswith(f"/{wa.phone_number_id}/messages") and r["status"] == 200)
+
+
+async def waits_for_a_signal(client: Client, workflow_id: str) -> bool:
+    """The workflow can do nothing until something from outside arrives: no activity in flight, no workflow task
+    pending and no timer that has not fired."""
+    handle = client.get_workflow_handle(workflow_id)
+    desc = (await handle.describe()).raw_description
+    if desc.pending_activities or desc.HasField("pending_workflow_task"):
+        return False
+    timers: set[str] = set()
+    async for ev in handle.fetch_history_events():
+        if ev.HasField("timer_started_event_attributes"):
+            timers.add(ev.timer_started_event_attributes.timer_id)
+        elif ev.HasField("timer_fired_event_attributes"):
+            timers.discard(ev.timer_fired_event_attributes.timer_id)
+        elif ev.HasField("timer_canceled_event_attributes"):
+            timers.discard(ev.timer_canceled_event_attributes.timer_id)
+    return not timers
 
 
 async def progress(client: Client, workflow_id: str) -> BulkProgress:
@@ -89,7 +106,8 @@ async def test_pause_resume(client, worker, runtime, sandbox, task_queue) -> Non
     assert paused.state == "paused" and 6 <= paused.sent < 30
     sent_while_paused = sum(delivered_to(sandbox, wa).values())
     assert sent_while_paused == paused.sent
-    await asyncio.sleep(1.5)  # paused means paused: nothing new reaches the provider meanwhile
+    # Paused means paused: no batch in flight, no timer, no workflow task — nothing can run before a signal.
+    assert await eventually(lambda: waits_for_a_signal(client, wf), lambda blocked: blocked)
     assert sum(delivered_to(sandbox, wa).values()) == sent_while_paused
     assert (await progress(client, wf)).sent == paused.sent
     await handle.signal(BulkSendWhatsAppTemplate.resume)

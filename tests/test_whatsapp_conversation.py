@@ -4,7 +4,6 @@ continue-as-new and the idle end."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -13,7 +12,7 @@ from datetime import timedelta
 import httpx
 import pytest
 from temporalio import workflow
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.service import RPCError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
@@ -77,12 +76,11 @@ async def test_template_then_reply_inside_the_window(client, worker, runtime, sa
     assert "outside the 24-hour customer service window" in str(exc.value.cause)
     sent = await handle.execute_update(WhatsAppConversation.send_reply, ConversationReply(message=HELLO))
     assert sent.status == "accepted" and sent.category == "utility" and not sent.used_fallback_template
-    waiting = asyncio.ensure_future(handle.execute_update(WhatsAppConversation.wait_for_reply,
-                                                          WaitForReply(timeout_seconds=30)))
-    await asyncio.sleep(0.2)
+    waiting = await handle.start_update(WhatsAppConversation.wait_for_reply, WaitForReply(timeout_seconds=30),
+                                        wait_for_stage=WorkflowUpdateStage.ACCEPTED)
     inbound = await customer_writes(sandbox.url, wa, customer, "Does it come in another color?",
                                     context_message_id=sent.message_id)
-    reply = await waiting
+    reply = await waiting.result()
     assert not reply.timed_out and reply.reply and reply.reply.message_id == inbound["message_id"]
     assert reply.reply.text == "Does it come in another color?"
     answer = await handle.execute_update(WhatsAppConversation.send_reply, ConversationReply(message=TEXT))
@@ -217,7 +215,8 @@ async def test_another_workflow_waits_for_the_reply(client, worker, runtime, san
 async def test_continue_as_new_keeps_the_context(client, worker, runtime, sandbox, gateway, task_queue):
     wa = await wa_conn(runtime, sandbox.url, gateway)
     wa_id = "16505554008"
-    wid = await start(client, task_queue, wa, runtime=runtime, wa_id=wa_id, history_limit=40,
+    # 12 signals alone pass 15 history events, however the worker batches them into workflow tasks.
+    wid = await start(client, task_queue, wa, runtime=runtime, wa_id=wa_id, history_limit=15,
                       context={"deal_id": "d1"})
     first_run = (await client.get_workflow_handle(wid).describe()).run_id
     for i in range(12):
@@ -229,8 +228,11 @@ async def test_continue_as_new_keeps_the_context(client, worker, runtime, sandbo
     assert v.context == {"deal_id": "d1"} and v.window_open
     async with httpx.AsyncClient() as http:  # a redelivery from before the continue-as-new is still a duplicate
         await http.post(f"{sandbox.url}/_sandbox/whatsapp/redeliver", json={"count": 12})
-    await asyncio.sleep(0.3)
-    assert (await view(client, wid)).seq == 12
+    # The redeliveries were signalled before the sandbox's call returned; a new message after them is seen only
+    # once they were all handled.
+    await customer_writes(sandbox.url, wa, "+" + wa_id, "message 12")
+    v = await eventually(lambda: view(client, wid), lambda v: len(v.messages) == 13)
+    assert [m.text for m in v.messages] == [f"message {i}" for i in range(13)] and v.seq == 13
 
 
 async def test_idle_conversation_ends_and_restarts_from_the_store(client, worker, runtime, sandbox, gateway,

@@ -5,7 +5,6 @@ number (BSUID only) are their own conversations, and no workflow id carries a ph
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
 import hashlib
@@ -18,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from temporalio import workflow
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateStage
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.whatsapp import conversation_ids, webhooks
@@ -218,12 +217,11 @@ async def test_wait_for_reply_returns_the_tapped_button_and_a_workflow_branches_
     async with Worker(client, task_queue=queue, workflows=[ButtonFlow], workflow_runner=UnsandboxedWorkflowRunner()):
         flow = await client.start_workflow(ButtonFlow.run, wid, id=f"flow-{uuid.uuid4().hex}", task_queue=queue)
         await eventually(lambda: view(client, wid), lambda v: v.subscriptions == 1)
-        waiting = asyncio.ensure_future(handle.execute_update(WhatsAppConversation.wait_for_reply,
-                                                              WaitForReply(timeout_seconds=30)))
-        await asyncio.sleep(0.2)
+        waiting = await handle.start_update(WhatsAppConversation.wait_for_reply, WaitForReply(timeout_seconds=30),
+                                            wait_for_stage=WorkflowUpdateStage.ACCEPTED)
         await customer_writes(sandbox.url, wa, "+" + customer, type="interactive", reply_id="cancel-button",
                               reply_title="Cancel", context_message_id=first["message_id"])
-        got = await waiting
+        got = await waiting.result()
         assert got.reply.content.reply.title == "Cancel" and got.reply.content.choice == "cancel-button"
         assert await flow.result() == "cancelled: cancel-button (Cancel)"
 

@@ -34,6 +34,8 @@ with workflow.unsafe.imports_passed_through():
 # (activities/whatsapp/models.py): a refused input fails as PermanentError invalid_input before `run`.
 KEEP_FAILURES = 200
 MIN_WAIT = timedelta(seconds=1)
+# Histories written before it sent held recipients in batches of their own (settled at the deadline like the rest).
+HOLDS_OUTLIVE_DEADLINE = "bulk-holds-outlive-deadline"
 
 
 @workflow.defn(name="BulkSendWhatsAppTemplate")
@@ -44,6 +46,7 @@ class BulkSendWhatsAppTemplate:
         self.cancel_requested = False
         self.failures: list[BulkOutcome] = []
         self.held: set[int] = set()  # recipients waiting for a messaging-limit slot (the rest of `waiting` pend)
+        self.released: set[int] = set()  # held recipients whose slot freed after the deadline, not yet sent
         self.deadline = datetime.max.replace(tzinfo=UTC)
 
     @workflow.signal(name="pause")
@@ -83,7 +86,9 @@ class BulkSendWhatsAppTemplate:
                 queue.clear()
             while queue and not self.paused and len(running) < inp.max_parallel_batches:
                 indices = queue.pop(0)
-                settle_only = workflow.now() >= deadline
+                # Past the deadline a batch only settles — unless it resumes a messaging-limit hold: the limit holds
+                # a send, it never fails one (a hold can outlast the default 12 h deadline: the window is 24 h).
+                settle_only = workflow.now() >= deadline and not self.released.issuperset(indices)
                 task = asyncio.ensure_future(workflow.execute_activity_method(
                     WhatsAppActivities.send_template_batch,
                     BulkBatchInput(organization_id=inp.organization_id, connection=inp.connection,
@@ -116,12 +121,17 @@ class BulkSendWhatsAppTemplate:
                 await self._sleep_until(min(waiting.values()))
                 now = workflow.now()
                 due = sorted(i for i, at in waiting.items() if at <= now)
+                groups = [due]
+                if now >= deadline and self.held.intersection(due) and workflow.patched(HOLDS_OUTLIVE_DEADLINE):
+                    released = [i for i in due if i in self.held]
+                    self.released.update(released)
+                    groups = [released, [i for i in due if i not in self.held]]
                 for i in due:
                     del waiting[i]
                     self.held.discard(i)
                 self.progress.held = len(self.held)
                 self.progress.pending = len(waiting) - len(self.held)
-                queue = [due[i:i + inp.batch_size] for i in range(0, len(due), inp.batch_size)]
+                queue = [g[i:i + inp.batch_size] for g in groups for i in range(0, len(g), inp.batch_size)]
                 continue
             break
         # Recipients still waiting when the send stops (cancel, configuration error) are counted, not lost.
@@ -147,6 +157,7 @@ class BulkSendWhatsAppTemplate:
         pending: list[int] = []
         for o in res.outcomes:
             self.held.discard(o.index)
+            self.released.discard(o.index)
             if o.status == "sent":
                 p.sent += 1
                 p.resent += int(o.resent)  # a bool from histories written before it became a count
