@@ -102,10 +102,14 @@ def opt_in(runtime: Runtime, wa: seed.WhatsAppConn, recipients: list[str]) -> No
 # ---- lost answers ---------------------------------------------------------------------------------------------
 async def test_lost_answers_are_reconciled_from_status_webhooks(client, runtime, sandbox, gateway, settings) -> None:
     """Meta accepts the send but the answer never comes back (the client times out): the status webhook naming
-    the intent settles it, and nothing is sent twice."""
+    the intent settles it, and nothing is sent twice — also when that webhook reports the message `failed` later
+    (undeliverable here; the messaging limit alike): it still proves the request was accepted."""
     wa = await seed.whatsapp_connection(runtime, sandbox.url, gateway, settings={"reconcile_seconds": 8})
     queue = f"lost-{uuid.uuid4().hex[:8]}"
     recipients = numbers(711, 5)
+    async with httpx.AsyncClient() as http:
+        (await http.post(f"{sandbox.url}/_sandbox/whatsapp/undeliverable",
+                         json={"numbers": recipients[:2]})).raise_for_status()
     await faults(sandbox, lose_answer_next=len(recipients), hang_after_accept_ms=4000)
     try:
         async with own_runtime(settings, http_timeout_seconds=1.5, task_queue=queue) as rt, \

@@ -89,8 +89,10 @@ async def record(rt: Runtime, conn: Connection, batch: WebhookBatch) -> dict[tup
                 conn.organization_id, conn.id, st.phone_number_id, st.message_id, st.status, st.timestamp,
                 st.recipient_id, st.errors, st.pricing, rates, str(customer_country_code(st.recipient_id)),
                 event=base)
-            if intent_id is not None and st.status != "failed":
+            if intent_id is not None:
                 # Meta names the send we attached this intent to: it was accepted, even if its answer was lost.
+                # A `failed` status proves it too (the message got an id and failed afterwards, e.g. the messaging
+                # limit): sending it again would only make a second copy fail, or reach the customer twice.
                 IntentStore(rt.store).accept_by_id(intent_id, st.message_id, {
                     "to": "+" + st.recipient_id, "status": "accepted", "message_id": st.message_id,
                     "wa_id": st.recipient_id, "category": (st.pricing or {}).get("category") or "service"})
