@@ -234,7 +234,7 @@ async def test_kill_9_during_a_bulk_send_loses_and_repeats_nothing(webhooks, cli
     twice = [r for r in recipients if per[r.lstrip("+")] > 1]
     FAULT_FIGURES.append(f"kill -9 x3 mid-bulk, {'with' if webhooks else 'without'} status webhooks (after "
                          f"{kills} accepted): attempted {len(recipients)}, lost {len(lost)}, sent twice "
-                         f"{len(twice)}, resent after a lost answer {result.resent}")
+                         f"{len(twice)}, resend claims (an upper bound on copies) {result.resent}")
     assert lost == []
     # The workflow's counts are the provider's: everyone sent, and every second copy counted as a resend.
     assert (result.state, result.sent, result.failed, result.pending) == ("completed", len(recipients), 0, 0)
