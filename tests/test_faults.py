@@ -336,6 +336,9 @@ async def test_a_hanging_vault_stalls_no_other_organization(client, sandbox, set
 
         await send(a, "+16507550000")
         await send(b, "+16507560000")  # both secrets cached
+        # B's normal time for the same 10 concurrent sends: "not delayed" is measured against it, not against an
+        # absolute figure a loaded machine could exceed by itself.
+        b_normal = max(await asyncio.gather(*(send(b, f"+1650759{i:04d}") for i in range(10))))
         path_a = rt.credentials_path(rt.store.find_connection(a.organization_id, "WHATSAPP_BUSINESS", "default"))
         _expires, entry = rt.vault._cache[path_a]
         rt.vault._cache[path_a] = (time.monotonic() - 1, entry)  # A's cached secret is past its TTL
@@ -347,9 +350,10 @@ async def test_a_hanging_vault_stalls_no_other_organization(client, sandbox, set
         finally:
             os.kill(proc.pid, signal.SIGCONT)
         FAULT_FIGURES.append(f"Vault hanging: stale-served org attempted 5, lost 0 (slowest {max(a_times):.1f} s); "
-                             f"other org attempted 10, slowest {max(b_times):.2f} s")
+                             f"other org attempted 10, slowest {max(b_times):.2f} s (without the fault "
+                             f"{b_normal:.2f} s)")
         assert rt.vault.stale_served >= 1
-        assert max(b_times) < 1.0, b_times
+        assert max(b_times) - b_normal < 1.0, (b_times, b_normal)
         await rt.close()
     finally:
         stack.stop()
