@@ -8,12 +8,14 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.slack.seed import ensure_app
 from core.alerting import waker
 from core.payloads import compact_data_converter
 from core.runtime import Runtime
@@ -210,3 +212,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("fault suite: counted on the provider's side")
         for line in FAULT_FIGURES:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="module")
+async def slack_app(runtime: Runtime, sandbox: SandboxHandle, gateway: str) -> Any:
+    """The sandbox's Slack app, registered in Vault once, with the running gateway as its request URL."""
+    return await ensure_app(runtime, sandbox.url, gateway)

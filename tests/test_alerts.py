@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from activities.admin.alerts import AlertDeliveryInput, RouteSpec, add_route, remove_route, sign, verify
-from activities.slack.seed import channel_state, create_workspace, direct_connection, ensure_app
+from activities.slack.seed import channel_state, create_workspace, direct_connection
 from core.alerting import ALERT_WORKFLOW, WAKE_SIGNAL, alert_workflow_id
 from core.errors import PermanentError
 from store.alerts import AlertDelivery, AlertStore
@@ -20,11 +20,6 @@ from store.db import ConnectionNotFound
 from store.models import AdminNotification
 from tests.test_cli import ainvoke
 from vault.client import CredentialsMissing
-
-
-@pytest.fixture(scope="module")
-async def slack_app(runtime, sandbox, settings):
-    return await ensure_app(runtime, sandbox.url, settings.gateway_public_url)
 
 
 async def slack_org(runtime, sandbox) -> tuple[str, str, dict[str, str]]:

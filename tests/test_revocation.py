@@ -7,18 +7,13 @@ import uuid
 import httpx
 import pytest
 
-from activities.slack.seed import create_workspace, direct_connection, ensure_app
+from activities.slack.seed import create_workspace, direct_connection
 from core.connections import remove_connection
 from store.db import ConnectionNotFound
 from store.models import ConnectionStatus, Health
 from tests import calendar_seed as cal
 from tests import seed
 from vault.client import CredentialsMissing
-
-
-@pytest.fixture(scope="module")
-async def slack_app(runtime, sandbox, settings):
-    return await ensure_app(runtime, sandbox.url, settings.gateway_public_url)
 
 
 async def slack_conn(runtime, sandbox):

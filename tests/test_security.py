@@ -12,7 +12,6 @@ import uuid
 import httpx
 import uvicorn
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy import text
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
@@ -21,16 +20,9 @@ from core.connections import masked_credentials
 from core.logs import install_filters
 from gateway.app import create_app as create_gateway
 from tests import seed
+from tests.helpers import dump_store
 from tests.history import history_texts
 from worker.stack import reserve_port
-
-
-def dump_store(runtime) -> str:
-    rows: list[str] = []
-    with runtime.store.engine.connect() as conn:
-        for table in sa_inspect(runtime.store.engine).get_table_names():
-            rows += [repr(tuple(r)) for r in conn.execute(text(f'SELECT * FROM "{table}"'))]
-    return "\n".join(rows)
 
 
 async def test_canary_secret_never_leaks(client, worker, runtime, sandbox, gateway, task_queue, caplog, stack):

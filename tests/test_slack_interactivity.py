@@ -9,7 +9,6 @@ import time
 import uuid
 
 import httpx
-import pytest
 from temporalio.client import Client, WorkflowHandle
 
 from activities.slack import webhooks
@@ -19,14 +18,8 @@ from activities.slack.seed import (
     click,
     create_workspace,
     direct_connection,
-    ensure_app,
     wait_for_message,
 )
-
-
-@pytest.fixture(scope="module")
-async def slack_app(runtime, sandbox, settings, gateway):
-    return await ensure_app(runtime, sandbox.url, gateway)
 
 
 class Approval:

@@ -25,7 +25,7 @@ from activities.slack.models import (
     PostMessageInput,
     UpdateMessageInput,
 )
-from activities.slack.seed import channel_state, create_workspace, direct_connection, ensure_app
+from activities.slack.seed import channel_state, create_workspace, direct_connection
 from core.connections import test_connection as check_connection
 from core.policies import SLACK_SEND
 from core.runtime import Runtime
@@ -39,11 +39,6 @@ def env(attempt: int = 1) -> ActivityEnvironment:
 
 async def run(fn, inp):
     return await env().run(fn, inp)
-
-
-@pytest.fixture(scope="module")
-async def slack_app(runtime, sandbox, settings):
-    return await ensure_app(runtime, sandbox.url, settings.gateway_public_url)
 
 
 @dataclasses.dataclass

@@ -18,7 +18,7 @@ from activities.slack import store as slack_store
 from activities.slack.activities import SlackActivities
 from activities.slack.models import AuthTestInput, PostMessageInput
 from activities.slack.provider import PROVIDER
-from activities.slack.seed import create_workspace, direct_connection, ensure_app, install_via_gateway
+from activities.slack.seed import create_workspace, direct_connection, install_via_gateway
 from activities.slack.settings import SlackSettings
 from core.policies import SLACK_SEND
 from core.runtime import Runtime
@@ -30,11 +30,6 @@ from vault.credentials import OAuth2Credentials
 
 def env() -> ActivityEnvironment:
     return activity_env(options=SLACK_SEND)
-
-
-@pytest.fixture(scope="module")
-async def slack_app(runtime, sandbox, settings):
-    return await ensure_app(runtime, sandbox.url, settings.gateway_public_url)
 
 
 def fake(sandbox):

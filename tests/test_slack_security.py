@@ -7,8 +7,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import inspect as sa_inspect
-from sqlalchemy import text
 from temporalio.client import WorkflowFailureError
 
 from activities.slack.models import (
@@ -20,15 +18,8 @@ from activities.slack.models import (
 from activities.slack.seed import click as click_button
 from activities.slack.seed import create_workspace, ensure_app, install_via_gateway, wait_for_message
 from core.connections import masked_credentials
+from tests.helpers import dump_store
 from tests.history import history_texts
-
-
-def dump_store(runtime) -> str:
-    rows: list[str] = []
-    with runtime.store.engine.connect() as conn:
-        for table in sa_inspect(runtime.store.engine).get_table_names():
-            rows += [repr(tuple(r)) for r in conn.execute(text(f'SELECT * FROM "{table}"'))]
-    return "\n".join(rows)
 
 
 async def test_slack_secrets_never_leak(client, worker, runtime, sandbox, gateway, task_queue, caplog, stack):

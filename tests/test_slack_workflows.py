@@ -10,14 +10,9 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from activities.slack.models import SendSlackMessageInput, SendSlackMessageResult
-from activities.slack.seed import channel_state, create_workspace, direct_connection, ensure_app
+from activities.slack.seed import channel_state, create_workspace, direct_connection
 from store.models import ConnectionStatus
 from tests import seed
-
-
-@pytest.fixture(scope="module")
-async def slack_app(runtime, sandbox, settings):
-    return await ensure_app(runtime, sandbox.url, settings.gateway_public_url)
 
 
 async def send(client: Client, task_queue: str, **kw) -> SendSlackMessageResult:
