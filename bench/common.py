@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -23,7 +24,7 @@ from core.temporal import connect
 from worker.dev import child_env
 from worker.migrate import upgrade
 from worker.registry import registry
-from worker.stack import Stack, free_port, wait_port
+from worker.stack import Stack, child_on_free_port, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -63,10 +64,16 @@ class BenchStack:
 
     def start_gateway(self) -> str:
         """`python -m gateway` in its own process, as deployed; returns its URL once it listens."""
-        proc = self.stack.python("gateway", self.env(), self.tmp / "gateway.log")
-        wait_port("127.0.0.1", self.settings.gateway_port, 60, proc)
+        def start(port: int) -> subprocess.Popen[bytes]:
+            self.settings = self.settings.model_copy(update={"gateway_port": port,
+                                                             "gateway_public_url": f"http://127.0.0.1:{port}"})
+            return self.stack.python("gateway", self.env(), self.tmp / "gateway.log")
+
+        proc, _port = child_on_free_port(start)
         self.extra["gateway_pid"] = proc.pid
-        return f"http://127.0.0.1:{self.settings.gateway_port}"
+        return self.settings.gateway_public_url
+
+
 
 
 @asynccontextmanager
@@ -87,10 +94,13 @@ async def bench_stack(database_url: str | None = None, *, gateway: bool = False)
     """Start everything; `database_url` None is the embedded SQLite default in a fresh temporary folder."""
     tmp = Path(tempfile.mkdtemp(prefix="osi-bench-"))
     stack = Stack()
-    tport, vport, sport, gport = free_port(), free_port(), free_port(), free_port()
+    gport = free_port()  # start_gateway picks its own when asked to start one
     try:
-        temporal = stack.temporal(tport, free_port(), None, headless=True, log=tmp / "temporal.log")
-        stack.vault(vport, log=tmp / "bao.log")
+        temporal, tport = stack.temporal_on_free_port(None, headless=True, log=tmp / "temporal.log")
+        _, vport = stack.vault_on_free_port(log=tmp / "bao.log")
+        # The sandbox in its own process, as in `make run`: it must not share our event loop or GIL.
+        _, sport = child_on_free_port(lambda port: stack.python(
+            "sandbox", {"OSI_SANDBOX_PORT": str(port), "OSI_LOG_LEVEL": "WARNING"}, tmp / "sandbox.log"))
         sandbox_url = f"http://127.0.0.1:{sport}"
         settings = Settings(
             data_dir=tmp, temporal_address=f"127.0.0.1:{tport}", vault_addr=f"http://127.0.0.1:{vport}",
@@ -100,10 +110,6 @@ async def bench_stack(database_url: str | None = None, *, gateway: bool = False)
                       for p in registry().providers() if p.provider is not None},
             task_queue=f"bench-{uuid.uuid4().hex[:6]}", dev_mode=True, egress_private_hosts="127.0.0.1",
             breaker_failure_threshold=10_000, _env_file=None)
-        # The sandbox in its own process, as in `make run`: it must not share our event loop or GIL.
-        proc = stack.python("sandbox", {"OSI_SANDBOX_PORT": str(sport), "OSI_LOG_LEVEL": "WARNING"},
-                            tmp / "sandbox.log")
-        wait_port("127.0.0.1", sport, 30, proc)
         upgrade(settings.database_url)
         rt = Runtime(settings, registry=registry())
         rt.vault.ensure_engines(settings.vault_transit_key)

@@ -25,16 +25,15 @@ from sandbox.app import create_app
 from vault.credentials import BearerTokenCredentials
 from worker.migrate import upgrade
 from worker.registry import registry
-from worker.stack import ServerThread, Stack, free_port
+from worker.stack import ServerThread, Stack
 
 CONCURRENCY = 50
 
 
 async def main(n: int) -> None:
     stack = Stack()
-    vport = free_port()
-    stack.vault(vport)
-    sandbox = ServerThread(create_app(), free_port()).start()
+    _, vport = stack.vault_on_free_port()
+    sandbox = ServerThread(create_app()).start()  # binds its own socket: no port to race for
     tmp = Path(tempfile.mkdtemp())
     try:
         s = Settings(vault_addr=f"http://127.0.0.1:{vport}", database_url=f"sqlite:///{tmp / 'b.db'}",

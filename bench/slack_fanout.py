@@ -36,7 +36,7 @@ from core.runtime import Runtime
 from core.settings import Settings
 from worker.migrate import upgrade
 from worker.registry import registry
-from worker.stack import Stack, free_port, wait_port
+from worker.stack import Stack, child_on_free_port
 
 
 async def channel_stats(sandbox_url: str, team: str) -> dict[str, dict[str, Any]]:
@@ -112,17 +112,16 @@ async def run_bench(rt: Runtime, sandbox_url: str, channels: int, per_channel: i
 async def main(channels: int, per_channel: int, rounds: int, latency_ms: float, jitter_ms: float) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="osi-bench-slack-"))
     stack = Stack()
-    vport, sport = free_port(), free_port()
     rows: list[dict[str, Any]] = []
     try:
-        stack.vault(vport, log=tmp / "bao.log")
+        _, vport = stack.vault_on_free_port(log=tmp / "bao.log")
+        _, sport = child_on_free_port(lambda port: stack.python(
+            "sandbox", {"OSI_SANDBOX_PORT": str(port), "OSI_SANDBOX_LATENCY_MS": str(latency_ms),
+                        "OSI_SANDBOX_JITTER_MS": str(jitter_ms)}, tmp / "sandbox.log"))
         settings = Settings(data_dir=tmp, vault_addr=f"http://127.0.0.1:{vport}",
                             database_url=f"sqlite:///{tmp / 'bench.db'}", sandbox_port=sport,
                             sections={"slack": {"base_url": f"http://127.0.0.1:{sport}/slack/api/"}},
                             _env_file=None)  # type: ignore[call-arg]
-        proc = stack.python("sandbox", {"OSI_SANDBOX_PORT": str(sport), "OSI_SANDBOX_LATENCY_MS": str(latency_ms),
-                                        "OSI_SANDBOX_JITTER_MS": str(jitter_ms)}, tmp / "sandbox.log")
-        wait_port("127.0.0.1", sport, 30, proc)
         upgrade(settings.database_url)
         rt = Runtime(settings, registry=registry())
         rt.vault.ensure_engines(settings.vault_transit_key)

@@ -46,7 +46,7 @@ from bench.common import (
 )
 from core.connections import add_connection
 from vault.credentials import BearerTokenCredentials
-from worker.stack import free_port, wait_port
+from worker.stack import child_on_free_port
 
 
 def delivery(pid: str, waba: str, wa_id: str, text: str) -> dict[str, Any]:
@@ -146,16 +146,14 @@ async def counted(bs: BenchStack, org: Org, sent: dict[str, set[str]]) -> tuple[
 
 async def run(events: int, n_customers: int, concurrency: int, rounds: int) -> dict[str, Any]:
     async with bench_stack(gateway=True) as bs:
-        worker_env = {**bs.env(), "OSI_WORKER_HEALTH_PORT": str(free_port())}
+        worker_env = {**bs.env(), "OSI_WORKER_HEALTH_PORT": "0"}  # not read here: no port to race for
         worker_pid = bs.stack.python("worker", worker_env, bs.tmp / "worker.log").pid
         gateway_url = f"http://127.0.0.1:{bs.settings.gateway_port}"
         org = Org(bs)
         await org.create()
-        vport = free_port()
-        vproc = bs.stack.spawn([sys.executable, str(ROOT / "bench" / "verify_only.py")], bs.tmp / "verify.log",
-                               {"BENCH_PORT": str(vport), "BENCH_APP_SECRET": org.secret,
-                                "PYTHONPATH": str(ROOT)})
-        wait_port("127.0.0.1", vport, 30, vproc)
+        _, vport = child_on_free_port(lambda port: bs.stack.spawn(
+            [sys.executable, str(ROOT / "bench" / "verify_only.py")], bs.tmp / "verify.log",
+            {"BENCH_PORT": str(port), "BENCH_APP_SECRET": org.secret, "PYTHONPATH": str(ROOT)}))
         gateway_pid, temporal_pid = int(bs.extra["gateway_pid"]), bs.temporal_pid
         path = f"/webhooks/whatsapp/{org.connection_id}"
         rng = random.Random(14)

@@ -43,7 +43,7 @@ from vault.credentials import BearerTokenCredentials
 from worker.main import build_worker
 from worker.migrate import upgrade
 from worker.registry import registry
-from worker.stack import Stack, free_port, wait_port
+from worker.stack import Stack, child_on_free_port
 from workflows.whatsapp_bulk import BulkSendWhatsAppTemplate
 
 TEMPLATE = {"name": "bench_notice", "language": "en_US", "category": "UTILITY",
@@ -168,20 +168,19 @@ async def main(messages: int, limits: list[int], batch_size: int, rounds: int, l
                jitter_ms: float, concurrency: int | None) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="osi-bench-"))
     stack = Stack()
-    tport, vport, sport = free_port(), free_port(), free_port()
     rows: list[dict[str, Any]] = []
     try:
-        stack.temporal(tport, free_port(), None, headless=True, log=tmp / "temporal.log")
-        stack.vault(vport, log=tmp / "bao.log")
+        _, tport = stack.temporal_on_free_port(None, headless=True, log=tmp / "temporal.log")
+        _, vport = stack.vault_on_free_port(log=tmp / "bao.log")
+        # The sandbox in its own process, as in `make run`: it must not share our event loop or GIL. Every
+        # request crosses its network: `latency_ms` plus lognormal jitter (median `jitter_ms`, long tail).
+        _, sport = child_on_free_port(lambda port: stack.python(
+            "sandbox", {"OSI_SANDBOX_PORT": str(port), "OSI_SANDBOX_LATENCY_MS": str(latency_ms),
+                        "OSI_SANDBOX_JITTER_MS": str(jitter_ms)}, tmp / "sandbox.log"))
         settings = Settings(data_dir=tmp, temporal_address=f"127.0.0.1:{tport}", vault_addr=f"http://127.0.0.1:{vport}",
                             database_url=f"sqlite:///{tmp / 'bench.db'}", sandbox_port=sport,
                             sections={"whatsapp": {"base_url": f"http://127.0.0.1:{sport}/whatsapp"}},
                             task_queue=f"bench-{uuid.uuid4().hex[:6]}", _env_file=None)  # type: ignore[call-arg]
-        # The sandbox in its own process, as in `make run`: it must not share our event loop or GIL. Every
-        # request crosses its network: `latency_ms` plus lognormal jitter (median `jitter_ms`, long tail).
-        proc = stack.python("sandbox", {"OSI_SANDBOX_PORT": str(sport), "OSI_SANDBOX_LATENCY_MS": str(latency_ms),
-                                        "OSI_SANDBOX_JITTER_MS": str(jitter_ms)}, tmp / "sandbox.log")
-        wait_port("127.0.0.1", sport, 30, proc)
         upgrade(settings.database_url)
         rt = Runtime(settings, registry=registry())
         rt.vault.ensure_engines(settings.vault_transit_key)

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -265,6 +265,23 @@ class Stack:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self.procs.clear()
+
+
+def child_on_free_port(start: Callable[[int], subprocess.Popen[bytes]], attempts: int = 5
+                       ) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a child server on a port chosen free, until one comes up: another process may take the port between
+    our choosing and its binding (the benchmarks run side by side in tests/test_bench.py); the child then exits
+    and we try another port."""
+    for attempt in range(attempts):
+        port = free_port()
+        proc = start(port)
+        try:
+            wait_port("127.0.0.1", port, 60, proc)
+            return proc, port
+        except RuntimeError:
+            if proc.poll() is None or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 class ServerThread:
