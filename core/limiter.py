@@ -304,11 +304,8 @@ class MemoryLimiter:
             self._spacing_period.pop(name, None)
 
 
-# The same rules as MemoryLimiter._plan, atomically over every worker. Per limit two keys: a sorted set of
-# slots (score: the instant its window runs from; a call not yet answered scores its start + HOLD_MAX, so
-# "in flight" is "scored in the future") and the GCRA schedule. Time is Redis's own clock unless a test
-# passes one, so workers on different hosts share one clock.
-_REDIS_TAKE = """
+# Every script starts with `now`: Redis's own clock, unless a test passes one as ARGV[1].
+_REDIS_NOW = """
 local now
 if ARGV[1] == '' then
   local t = redis.call('TIME')
@@ -316,6 +313,13 @@ if ARGV[1] == '' then
 else
   now = tonumber(ARGV[1])
 end
+"""
+
+# The same rules as MemoryLimiter._plan, atomically over every worker. Per limit two keys: a sorted set of
+# slots (score: the instant its window runs from; a call not yet answered scores its start + HOLD_MAX, so
+# "in flight" is "scored in the future") and the GCRA schedule. Time is Redis's own clock unless a test
+# passes one, so workers on different hosts share one clock.
+_REDIS_TAKE = _REDIS_NOW + """
 -- Numbers go back to Redis with microseconds (Lua's own tostring keeps 14 digits: 0.1 ms of an epoch).
 local function f(x) return string.format('%.6f', x) end
 local token = ARGV[2]
@@ -369,14 +373,7 @@ return {f(start - now), 1, f(start)}
 
 # Release: each slot's window runs from the answer (now); at_start=1 counts it from its start instead (no answer to
 # wait for); forget=1 drops it (never sent). Returns Redis's now.
-_REDIS_RELEASE = """
-local now
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-else
-  now = tonumber(ARGV[1])
-end
+_REDIS_RELEASE = _REDIS_NOW + """
 local token, hold, at_start, forget = ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1', ARGV[5] == '1'
 for i = 1, #KEYS do
   local s = redis.call('ZSCORE', KEYS[i], token)
@@ -394,14 +391,7 @@ end
 return string.format('%.6f', now)
 """
 
-_REDIS_PENALIZE = """
-local now
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-else
-  now = tonumber(ARGV[1])
-end
+_REDIS_PENALIZE = _REDIS_NOW + """
 for i = 1, #KEYS do
   local until_ = now + tonumber(ARGV[1 + 2 * i - 1]) + tonumber(ARGV[1 + 2 * i])
   local tat = tonumber(redis.call('GET', KEYS[i]) or '-1e18')
