@@ -25,6 +25,7 @@ from worker.dev import child_env
 from worker.migrate import upgrade
 from worker.registry import registry
 from worker.stack import Stack, child_on_free_port, free_port
+from worker.stack import proc_cpu_seconds as proc_cpu_seconds  # re-exported for the benchmarks
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -125,13 +126,6 @@ async def bench_stack(database_url: str | None = None, *, gateway: bool = False)
         stack.stop()
 
 
-def proc_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc; 0.0 elsewhere): the Temporal server's share of a run."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def self_cpu_seconds() -> float:

@@ -52,7 +52,7 @@ from tests.conftest import StackInfo, sandbox_sections
 from vault.credentials import BearerTokenCredentials
 from worker.migrate import upgrade
 from worker.registry import registry
-from worker.stack import free_port, wait_port
+from worker.stack import free_port, proc_cpu_seconds, wait_port
 
 pytestmark = [pytest.mark.scale]
 
@@ -280,13 +280,6 @@ async def sample(top: Topology, peaks: dict[str, int], stop: asyncio.Event) -> N
     await r.aclose()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a live process (Linux /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def limiter_waits(procs: list[Proc]) -> dict[str, float]:
@@ -410,7 +403,7 @@ async def test_three_workers_share_one_number_survive_kill_9_and_refresh_a_rotat
         pids = {str(w.pid): w.name for w in top.workers}
         by_worker = Counter({pids.get(i.split("@")[0], i): n for i, n in identities.items()})
         report["limiter_waits_survivors"] = await limiter_waits(top.workers)
-        report["cpu_seconds"] = {p.name: round(cpu_seconds(p.pid), 1) for p in top.procs if p.proc.poll() is None}
+        report["cpu_seconds"] = {p.name: round(proc_cpu_seconds(p.pid), 1) for p in top.procs if p.proc.poll() is None}
         report |= {
             "seconds": round(elapsed, 1),
             "messages_accepted": len(msgs),

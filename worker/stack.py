@@ -284,6 +284,15 @@ def child_on_free_port(start: Callable[[int], subprocess.Popen[bytes]], attempts
     raise AssertionError("unreachable")
 
 
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc; 0.0 elsewhere): benchmarks and the scale-out report."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class ServerThread:
     """A uvicorn server in a background thread of this process (tests and benchmarks)."""
 
